@@ -1,0 +1,203 @@
+"""Composition root: builds the real collaborators from a Config and runs one command.
+
+``render`` writes once; ``check`` renders in memory and writes nothing; ``run``
+renders, then either execs the command in place (``--no-watch``) or supervises it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import jinja2
+
+from . import auth, child, files
+from .config import AUTH_ENV_VARS, CliOptions, Config, build_config, parse_toml, resolve_config_path
+from .errors import UsageError
+from .log import register_secret
+from .refs import looks_like_ref
+from .render import EnvSpec, Rendered, Renderer
+from .vault import ServerSettings, VaultClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "https://127.0.0.1:8200"
+
+
+def load_config(
+    cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str
+) -> Config:
+    """Read the config file (if any) and merge it with the CLI and the environment."""
+    path = resolve_config_path(config_path, environ, os.path.isfile)
+    data: dict[str, object] = {}
+    if path is not None:
+        data = parse_toml(_read_text(path, "config file"), path)
+    return build_config(cli, environ, data, config_path=path, cwd=cwd)
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: not found") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}") from None
+
+
+def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What ``env()`` in templates sees: inject's environment minus auth material."""
+    return {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS}
+
+
+@dataclass
+class Job:
+    """Everything compiled from a Config before any network: templates and env specs."""
+
+    config: Config
+    renderer: Renderer
+    templates: dict[str, tuple[str, jinja2.Template]]
+    env: list[EnvSpec]
+
+
+def prepare(config: Config, environ: Mapping[str, str]) -> Job:
+    """Compile templates and classify env values (ambient references included) up front,
+    so every usage and syntax error is reported before the server is contacted."""
+    renderer = Renderer(template_environ(environ))
+    templates = {}
+    for spec in config.templates:
+        text = (
+            spec.contents
+            if spec.contents is not None
+            else _read_text(spec.source or "", "template")
+        )
+        templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
+    return Job(config, renderer, templates, _env_specs(config, environ, renderer))
+
+
+def _env_specs(config: Config, environ: Mapping[str, str], renderer: Renderer) -> list[EnvSpec]:
+    configured = dict(config.env)
+    specs = [
+        renderer.env_spec(name, value)
+        for name, value in sorted(environ.items())
+        if looks_like_ref(value) and name not in configured
+    ]
+    return specs + [renderer.env_spec(name, value) for name, value in configured.items()]
+
+
+def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
+    """A client with a working token (checked once, retried while unreachable)."""
+    if config.auth_method != "token":
+        raise UsageError(f"auth method '{config.auth_method}' is not supported yet; use token")
+    address = config.address or DEFAULT_ADDRESS
+    token = auth.find_token(config, environ)
+    register_secret(token)
+    client = VaultClient(_settings(config, address), token, retry_timeout_s=config.retry_timeout_s)
+    info = client.lookup_self()
+    log.debug("authenticated to %s (policies: %s)", address, ", ".join(info.get("policies") or []))
+    return client
+
+
+def _settings(config: Config, address: str) -> ServerSettings:
+    return ServerSettings(
+        address=address,
+        namespace=config.namespace,
+        ca_cert=config.ca_cert,
+        client_cert=config.client_cert,
+        client_key=config.client_key,
+        tls_skip_verify=config.tls_skip_verify,
+    )
+
+
+def render_once(job: Job, client: VaultClient) -> Rendered:
+    """One complete render in memory (nothing written)."""
+    return job.renderer.render_all(job.templates, job.env, client)
+
+
+def write_files(job: Job, rendered: Rendered, identity: child.Identity) -> files.Commit:
+    """Write every rendered file atomically, all or nothing."""
+    by_dest = {spec.destination: spec for spec in job.config.templates}
+    writes = [
+        files.FileWrite(
+            destination=dest,
+            content=content,
+            perms=by_dest[dest].perms,
+            allow_symlink=by_dest[dest].allow_symlink,
+            uid=identity.uid,
+            gid=identity.gid,
+        )
+        for dest, content in rendered.files.items()
+    ]
+    return files.write_all(writes)
+
+
+def child_environ(config: Config, environ: Mapping[str, str], rendered: Rendered) -> dict[str, str]:
+    """inject's environment plus rendered vars, minus tokens and auth material (unless passed)."""
+    keep = set(config.pass_env)
+    env = {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS or k in keep}
+    env.update(rendered.env)
+    return env
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject render``: write every file once and exit 0."""
+    job = prepare(config, environ)
+    identity = child.resolve_user(config.user)
+    client = connect(config, environ)
+    try:
+        rendered = render_once(job, client)
+        commit = write_files(job, rendered, identity)
+    finally:
+        client.close()
+    log.info("rendered %d file(s), %d changed", len(rendered.files), len(commit.changed))
+    return 0
+
+
+def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject check``: validate config and templates and read every secret; write nothing."""
+    job = prepare(config, environ)
+    client = connect(config, environ)
+    try:
+        rendered = render_once(job, client)
+    finally:
+        client.close()
+    log.info(
+        "ok: %d template(s), %d env var(s), %d secret(s) readable",
+        len(rendered.files),
+        len(rendered.env),
+        len(rendered.secrets),
+    )
+    return 0
+
+
+def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> int:
+    """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
+    if not argv:
+        raise UsageError(
+            "no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)"
+        )
+    job = prepare(config, environ)
+    identity = child.resolve_user(config.user)
+    client = connect(config, environ)
+    try:
+        rendered = render_once(job, client)
+        write_files(job, rendered, identity)
+    finally:
+        client.close()
+    env = child_environ(config, environ, rendered)
+    if config.no_watch:
+        log.debug("exec %s in place of inject", argv[0])
+        child.exec_in_place(argv, env, identity)
+    from .supervisor import Supervisor  # only the run path needs it
+
+    supervisor = Supervisor(
+        kill_signal=config.kill_signal, kill_timeout_s=config.kill_timeout_s, identity=identity
+    )
+    return supervisor.run(argv, env)

@@ -1,0 +1,205 @@
+"""The only module that spawns, signals and reaps processes.
+
+The child runs in its own process group (so a stop reaches the whole group, e.g. a
+shell and its app) and, when inject owns the terminal's foreground, it is given the
+foreground so Ctrl-C and job control reach the app directly, as under tini. Signal
+dispositions and the signal mask are reset before ``exec``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import grp
+import logging
+import os
+import pwd
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE, CommandError, UsageError
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+
+# Signals forwarded to the child. The kernel drops unhandled signals sent to a PID 1,
+# so each gets a real handler. TTIN/TTOU are ignored by inject (tini does the same).
+FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+    signal.SIGTSTP,
+    signal.SIGALRM,
+    signal.SIGPWR,
+)
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the child runs as (``--user``); -1 means unchanged."""
+
+    uid: int = -1
+    gid: int = -1
+    name: str = ""
+
+
+def resolve_user(spec: str) -> Identity:
+    """``USER[:GROUP]`` (names or numbers) -> uid/gid; UsageError when unknown."""
+    if not spec:
+        return Identity()
+    user, _, group = spec.partition(":")
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    except KeyError:
+        if not user.isdigit():
+            raise UsageError(f"--user: no user named '{user}'") from None
+        uid, gid, name = int(user), int(user), user
+    if group:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise UsageError(f"--user: no group named '{group}'") from None
+    return Identity(uid=uid, gid=gid, name=name)
+
+
+def exit_code_from_status(status: int) -> int:
+    """A wait status -> the shell's exit code (128+N for a death by signal N)."""
+    if os.WIFSIGNALED(status):
+        return EXIT_SIGNAL_BASE + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 1
+
+
+def become_subreaper() -> bool:
+    """Ask Linux to reparent orphaned descendants to us (unneeded when we are PID 1)."""
+    if os.getpid() == 1 or not sys.platform.startswith("linux"):
+        return os.getpid() == 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def exec_in_place(argv: Sequence[str], env: Mapping[str, str], identity: Identity) -> None:
+    """Replace inject with the command (``--no-watch``); only returns by raising."""
+    _drop_privileges(identity)
+    try:
+        os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - running the command is the job
+    except OSError as exc:
+        raise _command_error(argv[0], exc.errno or 0) from None
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str], identity: Identity) -> int:
+    """Start the command in its own process group; return its pid or raise CommandError."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    take_tty = _owns_foreground()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_fd)
+        _child_after_fork(argv, env, identity, write_fd, take_tty)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        failure = pipe.read()
+    if failure:
+        os.waitpid(pid, 0)
+        raise _command_error(argv[0], int(failure.decode() or 0))
+    log.debug("started %s as pid %d", argv[0], pid)
+    return pid
+
+
+def _child_after_fork(
+    argv: Sequence[str], env: Mapping[str, str], identity: Identity, write_fd: int, take_tty: bool
+) -> None:  # pragma: no cover - runs in the child
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        if take_tty:
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(sys.stdin.fileno(), os.getpgrp())
+        _reset_signals()
+        _drop_privileges(identity)
+        os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606
+    except OSError as exc:
+        code = exc.errno or errno.ENOENT
+    except BaseException:
+        code = errno.EINVAL
+    with contextlib.suppress(OSError):
+        os.write(write_fd, str(code).encode())
+    os._exit(EXIT_NOT_FOUND)
+
+
+def _reset_signals() -> None:
+    for number in range(1, signal.NSIG):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _drop_privileges(identity: Identity) -> None:
+    if identity.uid == -1:
+        return
+    if identity.name:
+        os.initgroups(identity.name, identity.gid)
+    else:
+        os.setgroups([identity.gid])
+    os.setgid(identity.gid)
+    os.setuid(identity.uid)
+
+
+def _owns_foreground() -> bool:
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _command_error(command: str, code: int) -> CommandError:
+    if code in (errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.EISDIR):
+        return CommandError(f"command '{command}' is not executable", exit_code=EXIT_NOT_EXECUTABLE)
+    if code == errno.ENOENT:
+        return CommandError(f"command '{command}' not found", exit_code=EXIT_NOT_FOUND)
+    return CommandError(
+        f"cannot run '{command}': {os.strerror(code)}", exit_code=EXIT_NOT_EXECUTABLE
+    )
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Send ``signum`` to the child's process group (falls back to the pid alone)."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def reap(main_pid: int) -> int | None:
+    """Reap every exited child (zombies included); return the main child's exit code if it died."""
+    code = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return code
+        if pid == 0:
+            return code
+        if pid == main_pid:
+            code = exit_code_from_status(status)
+        else:
+            log.debug("reaped orphan pid %d", pid)

@@ -1,0 +1,54 @@
+"""``inject dev``: run like ``inject`` against an embedded OpenBao dev server."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+from . import app, devserver
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+def cmd_dev(
+    config: Config, environ: Mapping[str, str], secrets_file: str | None, argv: Sequence[str]
+) -> int:
+    """Start the dev server, load the secrets file, then render and run ``argv`` (if any)."""
+    path = secrets_file or (
+        devserver.DEFAULT_SECRETS_FILE if os.path.isfile(devserver.DEFAULT_SECRETS_FILE) else None
+    )
+    seed_data = devserver.load_secrets_file(path) if path else {}
+    app.prepare(config, environ)  # report config and template errors before starting a server
+    with devserver.dev_server() as server:
+        devserver.seed(server, seed_data)
+        log.info("loaded %d secret(s) from %s", len(seed_data), path or "nothing")
+        dev_config = dataclasses.replace(
+            config,
+            address=server.address,
+            token_file=server.token_file,
+            auth_method="token",
+            namespace="",
+            no_watch=False,
+        )
+        env = {k: v for k, v in environ.items() if k not in ("VAULT_TOKEN", "BAO_TOKEN")}
+        env["VAULT_ADDR"] = server.address
+        if argv:
+            return app.cmd_run(dev_config, env, argv)
+        app.cmd_render(dev_config, env)
+        log.info(
+            "dev server running; VAULT_ADDR=%s, token in %s; Ctrl-C to stop",
+            server.address,
+            server.token_file,
+        )
+        _wait_for_stop()
+    return 0
+
+
+def _wait_for_stop() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    signal.sigwait({signal.SIGINT, signal.SIGTERM})

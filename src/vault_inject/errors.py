@@ -1,0 +1,93 @@
+"""The exception tree of vault-inject.
+
+Every failure inject itself reports is one of these, and each kind has its own
+documented exit code (see ``EXIT_*`` and the README)::
+
+    InjectError                    (exit 1: an unexpected internal failure)
+    ├── UsageError                 (exit 2: bad option, config file, reference, duration)
+    ├── RenderError                (exit 3: a template or env template failed to render)
+    ├── SecretError                (exit 4: auth or secret problem)
+    │   ├── AuthError              (no usable token, login refused, token expired)
+    │   ├── PermissionDenied       (HTTP 403 on a path)
+    │   └── SecretNotFound         (no secret at a path, or no such key / version)
+    ├── UnreachableError           (exit 5: the server did not answer before the deadline)
+    ├── FileWriteError             (exit 6: a destination could not be written safely)
+    └── CommandError               (exit 126/127: the command could not be started)
+
+Third-party exceptions (hvac, requests, jinja2, OSError) are translated into these
+at one boundary each, with ``raise Ours(...) from exc``. Messages name the thing
+(file, template line, path, key) and never contain a secret value or a token.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_RENDER = 3
+EXIT_SECRET = 4
+EXIT_UNREACHABLE = 5
+EXIT_FILE = 6
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+EXIT_SIGNAL_BASE = 128
+
+
+class InjectError(Exception):
+    """Base of every error inject reports; ``exit_code`` is what the process exits with."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UsageError(InjectError):
+    """Raised for bad command-line options, config files, references or durations."""
+
+    exit_code = EXIT_USAGE
+
+
+class RenderError(InjectError):
+    """Raised when a template or an env template fails to render (names template and line)."""
+
+    exit_code = EXIT_RENDER
+
+
+class SecretError(InjectError):
+    """Raised when a secret cannot be read for a reason other than the network."""
+
+    exit_code = EXIT_SECRET
+
+
+class AuthError(SecretError):
+    """Raised when no usable token exists or the server refuses the login."""
+
+
+class PermissionDenied(SecretError):
+    """Raised when the server answers 403 for a path."""
+
+
+class SecretNotFound(SecretError):
+    """Raised when a path holds no secret, or the secret has no such key or version."""
+
+
+class UnreachableError(InjectError):
+    """Raised when the server did not answer (or kept failing) until the retry deadline."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class TransientError(UnreachableError):
+    """One failed attempt that may succeed if repeated (connection error, 429, 5xx)."""
+
+
+class FileWriteError(InjectError):
+    """Raised when a destination cannot be written safely; nothing was replaced."""
+
+    exit_code = EXIT_FILE
+
+
+class CommandError(InjectError):
+    """Raised when the child command cannot be executed (not found: 127, not executable: 126)."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_NOT_FOUND) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,199 @@
+"""The only module that writes rendered files.
+
+Each file is written atomically: a temp file in the destination directory created
+0600, written, fsynced, chmod to the wanted mode (and chown), renamed over the
+destination, then the directory is fsynced. A set of files is staged completely
+before the first rename, so a failure while staging leaves every destination as it
+was. Unchanged content is not rewritten. ``Commit.rollback`` puts the previous
+contents back (used when a check command rejects the new files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import FileWriteError
+
+log = logging.getLogger(__name__)
+
+DIR_MODE = 0o700
+TEMP_PREFIX = ".inject-"
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """What one destination should contain."""
+
+    destination: str
+    content: str
+    perms: int = 0o600
+    allow_symlink: bool = False
+    uid: int = -1
+    gid: int = -1
+
+
+@dataclass(frozen=True)
+class _Previous:
+    destination: str
+    content: bytes | None  # None: the file did not exist
+    mode: int
+
+
+@dataclass
+class Commit:
+    """The files one write replaced, so they can be put back."""
+
+    changed: list[str] = field(default_factory=list)
+    previous: list[_Previous] = field(default_factory=list)
+
+    def rollback(self) -> None:
+        """Restore every replaced file (atomically) and remove the ones that were created."""
+        for prev in reversed(self.previous):
+            if prev.content is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(prev.destination)
+            else:
+                _stage_and_replace(prev.destination, prev.content, prev.mode, -1, -1)
+
+
+def write_all(writes: Iterable[FileWrite]) -> Commit:
+    """Write every changed file, all or nothing; return what changed (FileWriteError names it)."""
+    pending = [w for w in writes if _needs_write(w)]
+    staged: list[tuple[FileWrite, str]] = []
+    commit = Commit()
+    try:
+        for write in pending:
+            staged.append((write, _stage(write)))
+    except FileWriteError:
+        for _, temp in staged:
+            _remove_quietly(temp)
+        raise
+    for write, temp in staged:
+        commit.previous.append(_snapshot(write.destination))
+        _replace(temp, write.destination)
+        commit.changed.append(write.destination)
+        log.info("wrote %s", write.destination)
+    return commit
+
+
+def _needs_write(write: FileWrite) -> bool:
+    _check_destination(write)
+    try:
+        with open(write.destination, "rb") as handle:
+            same = handle.read() == write.content.encode()
+        if same:
+            _fix_mode(write)
+        return not same
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
+
+
+def _fix_mode(write: FileWrite) -> None:
+    try:
+        if stat.S_IMODE(os.stat(write.destination).st_mode) != write.perms:
+            os.chmod(write.destination, write.perms)
+    except OSError as exc:
+        raise FileWriteError(f"cannot set mode of {write.destination}: {exc.strerror}") from None
+
+
+def _check_destination(write: FileWrite) -> None:
+    try:
+        info = os.lstat(write.destination)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FileWriteError(f"cannot inspect {write.destination}: {exc.strerror}") from None
+    if stat.S_ISLNK(info.st_mode) and not write.allow_symlink:
+        raise FileWriteError(
+            f"destination {write.destination} is a symlink; refusing to write through it "
+            "(set allow_symlink = true on the template to allow)"
+        )
+    if stat.S_ISDIR(info.st_mode):
+        raise FileWriteError(f"destination {write.destination} is a directory")
+
+
+def _stage(write: FileWrite) -> str:
+    directory = os.path.dirname(
+        os.path.realpath(write.destination) if write.allow_symlink else write.destination
+    )
+    try:
+        make_dirs(directory)
+        return _write_temp(directory, write.content.encode(), write.perms, write.uid, write.gid)
+    except OSError as exc:
+        raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
+
+
+def make_dirs(directory: str) -> None:
+    """Create ``directory`` and missing parents with mode 0700 whatever the umask."""
+    if not directory or os.path.isdir(directory):
+        return
+    make_dirs(os.path.dirname(directory))
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, DIR_MODE)
+        os.chmod(directory, DIR_MODE)
+
+
+def _write_temp(directory: str, data: bytes, mode: int, uid: int, gid: int) -> str:
+    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=directory)  # 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            if uid != -1 or gid != -1:
+                os.fchown(handle.fileno(), uid, gid)
+            os.fchmod(handle.fileno(), mode)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    return temp
+
+
+def _replace(temp: str, destination: str) -> None:
+    target = os.path.realpath(destination) if os.path.islink(destination) else destination
+    try:
+        os.replace(temp, target)
+        _fsync_dir(os.path.dirname(target))
+    except OSError as exc:
+        _remove_quietly(temp)
+        raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
+
+
+def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: int) -> None:
+    directory = os.path.dirname(destination)
+    try:
+        temp = _write_temp(directory, data, mode, uid, gid)
+    except OSError as exc:
+        raise FileWriteError(f"cannot restore {destination}: {exc.strerror}") from None
+    _replace(temp, destination)
+
+
+def _snapshot(destination: str) -> _Previous:
+    try:
+        with open(destination, "rb") as handle:
+            return _Previous(
+                destination, handle.read(), stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            )
+    except FileNotFoundError:
+        return _Previous(destination, None, 0)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,294 @@
+"""Templates and env values -> rendered strings, in a Jinja sandbox.
+
+No disk and no network: template texts come in as strings and secrets come from a
+``SecretReader``. Within one render each distinct (path, version) is read once and
+shared by every template and env value (so ``#username`` and ``#password`` of a
+dynamic path come from one lease). Every failure becomes a RenderError naming the
+template, the line and the missing name, or the SecretError the read raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import shlex
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import InjectError, RenderError, SecretNotFound, UsageError
+from .refs import Ref, looks_like_ref, normalize_path, parse_ref
+from .vault import Secret
+
+SecretKey = tuple[str, int | None]
+_MISSING: Any = object()
+
+
+class SecretReader(Protocol):
+    """Anything that can read a secret by path (the real VaultClient, or a fake in tests)."""
+
+    def read(self, path: str, version: int | None = None) -> Secret: ...
+
+
+class ReadCache:
+    """Reads each distinct (path, version) once per render and remembers what was read."""
+
+    def __init__(self, reader: SecretReader) -> None:
+        self._reader = reader
+        self.secrets: dict[SecretKey, Secret] = {}
+
+    def get(self, path: str, version: int | None = None) -> Secret:
+        """The secret at ``path`` (cached for the rest of this render)."""
+        key = (normalize_path(path), version)
+        if key not in self.secrets:
+            self.secrets[key] = self._reader.read(key[0], version)
+        return self.secrets[key]
+
+
+class _MissingKey(Exception):
+    """A template asked a secret for a key it does not have (not a LookupError on purpose:
+    Jinja would turn a LookupError into a vague 'has no attribute' undefined)."""
+
+
+class SecretData(Mapping[str, Any]):
+    """A secret's data as the template sees it: ``s.password`` or ``s['password']``."""
+
+    def __init__(self, path: str, data: Mapping[str, Any]) -> None:
+        self._path = path
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._data:
+            raise _MissingKey(f"secret '{self._path}' has no key '{key}'")
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when the secret has no such key."""
+        return self._data.get(key, default)
+
+    def __repr__(self) -> str:  # never the values
+        return f"<secret {self._path} keys={sorted(self._data)}>"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One child env var: a reference, a template or a literal."""
+
+    name: str
+    ref: Ref | None = None
+    template: jinja2.Template | None = None
+    literal: str = ""
+
+
+@dataclass
+class Rendered:
+    """The result of one complete render: file contents, env values, and what was read."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[SecretKey, Secret] = field(default_factory=dict)
+    deps: dict[str, frozenset[SecretKey]] = field(default_factory=dict)
+
+
+# --- filters --------------------------------------------------------------------------
+
+
+def _b64encode(value: Any) -> str:
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return base64.b64encode(data).decode("ascii")
+
+
+def _b64decode(value: Any) -> str:
+    try:
+        return base64.b64decode(str(value), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _FilterError("b64decode: value is not base64 of UTF-8 text") from None
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(_plain(value), indent=indent, sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretData):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _shell_quote(value: Any) -> str:
+    return shlex.quote(str(value))
+
+
+class _FilterError(Exception):
+    """A filter got a value it cannot handle (message never includes the value)."""
+
+
+# --- the renderer ---------------------------------------------------------------------
+
+
+class Renderer:
+    """Compiles templates once and renders them against a per-render ReadCache."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._jinja = ImmutableSandboxedEnvironment(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+        )
+        self._jinja.filters.update(
+            b64encode=_b64encode, b64decode=_b64decode, tojson=_tojson, shell_quote=_shell_quote
+        )
+        self._jinja.globals.clear()  # no range/lipsum/cycler/joiner/namespace/dict beyond ours
+        self._jinja.globals["range"] = range
+
+    def compile(self, name: str, text: str) -> jinja2.Template:
+        """Compile template ``name``; RenderError naming the line on a syntax error."""
+        try:
+            code = self._jinja.compile(text, name=name, filename=name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template '{name}' line {exc.lineno}: {exc.message}") from None
+        return self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+
+    def env_spec(self, name: str, raw: str) -> EnvSpec:
+        """Classify an env value: reference (parsed now), template (compiled now) or literal."""
+        if looks_like_ref(raw):
+            return EnvSpec(name=name, ref=parse_ref(raw, where=f"env {name}"))
+        if "{{" in raw or "{%" in raw:
+            return EnvSpec(name=name, template=self.compile(f"env {name}", raw))
+        return EnvSpec(name=name, literal=raw)
+
+    def render_all(
+        self,
+        templates: Mapping[str, tuple[str, jinja2.Template]],
+        env: list[EnvSpec],
+        reader: SecretReader,
+    ) -> Rendered:
+        """Render every template (destination -> (name, compiled)) and env value, or raise."""
+        cache = ReadCache(reader)
+        out = Rendered()
+        for destination, (name, template) in templates.items():
+            out.files[destination], out.deps[destination] = self.render_one(name, template, cache)
+        for spec in env:
+            out.env[spec.name], out.deps["env:" + spec.name] = self.render_env(spec, cache)
+        out.secrets = dict(cache.secrets)
+        return out
+
+    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
+        """One env value and the secrets it used."""
+        if spec.ref is not None:
+            return _resolve_ref(spec.ref, cache, f"env {spec.name}"), frozenset(
+                {(spec.ref.path, spec.ref.version)}
+            )
+        if spec.template is not None:
+            return self.render_one(f"env {spec.name}", spec.template, cache)
+        return spec.literal, frozenset()
+
+    def render_one(
+        self, name: str, template: jinja2.Template, cache: ReadCache
+    ) -> tuple[str, frozenset[SecretKey]]:
+        """Render one compiled template; return its text and the secrets it read."""
+        used: set[SecretKey] = set()
+        context = self._context(cache, used)
+        try:
+            text = template.render(context)
+        except InjectError:
+            raise
+        except Exception as exc:  # the sandbox can raise anything (OverflowError, ...)
+            raise RenderError(_describe(name, exc)) from None
+        return text, frozenset(used)
+
+    def _context(self, cache: ReadCache, used: set[SecretKey]) -> dict[str, Any]:
+        def secret(path: str, version: int | None = None) -> SecretData:
+            found = _read(cache, used, path, version)
+            return SecretData(found.path, found.data)
+
+        def secret_meta(path: str, version: int | None = None) -> dict[str, Any]:
+            return _meta(_read(cache, used, path, version))
+
+        def env(name: str, default: Any = _MISSING) -> Any:
+            if name in self._environ:
+                return self._environ[name]
+            if default is _MISSING:
+                raise _MissingKey(
+                    f"environment variable '{name}' is not set (give env('{name}', default))"
+                )
+            return default
+
+        return {"secret": secret, "secret_meta": secret_meta, "env": env}
+
+
+def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Secret:
+    if not isinstance(path, str) or not path.strip("/"):
+        raise _MissingKey("secret() needs a path like 'secret/infrastructure/postgres'")
+    if version is not None and (
+        not isinstance(version, int) or isinstance(version, bool) or version < 1
+    ):
+        raise _MissingKey(f"secret('{path}'): version must be a positive integer")
+    found = cache.get(path, version)
+    used.add((normalize_path(path), version))
+    return found
+
+
+def _meta(secret: Secret) -> dict[str, Any]:
+    return {
+        "path": secret.path,
+        "version": secret.version,
+        "created_time": secret.created_time,
+        "lease_id": secret.lease_id,
+        "lease_duration": secret.lease_duration_s,
+        "renewable": secret.renewable,
+    }
+
+
+def _resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
+    data = cache.get(ref.path, ref.version).data
+    if ref.key not in data:
+        raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'")
+    return as_text(data[ref.key])
+
+
+def as_text(value: Any) -> str:
+    """A secret value as env text: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _describe(name: str, exc: BaseException) -> str:
+    line = _template_line(exc, name)
+    where = f"template '{name}'" + (f" line {line}" if line else "")
+    if isinstance(exc, _MissingKey | _FilterError):
+        return f"{where}: {exc}"
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"{where}: {exc.message}"
+    if isinstance(exc, SecurityError):
+        return f"{where}: unsafe operation refused by the sandbox: {exc}"
+    if isinstance(exc, UsageError):
+        return f"{where}: {exc}"
+    if isinstance(exc, RecursionError | MemoryError | OverflowError):
+        return f"{where}: template too large or too deeply nested ({type(exc).__name__})"
+    # Python's own messages can quote the value (int('...')): name the kind only.
+    return f"{where}: {type(exc).__name__} while rendering (run with --debug for details)"
+
+
+def _template_line(exc: BaseException, filename: str) -> int | None:
+    tb: types.TracebackType | None = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -1,0 +1,343 @@
+"""The only module that talks to the server (and the only hvac importer).
+
+It turns hvac/requests results into our own dataclasses and errors, so ``Any``
+and third-party exceptions stop here. Every request goes through one retry loop:
+connection errors, 429 and 5xx are retried with backoff until a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import hvac
+import requests
+from hvac.adapters import RawAdapter
+
+from . import backoff
+from .errors import (
+    AuthError,
+    PermissionDenied,
+    SecretError,
+    SecretNotFound,
+    TransientError,
+    UnreachableError,
+    UsageError,
+)
+from .log import register_secret
+from .refs import normalize_path
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 30.0
+_TRANSIENT_STATUS = frozenset({412, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How to reach the server."""
+
+    address: str
+    namespace: str = ""
+    ca_cert: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    tls_skip_verify: bool = False
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One read of one path: its data and what is known about its version or lease."""
+
+    path: str
+    data: Mapping[str, Any]
+    version: int | None = None
+    created_time: str | None = None
+    lease_id: str = ""
+    lease_duration_s: int = 0
+    renewable: bool = False
+    kv_version: int | None = None
+
+    @property
+    def describe(self) -> str:
+        """Version or lease, for logs: ``v3``, ``lease database/creds/ro/abc (3600s)``."""
+        if self.version is not None:
+            return f"v{self.version}"
+        if self.lease_id:
+            return f"lease {self.lease_id} ({self.lease_duration_s}s)"
+        return "unversioned"
+
+
+@dataclass(frozen=True)
+class _Mount:
+    path: str  # with trailing slash, e.g. "secret/"
+    kv_version: int | None  # 1 or 2 for KV, None for any other engine
+
+
+@dataclass
+class VaultClient:
+    """A token-authenticated connection to one server, with mount detection and retries."""
+
+    settings: ServerSettings
+    token: str
+    retry_timeout_s: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    _mounts: dict[str, _Mount] = field(default_factory=dict)
+    _client: Any = None
+
+    def __post_init__(self) -> None:
+        register_secret(self.token)
+        self._client = hvac.Client(
+            url=self.settings.address,
+            token=self.token,
+            namespace=self.settings.namespace or None,
+            verify=self._verify(),
+            cert=self._cert(),
+            timeout=self.settings.request_timeout_s,
+            adapter=RawAdapter,
+        )
+
+    def _verify(self) -> bool | str:
+        if self.settings.tls_skip_verify:
+            return False
+        return self.settings.ca_cert or True
+
+    def _cert(self) -> tuple[str, str] | None:
+        if self.settings.client_cert and self.settings.client_key:
+            return (self.settings.client_cert, self.settings.client_key)
+        return None
+
+    def close(self) -> None:
+        """Close the keep-alive session."""
+        self._client.adapter.close()
+
+    # --- public operations ---------------------------------------------------------
+
+    def lookup_self(self) -> Mapping[str, Any]:
+        """Check the token works; return its lookup data (policies, ttl). AuthError if rejected."""
+        try:
+            body = self._request("GET", "auth/token/lookup-self", what="token lookup")
+        except (PermissionDenied, AuthError):
+            raise AuthError(
+                f"the token was rejected by {self.settings.address} (invalid, expired or revoked)"
+            ) from None
+        data = body.get("data") or {}
+        return data if isinstance(data, dict) else {}
+
+    def read(self, path: str, version: int | None = None) -> Secret:
+        """Read ``path`` as a person types it (KV ``data/`` added for v2) and return a Secret."""
+        logical = normalize_path(path)
+        mount = self._mount_for(logical)
+        if mount is not None and mount.kv_version == 2:
+            secret = self._read_kv2(logical, mount, version)
+        else:
+            if version is not None:
+                raise UsageError(
+                    f"'{logical}': a version was asked for, but it is not a KV v2 secret"
+                )
+            secret = self._read_plain(logical, mount)
+        _register_values(secret.data)
+        log.debug("read %s %s", logical, secret.describe)
+        return secret
+
+    def kv_put(self, path: str, data: Mapping[str, Any]) -> None:
+        """Write ``data`` at ``path`` (a new version on KV v2); used by ``inject dev`` seeding."""
+        logical = normalize_path(path)
+        mount = self._mount_for(logical)
+        if mount is not None and mount.kv_version == 2:
+            rest = logical[len(mount.path) :].removeprefix("data/")
+            self._request(
+                "POST", f"{mount.path}data/{rest}", what=f"'{logical}'", json={"data": data}
+            )
+        else:
+            self._request("POST", logical, what=f"'{logical}'", json=data)
+
+    # --- KV and generic reads --------------------------------------------------------
+
+    def _read_kv2(self, logical: str, mount: _Mount, version: int | None) -> Secret:
+        rest = logical[len(mount.path) :]
+        if rest.startswith("data/"):
+            rest = rest[len("data/") :]
+        params = {"version": str(version)} if version is not None else None
+        url = f"{mount.path}data/{rest}"
+        body = self._request("GET", url, what=f"'{logical}'", params=params, allow_404_body=True)
+        inner = body.get("data") or {}
+        metadata = inner.get("metadata") or {}
+        data = inner.get("data")
+        if data is None:
+            raise SecretNotFound(_kv2_missing_message(logical, version, metadata))
+        return Secret(
+            path=logical,
+            data=data,
+            version=_int_or_none(metadata.get("version")),
+            created_time=metadata.get("created_time"),
+            kv_version=2,
+        )
+
+    def _read_plain(self, logical: str, mount: _Mount | None) -> Secret:
+        body = self._request("GET", logical, what=f"'{logical}'")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise SecretNotFound(f"no secret at '{logical}'")
+        return Secret(
+            path=logical,
+            data=data,
+            lease_id=str(body.get("lease_id") or ""),
+            lease_duration_s=int(body.get("lease_duration") or 0),
+            renewable=bool(body.get("renewable")),
+            kv_version=mount.kv_version if mount else None,
+        )
+
+    def _mount_for(self, logical: str) -> _Mount | None:
+        for mount_path, mount in self._mounts.items():
+            if (logical + "/").startswith(mount_path):
+                return mount
+        found = self._lookup_mount(logical)
+        if found is not None:
+            self._mounts[found.path] = found
+        return found
+
+    def _lookup_mount(self, logical: str) -> _Mount | None:
+        try:
+            body = self._request(
+                "GET", f"sys/internal/ui/mounts/{logical}", what=f"'{logical}' (mount lookup)"
+            )
+        except SecretNotFound:
+            return None
+        except SecretError as exc:
+            if isinstance(exc, PermissionDenied):
+                raise PermissionDenied(f"permission denied reading '{logical}'") from None
+            return None
+        data = body.get("data") or {}
+        mount_path = str(data.get("path") or "")
+        if not mount_path:
+            return None
+        kv_version = None
+        if data.get("type") in ("kv", "generic"):
+            options = data.get("options") or {}
+            kv_version = 2 if str(options.get("version", "1")) == "2" else 1
+        return _Mount(
+            path=mount_path if mount_path.endswith("/") else mount_path + "/", kv_version=kv_version
+        )
+
+    # --- the one request loop --------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        allow_404_body: bool = False,
+    ) -> dict[str, Any]:
+        deadline = self.clock() + self.retry_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(method, path, what, params, json, allow_404_body)
+            except TransientError as exc:
+                wait_s = backoff.delay_s(attempt)
+                if self.clock() + wait_s > deadline:
+                    raise UnreachableError(
+                        f"{self.settings.address} did not answer {what} "
+                        f"within {self.retry_timeout_s:g}s: {exc}"
+                    ) from None
+                log.debug("retrying %s in %.2fs: %s", what, wait_s, exc)
+                self.sleep(wait_s)
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        params: Mapping[str, str] | None,
+        json: Mapping[str, Any] | None,
+        allow_404_body: bool,
+    ) -> dict[str, Any]:
+        url = "/v1/" + quote(path, safe="/-_.~@:")
+        try:
+            response = self._client.adapter.request(
+                method, url, params=params, json=json, raise_exception=False
+            )
+        except requests.exceptions.SSLError as exc:
+            raise UnreachableError(
+                f"TLS error talking to {self.settings.address}: {_reason(exc)}"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(_reason(exc)) from None
+        return _check_status(response, what, allow_404_body)
+
+
+def _check_status(response: requests.Response, what: str, allow_404_body: bool) -> dict[str, Any]:
+    status = response.status_code
+    if status in _TRANSIENT_STATUS:
+        raise TransientError(f"HTTP {status}")
+    if status == 204:
+        return {}
+    body = _json_body(response)
+    if 200 <= status < 300:
+        return body
+    if status == 404 and allow_404_body and isinstance(body.get("data"), dict):
+        return body  # KV v2 answers 404 with metadata for a deleted version
+    if status == 404:
+        raise SecretNotFound(f"no secret at {what}")
+    if status == 403:
+        raise PermissionDenied(f"permission denied reading {what}")
+    if status == 401:
+        raise AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
+    raise SecretError(f"server refused {what}: HTTP {status}{_errors_hint(body)}")
+
+
+def _json_body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _errors_hint(body: Mapping[str, Any]) -> str:
+    # Server error strings describe the request (never secret data); keep them short.
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        text = "; ".join(str(e) for e in errors)[:200]
+        return f" ({' '.join(text.split())})"
+    return ""
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection refused or reset"
+    return type(exc).__name__
+
+
+def _kv2_missing_message(logical: str, version: int | None, metadata: Mapping[str, Any]) -> str:
+    which = f"version {version} of '{logical}'" if version is not None else f"'{logical}'"
+    if metadata.get("destroyed"):
+        return f"{which} was destroyed"
+    if metadata.get("deletion_time"):
+        return f"{which} was deleted"
+    return f"no secret at {which}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def _register_values(data: Mapping[str, Any]) -> None:
+    for value in data.values():
+        if isinstance(value, str):
+            register_secret(value)
+        elif isinstance(value, Mapping):
+            _register_values(value)
