@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-
-import jinja2
+from collections.abc import Callable, Mapping, Sequence
 
 from . import auth, child, files
 from .config import AUTH_ENV_VARS, CliOptions, Config, build_config, parse_toml, resolve_config_path
+from .engine import Engine, Job
 from .errors import UsageError
 from .log import register_secret
 from .refs import looks_like_ref
@@ -26,9 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"
 
 
-def load_config(
-    cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str
-) -> Config:
+def load_config(cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str) -> Config:
     """Read the config file (if any) and merge it with the CLI and the environment."""
     path = resolve_config_path(config_path, environ, os.path.isfile)
     data: dict[str, object] = {}
@@ -54,27 +50,13 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS}
 
 
-@dataclass
-class Job:
-    """Everything compiled from a Config before any network: templates and env specs."""
-
-    config: Config
-    renderer: Renderer
-    templates: dict[str, tuple[str, jinja2.Template]]
-    env: list[EnvSpec]
-
-
 def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
     renderer = Renderer(template_environ(environ))
     templates = {}
     for spec in config.templates:
-        text = (
-            spec.contents
-            if spec.contents is not None
-            else _read_text(spec.source or "", "template")
-        )
+        text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
     return Job(config, renderer, templates, _env_specs(config, environ, renderer))
 
@@ -177,27 +159,101 @@ def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> int:
-    """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
-    if not argv:
-        raise UsageError(
-            "no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)"
-        )
+def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject plan``: print what a render would change and which secret versions drive it."""
     job = prepare(config, environ)
-    identity = child.resolve_user(config.user)
     client = connect(config, environ)
     try:
         rendered = render_once(job, client)
-        write_files(job, rendered, identity)
     finally:
         client.close()
+    for line in plan_lines(rendered, _current_text, environ):
+        print(line)
+    return 0
+
+
+def _current_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def plan_lines(
+    rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
+) -> list[str]:
+    """``+``/``~``/``=`` per destination and env name, with the secret versions it reads."""
+    lines = []
+    for dest, text in rendered.files.items():
+        old = current(dest)
+        mark, why = (
+            ("+", "new file") if old is None else ("=", "unchanged") if old == text else ("~", "changes")
+        )
+        lines.append(f"{mark} {dest} ({why}; {_sources(rendered, dest)})")
+    for name, value in rendered.env.items():
+        old_value = environ.get(name)
+        mark = "=" if old_value == value else "+" if old_value is None or looks_like_ref(old_value) else "~"
+        lines.append(f"{mark} env {name} ({_sources(rendered, 'env:' + name)})")
+    return lines
+
+
+def _sources(rendered: Rendered, output: str) -> str:
+    keys = sorted(rendered.deps.get(output, frozenset()), key=lambda k: (k[0], k[1] or 0))
+    if not keys:
+        return "no secrets"
+    return "reads " + ", ".join(f"{path} {rendered.secrets[(path, ver)].describe}" for path, ver in keys)
+
+
+def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> int:
+    """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
+    if not argv:
+        raise UsageError("no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)")
+    return _keep_fresh(config, environ, argv)
+
+
+def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject watch``: render, then keep the files fresh with no child (sidecar)."""
+    return _keep_fresh(config, environ, None)
+
+
+def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
+    job = prepare(config, environ)
+    identity = child.resolve_user(config.user)
+    client = connect(config, environ)
+    engine = Engine(job, client)
+    try:
+        rendered = engine.first_render()
+        write_files(job, rendered, identity)
+    except BaseException:
+        client.close()
+        raise
     env = child_environ(config, environ, rendered)
-    if config.no_watch:
+    if argv and config.no_watch:
+        client.close()
         log.debug("exec %s in place of inject", argv[0])
         child.exec_in_place(argv, env, identity)
-    from .supervisor import Supervisor  # only the run path needs it
+    from .supervisor import Supervisor  # only long-running commands need it
 
     supervisor = Supervisor(
-        kill_signal=config.kill_signal, kill_timeout_s=config.kill_timeout_s, identity=identity
+        config=config,
+        engine=engine,
+        client=client,
+        base_env=child_environ(config, environ, Rendered()),
+        identity=identity,
+        rebuild_job=lambda: _rebuild(config, environ),
+        read_token=auth.read_token_file,
     )
-    return supervisor.run(argv, env)
+    try:
+        return supervisor.run(argv)
+    finally:
+        client.close()
+
+
+def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:
+    """Re-read the config file (if any) and every template source."""
+    if config.config_file is not None:
+        config = load_config(
+            config.cli or CliOptions(), config.config_file, environ, config.cwd or os.getcwd()
+        )
+    return prepare(config, environ)

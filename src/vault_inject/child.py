@@ -17,6 +17,7 @@ import os
 import pwd
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE, Comma
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
+WAIT_STEP_S = 0.02
+EXIT_TIMEOUT = 124  # as timeout(1)
 
 # Signals forwarded to the child. The kernel drops unhandled signals sent to a PID 1,
 # so each gets a real handler. TTIN/TTOU are ignored by inject (tini does the same).
@@ -102,10 +105,12 @@ def exec_in_place(argv: Sequence[str], env: Mapping[str, str], identity: Identit
         raise _command_error(argv[0], exc.errno or 0) from None
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], identity: Identity) -> int:
+def spawn(
+    argv: Sequence[str], env: Mapping[str, str], identity: Identity, *, take_terminal: bool = True
+) -> int:
     """Start the command in its own process group; return its pid or raise CommandError."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    take_tty = _owns_foreground()
+    take_tty = take_terminal and _owns_foreground()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_fd)
@@ -172,9 +177,7 @@ def _command_error(command: str, code: int) -> CommandError:
         return CommandError(f"command '{command}' is not executable", exit_code=EXIT_NOT_EXECUTABLE)
     if code == errno.ENOENT:
         return CommandError(f"command '{command}' not found", exit_code=EXIT_NOT_FOUND)
-    return CommandError(
-        f"cannot run '{command}': {os.strerror(code)}", exit_code=EXIT_NOT_EXECUTABLE
-    )
+    return CommandError(f"cannot run '{command}': {os.strerror(code)}", exit_code=EXIT_NOT_EXECUTABLE)
 
 
 def signal_group(pid: int, signum: int) -> None:
@@ -189,17 +192,60 @@ def signal_group(pid: int, signum: int) -> None:
             os.kill(pid, signum)
 
 
-def reap(main_pid: int) -> int | None:
-    """Reap every exited child (zombies included); return the main child's exit code if it died."""
-    code = None
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return code
-        if pid == 0:
-            return code
-        if pid == main_pid:
-            code = exit_code_from_status(status)
-        else:
-            log.debug("reaped orphan pid %d", pid)
+class Reaper:
+    """The one reaper loop: ``waitpid(-1)`` until nothing is left, recording the status of
+    the processes we started (zombies of orphans are reaped and forgotten)."""
+
+    def __init__(self) -> None:
+        self.tracked: set[int] = set()
+        self.exited: dict[int, int] = {}
+
+    def track(self, pid: int) -> int:
+        """Remember ``pid`` so its exit code is kept; return it."""
+        self.tracked.add(pid)
+        return pid
+
+    def reap(self) -> None:
+        """Reap every exited child without blocking."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.tracked:
+                self.tracked.discard(pid)
+                self.exited[pid] = exit_code_from_status(status)
+            else:
+                log.debug("reaped orphan pid %d", pid)
+
+    def pop(self, pid: int) -> int | None:
+        """The exit code of ``pid`` if it has exited (reaping first), else None."""
+        self.reap()
+        return self.exited.pop(pid, None)
+
+    def wait(self, pid: int, timeout_s: float) -> int | None:
+        """Wait up to ``timeout_s`` for ``pid``; its exit code, or None on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.pop(pid)
+            if code is not None or time.monotonic() >= deadline:
+                return code
+            time.sleep(WAIT_STEP_S)
+
+
+def run_shell(command: str, *, env: Mapping[str, str], timeout_s: float, reaper: Reaper, what: str) -> int:
+    """Run ``sh -c command`` (no terminal takeover); its exit code, 124 on timeout."""
+    try:
+        pid = reaper.track(spawn(["/bin/sh", "-c", command], env, Identity(), take_terminal=False))
+    except CommandError as exc:
+        log.error("%s: %s", what, exc)
+        return EXIT_NOT_FOUND
+    code = reaper.wait(pid, timeout_s)
+    if code is None:
+        log.error("%s timed out after %.3gs; killing it", what, timeout_s)
+        signal_group(pid, signal.SIGKILL)
+        reaper.wait(pid, 5.0)
+        return EXIT_TIMEOUT
+    return code

@@ -161,6 +161,24 @@ def render_cmd(**kwargs: Any) -> None:
     _execute(kwargs, app.cmd_render)
 
 
+@cli.command("watch")
+@shared_options
+def watch_cmd(**kwargs: Any) -> None:
+    """Render and keep re-rendering; no child (sidecar)."""
+    from . import app
+
+    _execute(kwargs, app.cmd_watch)
+
+
+@cli.command("plan")
+@shared_options
+def plan_cmd(**kwargs: Any) -> None:
+    """Show which files and env names would change, and why; never values."""
+    from . import app
+
+    _execute(kwargs, app.cmd_plan)
+
+
 @cli.command("check")
 @shared_options
 def check_cmd(**kwargs: Any) -> None:

@@ -37,6 +37,15 @@ AUTH_ENV_VARS = (
 
 
 @dataclass(frozen=True)
+class CliOptions:
+    """What was given on the command line; ``None`` / empty means "not given"."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    templates: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TemplateSpec:
     """One template: where it comes from, where it goes, and how the file is made."""
 
@@ -90,6 +99,9 @@ class Config:
     templates: tuple[TemplateSpec, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     config_file: str | None = None
+    # How this Config was made, so a changed config file can be merged again the same way.
+    cli: CliOptions | None = field(default=None, compare=False, repr=False)
+    cwd: str = ""
 
 
 # --- option table -----------------------------------------------------------------
@@ -166,9 +178,7 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("address", "vault", "address", _env("VAULT_ADDR", "BAO_ADDR"), _as_str),
     _Opt("namespace", "vault", "namespace", _env("VAULT_NAMESPACE", "BAO_NAMESPACE"), _as_str),
     _Opt("ca_cert", "vault", "ca_cert", _env("VAULT_CACERT", "BAO_CACERT"), _as_str),
-    _Opt(
-        "client_cert", "vault", "client_cert", _env("VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"), _as_str
-    ),
+    _Opt("client_cert", "vault", "client_cert", _env("VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"), _as_str),
     _Opt("client_key", "vault", "client_key", _env("VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"), _as_str),
     _Opt(
         "tls_skip_verify",
@@ -225,15 +235,6 @@ _TEMPLATE_KEYS = frozenset(
 # --- the merge --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CliOptions:
-    """What was given on the command line; ``None`` / empty means "not given"."""
-
-    values: Mapping[str, Any] = field(default_factory=dict)
-    templates: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-
-
 def parse_toml(text: str, path: str) -> dict[str, Any]:
     """Parse config text; raise UsageError naming the file and line on bad TOML."""
     try:
@@ -253,9 +254,7 @@ def build_config(
     """Merge CLI > environment > config file > defaults into one validated Config."""
     where_file = f"config {config_path}" if config_path else "config"
     _reject_unknown(file_data, where_file)
-    file_dir = (
-        os.path.dirname(os.path.abspath(os.path.join(cwd, config_path))) if config_path else cwd
-    )
+    file_dir = os.path.dirname(os.path.abspath(os.path.join(cwd, config_path))) if config_path else cwd
     values: dict[str, Any] = {}
     for opt in _OPTIONS:
         found = _pick(opt, cli, environ, file_data, where_file)
@@ -266,12 +265,12 @@ def build_config(
             value = os.path.join(file_dir if from_file else cwd, value)
         values[opt.attr] = value
     values.update(_wait(file_data, where_file))
-    templates = _file_templates(file_data, where_file, file_dir) + _cli_templates(
-        cli.templates, cwd
-    )
+    templates = _file_templates(file_data, where_file, file_dir) + _cli_templates(cli.templates, cwd)
     values["templates"] = _dedupe_templates(templates)
     values["env"] = _merge_env(file_data, cli.env, where_file)
     values["config_file"] = config_path
+    values["cli"] = cli
+    values["cwd"] = cwd
     return _validated(Config(**values))
 
 
@@ -284,9 +283,7 @@ def _pick(
 ) -> tuple[Any, bool] | None:
     cli_value = cli.values.get(opt.attr)
     if cli_value is not None:
-        return opt.parse(
-            cli_value, f"option --{opt.attr.removesuffix('_s').replace('_', '-')}"
-        ), False
+        return opt.parse(cli_value, f"option --{opt.attr.removesuffix('_s').replace('_', '-')}"), False
     for name in opt.envvars:
         if environ.get(name, "") != "":
             return opt.parse(environ[name], f"environment {name}"), False
@@ -304,9 +301,7 @@ def _reject_unknown(data: Mapping[str, Any], where: str) -> None:
             continue
         if not isinstance(value, dict):
             raise UsageError(f"{where}: '{name}' must be a table ([{name}])")
-        known = {o.key for o in _OPTIONS if o.section == name} | (
-            {"wait"} if name == "watch" else set()
-        )
+        known = {o.key for o in _OPTIONS if o.section == name} | ({"wait"} if name == "watch" else set())
         for key in value:
             if key not in known:
                 raise UsageError(f"{where}: unknown key '{name}.{key}'")
@@ -330,9 +325,7 @@ def _file_templates(data: Mapping[str, Any], where: str, file_dir: str) -> list[
     raw = data.get("template", [])
     if not isinstance(raw, list):
         raise UsageError(f"{where}: 'template' must be an array of tables ([[template]])")
-    return [
-        _file_template(item, f"{where}: template #{n}", file_dir) for n, item in enumerate(raw, 1)
-    ]
+    return [_file_template(item, f"{where}: template #{n}", file_dir) for n, item in enumerate(raw, 1)]
 
 
 def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
@@ -355,9 +348,7 @@ def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
         perms=_perms(item.get("perms", DEFAULT_PERMS), f"{where}: perms"),
         allow_symlink=_as_bool(item.get("allow_symlink", False), f"{where}: allow_symlink"),
         command=_as_str(item["command"], f"{where}: command") if item.get("command") else None,
-        command_timeout_s=parse_duration(
-            item.get("command_timeout", 30), where=f"{where}: command_timeout"
-        ),
+        command_timeout_s=parse_duration(item.get("command_timeout", 30), where=f"{where}: command_timeout"),
     )
 
 
@@ -383,9 +374,7 @@ def _cli_templates(raw: tuple[str, ...], cwd: str) -> list[TemplateSpec]:
         if not sep or not source or not destination:
             raise UsageError(f"option --template {item!r}: expected SRC:DEST")
         specs.append(
-            TemplateSpec(
-                source=os.path.join(cwd, source), destination=os.path.join(cwd, destination)
-            )
+            TemplateSpec(source=os.path.join(cwd, source), destination=os.path.join(cwd, destination))
         )
     return specs
 
@@ -397,9 +386,7 @@ def _dedupe_templates(specs: list[TemplateSpec]) -> tuple[TemplateSpec, ...]:
     return tuple(by_destination.values())
 
 
-def _merge_env(
-    data: Mapping[str, Any], cli_env: tuple[str, ...], where: str
-) -> tuple[tuple[str, str], ...]:
+def _merge_env(data: Mapping[str, Any], cli_env: tuple[str, ...], where: str) -> tuple[tuple[str, str], ...]:
     merged: dict[str, str] = {}
     table = data.get("env", {})
     if not isinstance(table, dict):

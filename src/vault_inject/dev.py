@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 from collections.abc import Mapping, Sequence
 
 from . import app, devserver
@@ -14,9 +13,7 @@ from .config import Config
 log = logging.getLogger(__name__)
 
 
-def cmd_dev(
-    config: Config, environ: Mapping[str, str], secrets_file: str | None, argv: Sequence[str]
-) -> int:
+def cmd_dev(config: Config, environ: Mapping[str, str], secrets_file: str | None, argv: Sequence[str]) -> int:
     """Start the dev server, load the secrets file, then render and run ``argv`` (if any)."""
     path = secrets_file or (
         devserver.DEFAULT_SECRETS_FILE if os.path.isfile(devserver.DEFAULT_SECRETS_FILE) else None
@@ -38,17 +35,5 @@ def cmd_dev(
         env["VAULT_ADDR"] = server.address
         if argv:
             return app.cmd_run(dev_config, env, argv)
-        app.cmd_render(dev_config, env)
-        log.info(
-            "dev server running; VAULT_ADDR=%s, token in %s; Ctrl-C to stop",
-            server.address,
-            server.token_file,
-        )
-        _wait_for_stop()
-    return 0
-
-
-def _wait_for_stop() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: None)
-    signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        log.info("dev server at %s; token in %s; Ctrl-C to stop", server.address, server.token_file)
+        return app.cmd_watch(dev_config, env)

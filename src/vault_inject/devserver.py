@@ -135,9 +135,7 @@ def _wait_ready(address: str, process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=0.5):
             return
         time.sleep(0.05)
-    raise UnreachableError(
-        f"the dev server did not listen on {address} within {START_TIMEOUT_S:g}s"
-    )
+    raise UnreachableError(f"the dev server did not listen on {address} within {START_TIMEOUT_S:g}s")
 
 
 def load_secrets_file(path: str) -> dict[str, dict[str, Any]]:

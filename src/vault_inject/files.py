@@ -179,9 +179,7 @@ def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: 
 def _snapshot(destination: str) -> _Previous:
     try:
         with open(destination, "rb") as handle:
-            return _Previous(
-                destination, handle.read(), stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-            )
+            return _Previous(destination, handle.read(), stat.S_IMODE(os.fstat(handle.fileno()).st_mode))
     except FileNotFoundError:
         return _Previous(destination, None, 0)
 

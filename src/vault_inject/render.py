@@ -39,9 +39,9 @@ class SecretReader(Protocol):
 class ReadCache:
     """Reads each distinct (path, version) once per render and remembers what was read."""
 
-    def __init__(self, reader: SecretReader) -> None:
+    def __init__(self, reader: SecretReader, known: Mapping[SecretKey, Secret] | None = None) -> None:
         self._reader = reader
-        self.secrets: dict[SecretKey, Secret] = {}
+        self.secrets: dict[SecretKey, Secret] = dict(known or {})
 
     def get(self, path: str, version: int | None = None) -> Secret:
         """The secret at ``path`` (cached for the rest of this render)."""
@@ -224,9 +224,7 @@ class Renderer:
             if name in self._environ:
                 return self._environ[name]
             if default is _MISSING:
-                raise _MissingKey(
-                    f"environment variable '{name}' is not set (give env('{name}', default))"
-                )
+                raise _MissingKey(f"environment variable '{name}' is not set (give env('{name}', default))")
             return default
 
         return {"secret": secret, "secret_meta": secret_meta, "env": env}
@@ -235,9 +233,7 @@ class Renderer:
 def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Secret:
     if not isinstance(path, str) or not path.strip("/"):
         raise _MissingKey("secret() needs a path like 'secret/infrastructure/postgres'")
-    if version is not None and (
-        not isinstance(version, int) or isinstance(version, bool) or version < 1
-    ):
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise _MissingKey(f"secret('{path}'): version must be a positive integer")
     found = cache.get(path, version)
     used.add((normalize_path(path), version))

@@ -1,10 +1,19 @@
-"""The loop that owns the running child: one queue of events, one decision per event.
+"""The loop that keeps secrets fresh and owns the running child.
 
-Events come from signal handlers (every forwardable signal, and SIGCHLD) and from
-timers. A forwarded signal goes to the child's process group; TERM/INT/QUIT also
-start the stop clock (kill timeout, then SIGKILL). SIGCHLD runs the one reaper loop,
-which reaps every zombie and records the main child's status. The loop returns the
-exit code inject should exit with: the child's own, or 128+N for a death by signal N.
+One queue of events (signals, poll results, file changes), one decision per event:
+
+* a forwarded signal goes to the child's process group; TERM/INT/QUIT also start the
+  stop clock (kill timeout, then SIGKILL) and end inject when the child is gone;
+* SIGCHLD runs the one reaper loop (every zombie reaped, our children's codes kept);
+* a poll reads every KV secret in use (one request per distinct path) in a thread;
+  new versions mark the outputs that used them, debounced by ``wait`` min/max;
+* an edit of a template source or the config file re-renders; a token file edit
+  swaps the token;
+* when the debounce is due, only the marked outputs are re-rendered; changed files
+  are written (all of them or none), the ``check`` command may veto and roll back,
+  per-template commands run, then the child is restarted, signalled or left alone.
+
+Without a command (``inject watch``) the same loop runs with no child.
 """
 
 from __future__ import annotations
@@ -14,48 +23,66 @@ import queue
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import FrameType
 
-from . import child
-from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Identity
+from . import backoff, child, files
+from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Identity, Reaper
+from .config import Config
+from .debounce import Debouncer
+from .engine import Engine, Job, Outcome
+from .errors import InjectError
+from .sources import Event, EventQueue, FilesChanged, FileWatcher, PollDone, Poller, Signal
+from .vault import VaultClient
 
 log = logging.getLogger(__name__)
 
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A signal inject received."""
-
-    signum: int
-
-
-Event = Signal
+POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll; the loop itself backs off
+OUTAGE_INITIAL_S = 1.0
 
 
 class Supervisor:
-    """Starts the child, forwards signals, reaps, and stops the child gracefully."""
+    """Keeps the rendered outputs fresh and, with a command, supervises the child."""
 
     def __init__(
         self,
         *,
-        kill_signal: int = signal.SIGTERM,
-        kill_timeout_s: float = 10.0,
+        config: Config,
+        engine: Engine,
+        client: VaultClient,
+        base_env: Mapping[str, str],
         identity: Identity | None = None,
+        rebuild_job: Callable[[], Job] | None = None,
+        read_token: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._kill_signal = kill_signal
-        self._kill_timeout_s = kill_timeout_s
+        self.config = config
+        self.engine = engine
+        self.client = client
+        self._base_env = dict(base_env)
         self._identity = identity or Identity()
+        self._rebuild_job = rebuild_job
+        self._read_token = read_token
         self._clock = clock
+        self._events: EventQueue = queue.SimpleQueue()
+        self._reaper = Reaper()
+        self._poller = Poller(client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S).read, self._events)
+        self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
+        self._pending: set[str] = set()
         self._pid = 0
+        self._argv: Sequence[str] = ()
+        self._restarting = False
+        self._stopping: int | None = None
         self._kill_at: float | None = None
+        self._next_poll_at = 0.0
+        self._outage_attempts = 0
+        self._poll_errors: dict[str, str] = {}
+        self._exit: int | None = None
+
+    # --- set up -------------------------------------------------------------------------
 
     def install_handlers(self) -> None:
-        """Handle every forwardable signal and SIGCHLD by queueing an event (reentrant-safe)."""
+        """Handle every forwardable signal and SIGCHLD by queueing an event."""
         for signum in (*FORWARDED_SIGNALS, signal.SIGCHLD):
             signal.signal(signum, self._on_signal)
         for signum in (signal.SIGTTIN, signal.SIGTTOU):
@@ -64,43 +91,295 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._events.put(Signal(signum))  # SimpleQueue.put is safe in a signal handler
 
-    def run(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
-        """Start ``argv`` and supervise it until it exits; return inject's exit code."""
+    def run(self, argv: Sequence[str] | None) -> int:
+        """Run until the child exits (or, with no command, until TERM/INT); the exit code."""
         self.install_handlers()
         child.become_subreaper()
-        self._pid = child.spawn(argv, env, self._identity)
-        log.info("started %s (pid %d)", argv[0], self._pid)
+        watcher = FileWatcher(self._watched_files(), self._events)
+        watcher.start()
+        self._schedule_poll()
+        try:
+            if argv:
+                self._argv = argv
+                self._start_child()
+            return self._loop()
+        finally:
+            watcher.stop()
+            if self._pid:  # never leave an orphaned child behind
+                self._stop_child_now()
+
+    def _watched_files(self) -> list[str]:
+        paths = [spec.source for spec in self.config.templates if spec.source]
+        paths += [self.config.config_file or "", self.config.token_file]
+        return [p for p in paths if p]
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _loop(self) -> int:
         while True:
-            code = child.reap(self._pid)
-            if code is not None:
-                log.info("child pid %d exited with code %d", self._pid, code)
-                return code
-            self._handle(self._next_event())
+            self._reap()
+            if self._exit is not None:
+                return self._exit
+            self._dispatch(self._next_event())
+            self._run_timers()
 
     def _next_event(self) -> Event | None:
-        timeout = IDLE_WAKE_S
-        if self._kill_at is not None:
-            timeout = max(0.0, min(timeout, self._kill_at - self._clock()))
+        now = self._clock()
+        deadlines = [now + IDLE_WAKE_S, self._next_poll_at]
+        for at in (self._kill_at, self._debounce.due_at()):
+            if at is not None:
+                deadlines.append(at)
         try:
-            return self._events.get(timeout=timeout)
+            return self._events.get(timeout=max(0.0, min(deadlines) - now))
         except queue.Empty:
             return None
 
-    def _handle(self, event: Event | None) -> None:
-        if self._kill_at is not None and self._clock() >= self._kill_at:
+    def _dispatch(self, event: Event | None) -> None:
+        if isinstance(event, Signal):
+            self._on_signal_event(event.signum)
+        elif isinstance(event, PollDone):
+            self._on_poll(event)
+        elif isinstance(event, FilesChanged):
+            self._on_files(event.paths)
+
+    def _run_timers(self) -> None:
+        now = self._clock()
+        if self._kill_at is not None and now >= self._kill_at and self._pid:
             log.warning(
-                "child pid %d still running after %.3gs; sending SIGKILL",
-                self._pid,
-                self._kill_timeout_s,
+                "child pid %d still running after %.3gs; sending SIGKILL", self._pid, self._kill_timeout_s
             )
             child.signal_group(self._pid, signal.SIGKILL)
             self._kill_at = None
-        if isinstance(event, Signal) and event.signum != signal.SIGCHLD:
-            self._forward(event.signum)
+        if now >= self._next_poll_at and not self._poller.busy and self._stopping is None:
+            self._poll()
+        if self._debounce.due(now) and not self._restarting and self._stopping is None:
+            self._debounce.reset()
+            self._act()
 
-    def _forward(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        log.debug("forwarding %s to pid %d", name, self._pid)
-        child.signal_group(self._pid, signum)
-        if signum in STOP_SIGNALS and self._kill_at is None:
-            self._kill_at = self._clock() + self._kill_timeout_s
+    @property
+    def _kill_timeout_s(self) -> float:
+        return self.config.kill_timeout_s
+
+    # --- signals and the child ----------------------------------------------------------
+
+    def _on_signal_event(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # reaping happens at the top of every loop turn
+        if not self._argv:  # sidecar: TERM/INT/QUIT end the watch, HUP polls now
+            if signum in STOP_SIGNALS:
+                log.info("received %s; stopping", signal.Signals(signum).name)
+                self._exit = 0
+            elif signum == signal.SIGHUP:
+                self._next_poll_at = self._clock()
+            return
+        if signum in STOP_SIGNALS and self._stopping is None:
+            self._stopping = signum
+            self._restarting = False
+        if self._pid:
+            log.debug("forwarding %s to pid %d", signal.Signals(signum).name, self._pid)
+            child.signal_group(self._pid, signum)
+            if signum in STOP_SIGNALS and self._kill_at is None:
+                self._kill_at = self._clock() + self._kill_timeout_s
+
+    def _reap(self) -> None:
+        if not self._pid:
+            self._reaper.reap()
+            return
+        code = self._reaper.pop(self._pid)
+        if code is None:
+            return
+        old_pid, self._pid, self._kill_at = self._pid, 0, None
+        if self._restarting and self._stopping is None:
+            self._restarting = False
+            log.debug("child pid %d stopped (code %d) for restart", old_pid, code)
+            self._start_child()
+            return
+        log.info("child pid %d exited with code %d", old_pid, code)
+        self._exit = code
+
+    def _start_child(self) -> None:
+        env = {**self._base_env, **self.engine.env}
+        try:
+            self._pid = self._reaper.track(child.spawn(self._argv, env, self._identity))
+        except InjectError as exc:
+            log.error("%s", exc)
+            self._exit = exc.exit_code
+            return
+        log.info("started %s (pid %d)", self._argv[0], self._pid)
+
+    def _restart_child(self, reason: str) -> None:
+        if not self._pid:
+            if self._argv and self._stopping is None:
+                self._start_child()
+            return
+        log.info("%s; restarting child pid %d", reason, self._pid)
+        self._restarting = True
+        child.signal_group(self._pid, self.config.kill_signal)
+        self._kill_at = self._clock() + self._kill_timeout_s
+
+    def _stop_child_now(self) -> None:
+        child.signal_group(self._pid, self.config.kill_signal)
+        if self._reaper.wait(self._pid, self._kill_timeout_s) is None:
+            child.signal_group(self._pid, signal.SIGKILL)
+            self._reaper.wait(self._pid, 5.0)
+        self._pid = 0
+
+    # --- polling ------------------------------------------------------------------------
+
+    def _schedule_poll(self, delay_s: float | None = None) -> None:
+        interval = self.config.poll_interval_s
+        self._next_poll_at = self._clock() + (backoff.jittered(interval) if delay_s is None else delay_s)
+
+    def _poll(self) -> None:
+        keys = self.engine.polled_keys()
+        self._next_poll_at = float("inf")  # rescheduled when the poll reports back
+        if not keys or not self._poller.start(keys):
+            self._schedule_poll()
+
+    def _on_poll(self, done: PollDone) -> None:
+        if done.outage is not None:
+            self._outage_attempts += 1
+            if self._outage_attempts == 1:
+                log.warning("server unreachable, keeping the last good secrets: %s", done.outage)
+            delay = backoff.delay_s(
+                self._outage_attempts, initial_s=OUTAGE_INITIAL_S, max_s=self.config.poll_interval_s
+            )
+            self._schedule_poll(delay)
+        else:
+            if self._outage_attempts:
+                log.info("server reachable again after %d failed poll(s)", self._outage_attempts)
+            self._outage_attempts = 0
+            self._schedule_poll()
+        self._note_poll_errors(done)
+        changed = self.engine.absorb(done.fresh)
+        if changed:
+            self._mark(self.engine.outputs_using(changed))
+
+    def _note_poll_errors(self, done: PollDone) -> None:
+        for (path, _), exc in done.failed.items():
+            if self._poll_errors.get(path) != str(exc):
+                self._poll_errors[path] = str(exc)
+                log.error("%s (keeping the last good version)", exc)
+        for path, _ in done.fresh:
+            self._poll_errors.pop(path, None)
+
+    def _mark(self, outputs: set[str]) -> None:
+        if outputs:
+            self._pending |= outputs
+            self._debounce.touch(self._clock())
+
+    # --- file changes -------------------------------------------------------------------
+
+    def _on_files(self, paths: frozenset[str]) -> None:
+        if self.config.token_file and self.config.token_file in paths and self._read_token:
+            self._swap_token()
+        if (paths - {self.config.token_file}) and self._rebuild_job is not None:
+            self._reload_job(paths)
+
+    def _swap_token(self) -> None:
+        try:
+            token = self._read_token(self.config.token_file) if self._read_token else ""
+        except InjectError as exc:
+            log.error("%s (keeping the current token)", exc)
+            return
+        self.client.set_token(token)
+        self._poller = Poller(self.client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S).read, self._events)
+        log.info("token file %s changed; using the new token", self.config.token_file)
+
+    def _reload_job(self, paths: frozenset[str]) -> None:
+        if self._rebuild_job is None:
+            return
+        try:
+            job = self._rebuild_job()
+        except InjectError as exc:
+            log.error("%s (keeping the previous templates)", exc)
+            return
+        log.info("%s changed; re-rendering", ", ".join(sorted(paths)))
+        removed = self.engine.all_outputs()
+        self.engine.job = job
+        self.config = job.config
+        self._debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
+        self.engine.forget(removed - self.engine.all_outputs())
+        self._mark(self.engine.all_outputs())
+
+    # --- acting on changes --------------------------------------------------------------
+
+    def _act(self) -> None:
+        outputs, self._pending = self._pending, set()
+        outcome, rendered = self.engine.rerender(outputs)
+        if not outcome.changed:
+            self.engine.accept(rendered)
+            return
+        commit = self._write(outcome)
+        if commit is None:
+            return
+        if not self._check_passes(commit):
+            return
+        self.engine.accept(rendered)
+        self._run_template_commands(commit.changed)
+        self._tell_child(outcome)
+
+    def _write(self, outcome: Outcome) -> files.Commit | None:
+        by_dest = {spec.destination: spec for spec in self.config.templates}
+        writes = [
+            files.FileWrite(
+                destination=dest,
+                content=text,
+                perms=by_dest[dest].perms,
+                allow_symlink=by_dest[dest].allow_symlink,
+                uid=self._identity.uid,
+                gid=self._identity.gid,
+            )
+            for dest, text in outcome.files.items()
+            if dest in by_dest
+        ]
+        try:
+            return files.write_all(writes)
+        except InjectError as exc:
+            log.error("%s; files left as they were, child not told", exc)
+            return None
+
+    def _check_passes(self, commit: files.Commit) -> bool:
+        if not self.config.check or not commit.changed:
+            return True
+        code = child.run_shell(
+            self.config.check,
+            env=self._base_env,
+            timeout_s=self.config.kill_timeout_s * 3,
+            reaper=self._reaper,
+            what="check command",
+        )
+        if code == 0:
+            return True
+        log.error("check command failed (exit %d); restoring the previous files, child not told", code)
+        try:
+            commit.rollback()
+        except InjectError as exc:
+            log.error("%s", exc)
+        return False
+
+    def _run_template_commands(self, changed: list[str]) -> None:
+        env = {**self._base_env, **self.engine.env}
+        for spec in self.config.templates:
+            if spec.command and spec.destination in changed:
+                code = child.run_shell(
+                    spec.command,
+                    env=env,
+                    timeout_s=spec.command_timeout_s,
+                    reaper=self._reaper,
+                    what=f"command for {spec.destination}",
+                )
+                if code != 0:
+                    log.error("command for %s exited with code %d", spec.destination, code)
+
+    def _tell_child(self, outcome: Outcome) -> None:
+        mode = self.config.on_change
+        if not self._argv or mode == "none":
+            return
+        what = "env changed" if outcome.env_changed else f"{len(outcome.files)} file(s) changed"
+        if outcome.env_changed or mode == "restart":
+            self._restart_child(what)
+        elif self._pid:
+            name = signal.Signals(self.config.reload_signal).name
+            log.info("%s; sending %s to child pid %d", what, name, self._pid)
+            child.signal_group(self._pid, self.config.reload_signal)

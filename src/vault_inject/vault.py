@@ -117,6 +117,18 @@ class VaultClient:
         """Close the keep-alive session."""
         self._client.adapter.close()
 
+    def clone(self, *, retry_timeout_s: float) -> VaultClient:
+        """A second client (own session, shared mount knowledge) for another thread."""
+        other = VaultClient(self.settings, self.token, retry_timeout_s=retry_timeout_s)
+        other._mounts = dict(self._mounts)
+        return other
+
+    def set_token(self, token: str) -> None:
+        """Use a new token from now on (a token file changed, or a re-login)."""
+        register_secret(token)
+        self.token = token
+        self._client.token = token
+
     # --- public operations ---------------------------------------------------------
 
     def lookup_self(self) -> Mapping[str, Any]:
@@ -138,9 +150,7 @@ class VaultClient:
             secret = self._read_kv2(logical, mount, version)
         else:
             if version is not None:
-                raise UsageError(
-                    f"'{logical}': a version was asked for, but it is not a KV v2 secret"
-                )
+                raise UsageError(f"'{logical}': a version was asked for, but it is not a KV v2 secret")
             secret = self._read_plain(logical, mount)
         _register_values(secret.data)
         log.debug("read %s %s", logical, secret.describe)
@@ -152,9 +162,7 @@ class VaultClient:
         mount = self._mount_for(logical)
         if mount is not None and mount.kv_version == 2:
             rest = logical[len(mount.path) :].removeprefix("data/")
-            self._request(
-                "POST", f"{mount.path}data/{rest}", what=f"'{logical}'", json={"data": data}
-            )
+            self._request("POST", f"{mount.path}data/{rest}", what=f"'{logical}'", json={"data": data})
         else:
             self._request("POST", logical, what=f"'{logical}'", json=data)
 
@@ -269,9 +277,7 @@ class VaultClient:
                 method, url, params=params, json=json, raise_exception=False
             )
         except requests.exceptions.SSLError as exc:
-            raise UnreachableError(
-                f"TLS error talking to {self.settings.address}: {_reason(exc)}"
-            ) from None
+            raise UnreachableError(f"TLS error talking to {self.settings.address}: {_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(_reason(exc)) from None
         return _check_status(response, what, allow_404_body)

@@ -1,0 +1,161 @@
+"""The render state of a long-running inject: the last good output of every template
+and env var, the secrets they were made from, and selective re-rendering.
+
+Only outputs whose inputs changed are re-rendered. After the first render, one
+failing output keeps its last good value and does not stop the others; its error is
+logged once (again only if it changes). No network beyond the reader, no disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import jinja2
+
+from .config import Config
+from .errors import InjectError
+from .render import EnvSpec, ReadCache, Rendered, Renderer, SecretKey, SecretReader
+from .vault import Secret
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "env:"
+
+
+@dataclass
+class Job:
+    """Everything compiled from a Config before any network: templates and env specs."""
+
+    config: Config
+    renderer: Renderer
+    templates: dict[str, tuple[str, jinja2.Template]]
+    env: list[EnvSpec]
+
+
+@dataclass
+class Outcome:
+    """What a re-render produced: changed files, changed env, and outputs that failed."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    env_changed: bool = False
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True when a file or an env value is different from the last good one."""
+        return bool(self.files) or self.env_changed
+
+
+def describe_change(old: Secret | None, new: Secret) -> str:
+    """``secret/services/n8n v3 -> v4`` (or ``changed`` for unversioned KV v1)."""
+    if old is not None and old.version is not None and new.version is not None:
+        return f"{new.path} v{old.version} -> v{new.version}"
+    return f"{new.path} changed"
+
+
+class Engine:
+    """Holds the last good render and re-renders only what changed."""
+
+    def __init__(self, job: Job, reader: SecretReader) -> None:
+        self.job = job
+        self.reader = reader
+        self.secrets: dict[SecretKey, Secret] = {}
+        self.files: dict[str, str] = {}
+        self.env: dict[str, str] = {}
+        self.deps: dict[str, frozenset[SecretKey]] = {}
+        self._errors: dict[str, str] = {}
+
+    def first_render(self) -> Rendered:
+        """Render everything; any failure raises (all or nothing before the child starts)."""
+        rendered = self.job.renderer.render_all(self.job.templates, self.job.env, self.reader)
+        self.accept(rendered)
+        return rendered
+
+    def accept(self, rendered: Rendered) -> None:
+        """Make ``rendered`` the last good state (after its files were written)."""
+        self.secrets.update(rendered.secrets)
+        self.files.update(rendered.files)
+        self.env.update(rendered.env)
+        self.deps.update(rendered.deps)
+
+    def polled_keys(self) -> list[SecretKey]:
+        """The secrets to check each poll: KV secrets read without a pinned version."""
+        used = set().union(*self.deps.values()) if self.deps else set()
+        return sorted(
+            key
+            for key in used
+            if key[1] is None and key in self.secrets and self.secrets[key].kv_version is not None
+        )
+
+    def absorb(self, fresh: Mapping[SecretKey, Secret]) -> set[SecretKey]:
+        """Take newly read secrets; return the keys whose version or data changed."""
+        changed = set()
+        for key, new in fresh.items():
+            old = self.secrets.get(key)
+            if old is None or old.version != new.version or old.data != new.data:
+                changed.add(key)
+                log.info("%s", describe_change(old, new))
+            self.secrets[key] = new
+        return changed
+
+    def outputs_using(self, keys: Iterable[SecretKey]) -> set[str]:
+        """Every output (destination, or ``env:NAME``) that read one of ``keys``."""
+        wanted = set(keys)
+        return {out for out, deps in self.deps.items() if deps & wanted}
+
+    def all_outputs(self) -> set[str]:
+        """Every destination and ``env:NAME``."""
+        return set(self.job.templates) | {ENV_PREFIX + spec.name for spec in self.job.env}
+
+    def rerender(self, outputs: Iterable[str]) -> tuple[Outcome, Rendered]:
+        """Re-render ``outputs`` from the known secrets; failures keep their last good value."""
+        cache = ReadCache(self.reader, self.secrets)
+        outcome, result = Outcome(), Rendered()
+        env_by_name = {spec.name: spec for spec in self.job.env}
+        for out in sorted(outputs):
+            try:
+                text, deps = self._render_output(out, cache, env_by_name)
+            except InjectError as exc:
+                self._report(out, str(exc))
+                outcome.failed.append(out)
+                continue
+            self._errors.pop(out, None)
+            result.deps[out] = deps
+            self._collect(out, text, outcome, result)
+        result.secrets = dict(cache.secrets)
+        return outcome, result
+
+    def _render_output(
+        self, out: str, cache: ReadCache, env_by_name: Mapping[str, EnvSpec]
+    ) -> tuple[str, frozenset[SecretKey]]:
+        renderer = self.job.renderer
+        if out.startswith(ENV_PREFIX):
+            return renderer.render_env(env_by_name[out[len(ENV_PREFIX) :]], cache)
+        name, template = self.job.templates[out]
+        return renderer.render_one(name, template, cache)
+
+    def _collect(self, out: str, text: str, outcome: Outcome, result: Rendered) -> None:
+        if out.startswith(ENV_PREFIX):
+            name = out[len(ENV_PREFIX) :]
+            result.env[name] = text
+            if self.env.get(name) != text:
+                outcome.env_changed = True
+        else:
+            result.files[out] = text
+            if self.files.get(out) != text:
+                outcome.files[out] = text
+
+    def _report(self, out: str, message: str) -> None:
+        if self._errors.get(out) != message:
+            self._errors[out] = message
+            log.error("%s (keeping the last good version)", message)
+
+    def forget(self, outputs: Iterable[str]) -> None:
+        """Drop outputs that no longer exist (after a config reload)."""
+        for out in outputs:
+            self.deps.pop(out, None)
+            self.files.pop(out, None)
+            if out.startswith(ENV_PREFIX):
+                self.env.pop(out[len(ENV_PREFIX) :], None)
