@@ -14,10 +14,9 @@ from . import auth, child, files
 from .config import AUTH_ENV_VARS, CliOptions, Config, build_config, parse_toml, resolve_config_path
 from .engine import Engine, Job
 from .errors import UsageError
-from .log import register_secret
 from .refs import looks_like_ref
 from .render import EnvSpec, Rendered, Renderer
-from .vault import ServerSettings, VaultClient
+from .vault import Login, ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +72,22 @@ def _env_specs(config: Config, environ: Mapping[str, str], renderer: Renderer) -
 
 def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
     """A client with a working token (checked once, retried while unreachable)."""
-    if config.auth_method != "token":
-        raise UsageError(f"auth method '{config.auth_method}' is not supported yet; use token")
-    address = config.address or DEFAULT_ADDRESS
-    token = auth.find_token(config, environ)
-    register_secret(token)
-    client = VaultClient(_settings(config, address), token, retry_timeout_s=config.retry_timeout_s)
-    info = client.lookup_self()
-    log.debug("authenticated to %s (policies: %s)", address, ", ".join(info.get("policies") or []))
+    client, _, _ = login(config, environ)
     return client
+
+
+def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth.Authenticator, Login]:
+    """A logged-in client, the authenticator that can log in again, and the token's TTL."""
+    address = config.address or DEFAULT_ADDRESS
+    authenticator = auth.Authenticator(config, environ)
+    client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
+    try:
+        grant = authenticator.login(client)
+    except BaseException:
+        client.close()
+        raise
+    log.debug("authenticated to %s (policies: %s)", address, ", ".join(client.policies))
+    return client, authenticator, grant
 
 
 def _settings(config: Config, address: str) -> ServerSettings:
@@ -220,7 +226,7 @@ def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
 def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
-    client = connect(config, environ)
+    client, authenticator, grant = login(config, environ)
     engine = Engine(job, client)
     try:
         rendered = engine.first_render()
@@ -242,7 +248,9 @@ def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] 
         base_env=child_environ(config, environ, Rendered()),
         identity=identity,
         rebuild_job=lambda: _rebuild(config, environ),
-        read_token=auth.read_token_file,
+        authenticator=authenticator,
+        grant=grant,
+        watched_auth_file=authenticator.watched_file,
     )
     try:
         return supervisor.run(argv)

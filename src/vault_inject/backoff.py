@@ -8,6 +8,7 @@ INITIAL_S = 0.1
 BASE = 2.0
 MAX_S = 5.0
 JITTER_S = 0.25
+MAX_EXPONENT = 64
 
 
 def delay_s(
@@ -21,7 +22,8 @@ def delay_s(
 ) -> float:
     """Seconds before retry ``attempt`` (1-based): min(max, initial * base**(n-1) + jitter)."""
     jitter = (rand or _RANDOM).uniform(0, jitter_s) if jitter_s > 0 else 0.0
-    return min(max_s, initial_s * base ** max(0, attempt - 1) + jitter)
+    exponent = min(max(0, attempt - 1), MAX_EXPONENT)  # past this the cap always wins
+    return min(max_s, initial_s * base**exponent + jitter)
 
 
 def jittered(seconds: float, *, fraction: float = 0.1, rand: random.Random | None = None) -> float:

@@ -318,7 +318,9 @@ def _wait(data: Mapping[str, Any], where: str) -> dict[str, float]:
         raise UsageError(f'{where}: [watch] wait must be {{ min = "2s", max = "10s" }}')
     low = parse_duration(wait.get("min", 0), where=f"{where}: [watch] wait.min")
     high = parse_duration(wait.get("max", low * 4), where=f"{where}: [watch] wait.max")
-    return {"wait_min_s": low, "wait_max_s": max(low, high)}
+    if high < low:
+        raise UsageError(f"{where}: [watch] wait.max is shorter than wait.min")
+    return {"wait_min_s": low, "wait_max_s": high}
 
 
 def _file_templates(data: Mapping[str, Any], where: str, file_dir: str) -> list[TemplateSpec]:
@@ -362,6 +364,8 @@ def _perms(value: Any, where: str) -> int:
             raise UsageError(f'{where}: {value!r} is not an octal mode like "0600"') from None
     else:
         raise UsageError(f'{where}: expected an octal mode like "0600"')
+    if isinstance(value, int) and mode > 0o777:
+        raise UsageError(f'{where}: {value} is a decimal number; write "0{value}" or 0o{value}')
     if not 0 <= mode <= 0o7777:
         raise UsageError(f"{where}: {value!r} is not a file mode")
     return mode

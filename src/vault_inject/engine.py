@@ -16,8 +16,8 @@ import jinja2
 
 from .config import Config
 from .errors import InjectError
+from .model import Secret
 from .render import EnvSpec, ReadCache, Rendered, Renderer, SecretKey, SecretReader
-from .vault import Secret
 
 log = logging.getLogger(__name__)
 

@@ -57,6 +57,6 @@ def _parse_version(parts: list[str], where: str) -> int | None:
     if len(parts) < 3:
         return None
     text = parts[2].strip()
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise UsageError(f"{where}: version must be a positive integer")
     return int(text)

@@ -20,14 +20,16 @@ from typing import Any, Protocol
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
-from .errors import InjectError, RenderError, SecretNotFound, UsageError
+from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
+from .log import MASK, redact
+from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
-from .vault import Secret
 
 SecretKey = tuple[str, int | None]
 _MISSING: Any = object()
+MIN_MASK_LEN = 3
 
 
 class SecretReader(Protocol):
@@ -45,10 +47,15 @@ class ReadCache:
 
     def get(self, path: str, version: int | None = None) -> Secret:
         """The secret at ``path`` (cached for the rest of this render)."""
-        key = (normalize_path(path), version)
+        key = (cache_path(path), version)
         if key not in self.secrets:
             self.secrets[key] = self._reader.read(key[0], version)
         return self.secrets[key]
+
+
+def cache_path(path: str) -> str:
+    """Paths are normalised; ``pki:``/``transit:`` request keys are kept exactly."""
+    return path if path.startswith((PKI_PREFIX, TRANSIT_PREFIX)) else normalize_path(path)
 
 
 class _MissingKey(Exception):
@@ -154,7 +161,7 @@ class Renderer:
             b64encode=_b64encode, b64decode=_b64decode, tojson=_tojson, shell_quote=_shell_quote
         )
         self._jinja.globals.clear()  # no range/lipsum/cycler/joiner/namespace/dict beyond ours
-        self._jinja.globals["range"] = range
+        self._jinja.globals["range"] = safe_range  # capped at MAX_RANGE items
 
     def compile(self, name: str, text: str) -> jinja2.Template:
         """Compile template ``name``; RenderError naming the line on a syntax error."""
@@ -206,10 +213,14 @@ class Renderer:
         context = self._context(cache, used)
         try:
             text = template.render(context)
+        except SecretError as exc:  # SPEC 4: name the template and line; keep the exit code
+            line = _template_line(exc, name)
+            where = f"template '{name}'" + (f" line {line}" if line else "")
+            raise type(exc)(f"{where}: {exc}") from None
         except InjectError:
             raise
         except Exception as exc:  # the sandbox can raise anything (OverflowError, ...)
-            raise RenderError(_describe(name, exc)) from None
+            raise RenderError(_masked(_describe(name, exc), cache)) from None
         return text, frozenset(used)
 
     def _context(self, cache: ReadCache, used: set[SecretKey]) -> dict[str, Any]:
@@ -227,7 +238,35 @@ class Renderer:
                 raise _MissingKey(f"environment variable '{name}' is not set (give env('{name}', default))")
             return default
 
-        return {"secret": secret, "secret_meta": secret_meta, "env": env}
+        def secret_previous(path: str, n: int = 1) -> SecretData | None:
+            current = _read(cache, used, path, None)
+            if current.version is None:
+                raise _MissingKey(f"secret_previous('{path}'): only KV v2 secrets have versions")
+            wanted = current.version - n
+            if n < 1 or wanted < 1:
+                return None
+            try:
+                older = _read(cache, used, path, wanted)
+            except SecretNotFound:
+                return None  # deleted or destroyed: there is no usable previous key
+            return SecretData(f"{older.path} v{wanted}", older.data)
+
+        def pki_cert(role_path: str, **params: Any) -> SecretData:
+            found = _read_key(cache, used, pki_key(role_path, params))
+            return SecretData(role_path, found.data)
+
+        def transit_decrypt(key: str, ciphertext: str) -> str:
+            found = _read_key(cache, used, transit_key(key, str(ciphertext)))
+            return str(found.data["plaintext"])
+
+        return {
+            "secret": secret,
+            "secret_meta": secret_meta,
+            "secret_previous": secret_previous,
+            "pki_cert": pki_cert,
+            "transit_decrypt": transit_decrypt,
+            "env": env,
+        }
 
 
 def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Secret:
@@ -236,7 +275,13 @@ def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Se
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise _MissingKey(f"secret('{path}'): version must be a positive integer")
     found = cache.get(path, version)
-    used.add((normalize_path(path), version))
+    used.add((cache_path(path), version))
+    return found
+
+
+def _read_key(cache: ReadCache, used: set[SecretKey], key: str) -> Secret:
+    found = cache.get(key, None)
+    used.add((key, None))
     return found
 
 
@@ -248,6 +293,7 @@ def _meta(secret: Secret) -> dict[str, Any]:
         "lease_id": secret.lease_id,
         "lease_duration": secret.lease_duration_s,
         "renewable": secret.renewable,
+        "expires_at": secret.expires_at,
     }
 
 
@@ -261,6 +307,26 @@ def _resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
 def as_text(value: Any) -> str:
     """A secret value as env text: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _masked(message: str, cache: ReadCache) -> str:
+    """Jinja and our own messages can quote a key that came from a secret: mask every
+    value this render has seen (and every value the process has registered)."""
+    values = {v for s in cache.secrets.values() for v in _strings(s.data) if len(v) >= MIN_MASK_LEN}
+    for value in sorted(values, key=len, reverse=True):
+        message = message.replace(value, MASK)
+    return redact(message)
+
+
+def _strings(data: Any) -> Iterator[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, Mapping):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list | tuple):
+        for value in data:
+            yield from _strings(value)
 
 
 def _describe(name: str, exc: BaseException) -> str:

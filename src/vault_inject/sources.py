@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InjectError, UnreachableError
+from .model import Secret
 from .render import SecretKey
-from .vault import Secret
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Signal:
 class PollDone:
     """One poll finished: the secrets read, per-secret errors, and the outage that stopped it."""
 
+    purpose: str = "poll"  # "poll": the KV version check; "refresh": lease/cert re-reads
     fresh: dict[SecretKey, Secret] = field(default_factory=dict)
     failed: dict[SecretKey, InjectError] = field(default_factory=dict)
     outage: UnreachableError | None = None
@@ -54,9 +55,12 @@ EventQueue = queue.SimpleQueue[Event]
 class Poller:
     """Reads a list of secrets in a background thread, one poll at a time."""
 
-    def __init__(self, read: Callable[[str, int | None], Secret], events: EventQueue) -> None:
+    def __init__(
+        self, read: Callable[[str, int | None], Secret], events: EventQueue, *, purpose: str = "poll"
+    ) -> None:
         self._read = read
         self._events = events
+        self._purpose = purpose
         self._busy = threading.Lock()
 
     @property
@@ -72,7 +76,7 @@ class Poller:
         return True
 
     def _run(self, keys: list[SecretKey]) -> None:
-        done = PollDone()
+        done = PollDone(purpose=self._purpose)
         try:
             for key in keys:
                 if not self._read_one(key, done):

@@ -31,13 +31,16 @@ from .config import Config
 from .debounce import Debouncer
 from .engine import Engine, Job, Outcome
 from .errors import InjectError
+from .lifecycle import Lifecycle, Relogin
 from .sources import Event, EventQueue, FilesChanged, FileWatcher, PollDone, Poller, Signal
-from .vault import VaultClient
+from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
 
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
 POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll; the loop itself backs off
+RUNNING_RETRY_TIMEOUT_S = 2.0
+IN_FLIGHT_ATTEMPT = 4  # a re-read in flight is not started again for ~8s
 OUTAGE_INITIAL_S = 1.0
 
 
@@ -53,7 +56,9 @@ class Supervisor:
         base_env: Mapping[str, str],
         identity: Identity | None = None,
         rebuild_job: Callable[[], Job] | None = None,
-        read_token: Callable[[str], str] | None = None,
+        authenticator: Relogin | None = None,
+        grant: Login | None = None,
+        watched_auth_file: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -62,11 +67,20 @@ class Supervisor:
         self._base_env = dict(base_env)
         self._identity = identity or Identity()
         self._rebuild_job = rebuild_job
-        self._read_token = read_token
+        self._auth_file = watched_auth_file
         self._clock = clock
         self._events: EventQueue = queue.SimpleQueue()
         self._reaper = Reaper()
-        self._poller = Poller(client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S).read, self._events)
+        client.retry_timeout_s = RUNNING_RETRY_TIMEOUT_S  # the loop backs off, not each request
+        self._poll_client = client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
+        self._refresh_client = client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
+        self._poller = Poller(self._poll_client.read, self._events)
+        self._refresher = Poller(self._refresh_client.read, self._events, purpose="refresh")
+        self._life = Lifecycle(
+            client, authenticator=authenticator, grant=grant, on_new_token=self._new_token, clock=clock
+        )
+        self._life.track(engine.secrets)
+        self._refresh_attempts = 0
         self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
         self._pending: set[str] = set()
         self._pid = 0
@@ -107,10 +121,12 @@ class Supervisor:
             watcher.stop()
             if self._pid:  # never leave an orphaned child behind
                 self._stop_child_now()
+            if self.config.revoke_on_exit:
+                self._life.revoke_all()
 
     def _watched_files(self) -> list[str]:
         paths = [spec.source for spec in self.config.templates if spec.source]
-        paths += [self.config.config_file or "", self.config.token_file]
+        paths += [self.config.config_file or "", self._auth_file]
         return [p for p in paths if p]
 
     # --- the loop -----------------------------------------------------------------------
@@ -126,7 +142,7 @@ class Supervisor:
     def _next_event(self) -> Event | None:
         now = self._clock()
         deadlines = [now + IDLE_WAKE_S, self._next_poll_at]
-        for at in (self._kill_at, self._debounce.due_at()):
+        for at in (self._kill_at, self._debounce.due_at(), self._life.next_at()):
             if at is not None:
                 deadlines.append(at)
         try:
@@ -152,6 +168,8 @@ class Supervisor:
             self._kill_at = None
         if now >= self._next_poll_at and not self._poller.busy and self._stopping is None:
             self._poll()
+        if self._stopping is None:
+            self._refresh_due()
         if self._debounce.due(now) and not self._restarting and self._stopping is None:
             self._debounce.reset()
             self._act()
@@ -236,7 +254,34 @@ class Supervisor:
         if not keys or not self._poller.start(keys):
             self._schedule_poll()
 
+    def _refresh_due(self) -> None:
+        keys = self._life.run_due()
+        if keys and self._refresher.start(keys):
+            for key in keys:
+                self._life.postpone(key, IN_FLIGHT_ATTEMPT)
+
+    def _on_refresh(self, done: PollDone) -> None:
+        if done.outage is not None:
+            self._refresh_attempts += 1
+            for key in self._life.plans:
+                if key not in done.fresh:
+                    self._life.postpone(key, self._refresh_attempts)
+        else:
+            self._refresh_attempts = 0
+        self._note_poll_errors(done)
+        self._life.track(done.fresh)
+        changed = self.engine.absorb(done.fresh)
+        if changed:
+            self._mark(self.engine.outputs_using(changed))
+
+    def _new_token(self, token: str) -> None:
+        for other in (self._poll_client, self._refresh_client):
+            other.set_token(token)
+
     def _on_poll(self, done: PollDone) -> None:
+        if done.purpose == "refresh":
+            self._on_refresh(done)
+            return
         if done.outage is not None:
             self._outage_attempts += 1
             if self._outage_attempts == 1:
@@ -271,20 +316,11 @@ class Supervisor:
     # --- file changes -------------------------------------------------------------------
 
     def _on_files(self, paths: frozenset[str]) -> None:
-        if self.config.token_file and self.config.token_file in paths and self._read_token:
-            self._swap_token()
-        if (paths - {self.config.token_file}) and self._rebuild_job is not None:
+        auth_file = {self._auth_file} if self._auth_file else set()
+        if paths & auth_file:
+            self._life.relogin(reason=f"{self._auth_file} changed")
+        if (paths - auth_file) and self._rebuild_job is not None:
             self._reload_job(paths)
-
-    def _swap_token(self) -> None:
-        try:
-            token = self._read_token(self.config.token_file) if self._read_token else ""
-        except InjectError as exc:
-            log.error("%s (keeping the current token)", exc)
-            return
-        self.client.set_token(token)
-        self._poller = Poller(self.client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S).read, self._events)
-        log.info("token file %s changed; using the new token", self.config.token_file)
 
     def _reload_job(self, paths: frozenset[str]) -> None:
         if self._rebuild_job is None:

@@ -7,12 +7,14 @@ connection errors, 429 and 5xx are retried with backoff until a deadline.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import hvac
 import requests
@@ -29,6 +31,7 @@ from .errors import (
     UsageError,
 )
 from .log import register_secret
+from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret
 from .refs import normalize_path
 
 log = logging.getLogger(__name__)
@@ -51,26 +54,21 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
-class Secret:
-    """One read of one path: its data and what is known about its version or lease."""
+class Login:
+    """A token obtained by login or renewal, with its time to live."""
 
-    path: str
-    data: Mapping[str, Any]
-    version: int | None = None
-    created_time: str | None = None
-    lease_id: str = ""
-    lease_duration_s: int = 0
-    renewable: bool = False
-    kv_version: int | None = None
+    token: str
+    ttl_s: int
+    renewable: bool
 
-    @property
-    def describe(self) -> str:
-        """Version or lease, for logs: ``v3``, ``lease database/creds/ro/abc (3600s)``."""
-        if self.version is not None:
-            return f"v{self.version}"
-        if self.lease_id:
-            return f"lease {self.lease_id} ({self.lease_duration_s}s)"
-        return "unversioned"
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """What the server granted for a lease renewal."""
+
+    lease_id: str
+    ttl_s: int
+    renewable: bool
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,7 @@ class VaultClient:
     retry_timeout_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    policies: tuple[str, ...] = ()
     _mounts: dict[str, _Mount] = field(default_factory=dict)
     _client: Any = None
 
@@ -140,10 +139,112 @@ class VaultClient:
                 f"the token was rejected by {self.settings.address} (invalid, expired or revoked)"
             ) from None
         data = body.get("data") or {}
-        return data if isinstance(data, dict) else {}
+        data = data if isinstance(data, dict) else {}
+        self.policies = tuple(str(p) for p in data.get("policies") or ())
+        return data
+
+    def login(self, mount: str, payload: Mapping[str, str], *, what: str) -> Login:
+        """Log in at ``auth/<mount>/login``; the client uses the new token from then on."""
+        try:
+            body = self._request("POST", f"auth/{normalize_path(mount)}/login", what=what, json=payload)
+        except (PermissionDenied, AuthError, SecretNotFound) as exc:
+            raise AuthError(f"{what} refused by {self.settings.address}: {_kind(exc)}") from None
+        except SecretError as exc:
+            raise AuthError(f"{what} refused: {exc}") from None
+        auth = body.get("auth") or {}
+        token = str(auth.get("client_token") or "")
+        if not token:
+            raise AuthError(f"{what}: the server returned no token")
+        self.set_token(token)
+        self.policies = tuple(str(p) for p in auth.get("policies") or ())
+        return Login(
+            token=token, ttl_s=int(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable"))
+        )
+
+    def renew_self(self, increment_s: int | None = None) -> Login:
+        """Renew inject's own token; AuthError when it cannot be renewed."""
+        payload = {"increment": f"{increment_s}s"} if increment_s else {}
+        try:
+            body = self._request("POST", "auth/token/renew-self", what="token renewal", json=payload)
+        except SecretError as exc:
+            raise AuthError(f"token renewal refused: {_kind(exc)}") from None
+        auth = body.get("auth") or {}
+        return Login(
+            token=self.token,
+            ttl_s=int(auth.get("lease_duration") or 0),
+            renewable=bool(auth.get("renewable")),
+        )
+
+    def renew_lease(self, lease_id: str, increment_s: int) -> LeaseRenewal:
+        """Ask for ``increment_s`` more seconds on a lease; the server may grant less."""
+        body = self._request(
+            "PUT",
+            "sys/leases/renew",
+            what=f"renewal of lease {lease_id}",
+            json={"lease_id": lease_id, "increment": increment_s},
+        )
+        return LeaseRenewal(
+            lease_id=str(body.get("lease_id") or lease_id),
+            ttl_s=int(body.get("lease_duration") or 0),
+            renewable=bool(body.get("renewable")),
+        )
+
+    def revoke_lease(self, lease_id: str) -> None:
+        """Revoke a lease now (the credentials stop working)."""
+        self._request(
+            "PUT", "sys/leases/revoke", what=f"revocation of lease {lease_id}", json={"lease_id": lease_id}
+        )
+
+    def lease_alive(self, lease_id: str) -> bool:
+        """True while the server still knows the lease."""
+        try:
+            self._request(
+                "PUT", "sys/leases/lookup", what=f"lookup of lease {lease_id}", json={"lease_id": lease_id}
+            )
+        except PermissionDenied:
+            return True  # cannot tell; a failing renewal will say so later
+        except SecretError:
+            return False
+        return True
+
+    def _issue(self, key: str) -> Secret:
+        role_path, _, query = key[len(PKI_PREFIX) :].partition("?")
+        params = dict(parse_qsl(query))
+        body = self._request("POST", role_path, what=f"certificate from '{role_path}'", json=params)
+        data = body.get("data") or {}
+        if not isinstance(data, dict) or "certificate" not in data:
+            raise SecretNotFound(f"'{role_path}' returned no certificate")
+        _register_values({"private_key": data.get("private_key", "")})
+        expiration = float(data.get("expiration") or 0) or None
+        log.debug("issued certificate %s from %s", data.get("serial_number", "?"), role_path)
+        return Secret(
+            path=key,
+            data=data,
+            lease_id=str(body.get("lease_id") or ""),
+            lease_duration_s=int(body.get("lease_duration") or 0),
+            expires_at=expiration,
+            issued_at=time.time(),
+        )
+
+    def _decrypt(self, key: str) -> Secret:
+        path, _, ciphertext = key[len(TRANSIT_PREFIX) :].partition("#")
+        body = self._request("POST", path, what=f"decryption with '{path}'", json={"ciphertext": ciphertext})
+        encoded = str((body.get("data") or {}).get("plaintext") or "")
+        try:
+            plaintext = base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise SecretError(f"decryption with '{path}' did not return UTF-8 text") from None
+        register_secret(plaintext)
+        return Secret(path=key, data={"plaintext": plaintext})
 
     def read(self, path: str, version: int | None = None) -> Secret:
-        """Read ``path`` as a person types it (KV ``data/`` added for v2) and return a Secret."""
+        """Read ``path`` as a person types it (KV ``data/`` added for v2) and return a Secret.
+
+        ``pki:`` and ``transit:`` keys (see pki_key, transit_key) issue or decrypt instead."""
+        if path.startswith(PKI_PREFIX):
+            return self._issue(path)
+        if path.startswith(TRANSIT_PREFIX):
+            return self._decrypt(path)
         logical = normalize_path(path)
         mount = self._mount_for(logical)
         if mount is not None and mount.kv_version == 2:
@@ -252,6 +353,10 @@ class VaultClient:
             attempt += 1
             try:
                 return self._attempt(method, path, what, params, json, allow_404_body)
+            except PermissionDenied as exc:
+                if self.policies and "policies" not in str(exc):
+                    raise PermissionDenied(f"{exc} (token policies: {', '.join(self.policies)})") from None
+                raise
             except TransientError as exc:
                 wait_s = backoff.delay_s(attempt)
                 if self.clock() + wait_s > deadline:
@@ -347,3 +452,11 @@ def _register_values(data: Mapping[str, Any]) -> None:
             register_secret(value)
         elif isinstance(value, Mapping):
             _register_values(value)
+
+
+def _kind(exc: Exception) -> str:
+    if isinstance(exc, PermissionDenied):
+        return "permission denied"
+    if isinstance(exc, SecretNotFound):
+        return "no such auth mount or role"
+    return "rejected"
