@@ -14,6 +14,7 @@ from . import auth, child, files
 from .config import AUTH_ENV_VARS, CliOptions, Config, build_config, parse_toml, resolve_config_path
 from .engine import Engine, Job
 from .errors import UsageError
+from .model import Identity
 from .refs import looks_like_ref
 from .render import EnvSpec, Rendered, Renderer
 from .vault import Login, ServerSettings, VaultClient
@@ -57,7 +58,8 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     for spec in config.templates:
         text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
-    return Job(config, renderer, templates, _env_specs(config, environ, renderer))
+    owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
+    return Job(config, renderer, templates, _env_specs(config, environ, renderer), owners)
 
 
 def _env_specs(config: Config, environ: Mapping[str, str], renderer: Renderer) -> list[EnvSpec]:
@@ -106,21 +108,9 @@ def render_once(job: Job, client: VaultClient) -> Rendered:
     return job.renderer.render_all(job.templates, job.env, client)
 
 
-def write_files(job: Job, rendered: Rendered, identity: child.Identity) -> files.Commit:
+def write_files(job: Job, rendered: Rendered, identity: Identity) -> files.Commit:
     """Write every rendered file atomically, all or nothing."""
-    by_dest = {spec.destination: spec for spec in job.config.templates}
-    writes = [
-        files.FileWrite(
-            destination=dest,
-            content=content,
-            perms=by_dest[dest].perms,
-            allow_symlink=by_dest[dest].allow_symlink,
-            uid=identity.uid,
-            gid=identity.gid,
-        )
-        for dest, content in rendered.files.items()
-    ]
-    return files.write_all(writes)
+    return files.write_all(job.writes(rendered.files, identity))
 
 
 def child_environ(config: Config, environ: Mapping[str, str], rendered: Rendered) -> dict[str, str]:

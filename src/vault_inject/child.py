@@ -19,9 +19,9 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE, CommandError, UsageError
+from .model import Identity
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGPWR,
 )
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who the child runs as (``--user``); -1 means unchanged."""
-
-    uid: int = -1
-    gid: int = -1
-    name: str = ""
 
 
 def resolve_user(spec: str) -> Identity:

@@ -56,6 +56,7 @@ class TemplateSpec:
     allow_symlink: bool = False
     command: str | None = None
     command_timeout_s: float = 30.0
+    owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
 
     @property
     def name(self) -> str:
@@ -228,7 +229,7 @@ _PATH_ATTRS = frozenset(
 )
 _SECTIONS = frozenset({"vault", "auth", "watch", "child", "log", "template", "env"})
 _TEMPLATE_KEYS = frozenset(
-    {"source", "contents", "destination", "perms", "allow_symlink", "command", "command_timeout"}
+    {"source", "contents", "destination", "perms", "allow_symlink", "command", "command_timeout", "user"}
 )
 
 
@@ -351,6 +352,7 @@ def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
         allow_symlink=_as_bool(item.get("allow_symlink", False), f"{where}: allow_symlink"),
         command=_as_str(item["command"], f"{where}: command") if item.get("command") else None,
         command_timeout_s=parse_duration(item.get("command_timeout", 30), where=f"{where}: command_timeout"),
+        owner=_as_str(item.get("user", ""), f"{where}: user"),
     )
 
 

@@ -100,7 +100,9 @@ def dev_server(*, workdir: str | None = None) -> Iterator[DevServer]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=_server_env(),
+        # `bao server -dev` writes its root token to $HOME/.vault-token: keep it out of the
+        # user's real ~/.vault-token (and working when HOME is missing or read-only).
+        env={**_server_env(), "HOME": state_dir},
         start_new_session=True,
     )
     try:
@@ -114,6 +116,8 @@ def dev_server(*, workdir: str | None = None) -> Iterator[DevServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if workdir is None:
+            shutil.rmtree(state_dir, ignore_errors=True)  # holds the root token
 
 
 def _server_env() -> dict[str, str]:

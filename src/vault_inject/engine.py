@@ -16,7 +16,8 @@ import jinja2
 
 from .config import Config
 from .errors import InjectError
-from .model import Secret
+from .files import FileWrite
+from .model import PKI_PREFIX, Identity, Secret
 from .render import EnvSpec, ReadCache, Rendered, Renderer, SecretKey, SecretReader
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,23 @@ class Job:
     renderer: Renderer
     templates: dict[str, tuple[str, jinja2.Template]]
     env: list[EnvSpec]
+    owners: dict[str, Identity] = field(default_factory=dict)  # per-template owner
+
+    def writes(self, contents: Mapping[str, str], default_owner: Identity) -> list[FileWrite]:
+        """What to write for rendered ``contents`` (destination -> text), with mode and owner."""
+        by_dest = {spec.destination: spec for spec in self.config.templates}
+        return [
+            FileWrite(
+                destination=dest,
+                content=text,
+                perms=by_dest[dest].perms,
+                allow_symlink=by_dest[dest].allow_symlink,
+                uid=self.owners.get(dest, default_owner).uid,
+                gid=self.owners.get(dest, default_owner).gid,
+            )
+            for dest, text in contents.items()
+            if dest in by_dest
+        ]
 
 
 @dataclass
@@ -49,9 +67,13 @@ class Outcome:
 
 
 def describe_change(old: Secret | None, new: Secret) -> str:
-    """``secret/services/n8n v3 -> v4`` (or ``changed`` for unversioned KV v1)."""
+    """``secret/services/n8n v3 -> v4``, ``new lease for database/creds/ro``, never a value."""
+    if new.path.startswith(PKI_PREFIX):
+        return f"new certificate from {new.path[len(PKI_PREFIX) :].partition('?')[0]}"
     if old is not None and old.version is not None and new.version is not None:
         return f"{new.path} v{old.version} -> v{new.version}"
+    if new.lease_id:
+        return f"new lease for {new.path}"
     return f"{new.path} changed"
 
 
@@ -89,14 +111,14 @@ class Engine:
             if key[1] is None and key in self.secrets and self.secrets[key].kv_version is not None
         )
 
-    def absorb(self, fresh: Mapping[SecretKey, Secret]) -> set[SecretKey]:
-        """Take newly read secrets; return the keys whose version or data changed."""
-        changed = set()
+    def absorb(self, fresh: Mapping[SecretKey, Secret]) -> dict[SecretKey, str]:
+        """Take newly read secrets; return the keys whose version or data changed, described."""
+        changed = {}
         for key, new in fresh.items():
             old = self.secrets.get(key)
             if old is None or old.version != new.version or old.data != new.data:
-                changed.add(key)
-                log.info("%s", describe_change(old, new))
+                changed[key] = describe_change(old, new)
+                log.debug("%s", changed[key])
             self.secrets[key] = new
         return changed
 

@@ -57,3 +57,12 @@ def transit_key(key: str, ciphertext: str) -> str:
     path = normalize_path(key)
     mount, _, name = path.rpartition("/")
     return f"{TRANSIT_PREFIX}{mount or 'transit'}/decrypt/{name}#{ciphertext}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the child runs as (``--user``); -1 means unchanged."""
+
+    uid: int = -1
+    gid: int = -1
+    name: str = ""

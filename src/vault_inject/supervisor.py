@@ -22,16 +22,17 @@ import logging
 import queue
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 
 from . import backoff, child, files
-from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Identity, Reaper
+from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Reaper
 from .config import Config
 from .debounce import Debouncer
 from .engine import Engine, Job, Outcome
 from .errors import InjectError
 from .lifecycle import Lifecycle, Relogin
+from .model import Identity
 from .sources import Event, EventQueue, FilesChanged, FileWatcher, PollDone, Poller, Signal
 from .vault import Login, VaultClient
 
@@ -83,6 +84,7 @@ class Supervisor:
         self._refresh_attempts = 0
         self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
         self._pending: set[str] = set()
+        self._causes: list[str] = []
         self._pid = 0
         self._argv: Sequence[str] = ()
         self._restarting = False
@@ -272,7 +274,7 @@ class Supervisor:
         self._life.track(done.fresh)
         changed = self.engine.absorb(done.fresh)
         if changed:
-            self._mark(self.engine.outputs_using(changed))
+            self._mark(self.engine.outputs_using(changed), changed.values())
 
     def _new_token(self, token: str) -> None:
         for other in (self._poll_client, self._refresh_client):
@@ -298,7 +300,7 @@ class Supervisor:
         self._note_poll_errors(done)
         changed = self.engine.absorb(done.fresh)
         if changed:
-            self._mark(self.engine.outputs_using(changed))
+            self._mark(self.engine.outputs_using(changed), changed.values())
 
     def _note_poll_errors(self, done: PollDone) -> None:
         for (path, _), exc in done.failed.items():
@@ -308,9 +310,10 @@ class Supervisor:
         for path, _ in done.fresh:
             self._poll_errors.pop(path, None)
 
-    def _mark(self, outputs: set[str]) -> None:
+    def _mark(self, outputs: set[str], causes: Iterable[str]) -> None:
         if outputs:
             self._pending |= outputs
+            self._causes.extend(c for c in causes if c not in self._causes)
             self._debounce.touch(self._clock())
 
     # --- file changes -------------------------------------------------------------------
@@ -330,21 +333,22 @@ class Supervisor:
         except InjectError as exc:
             log.error("%s (keeping the previous templates)", exc)
             return
-        log.info("%s changed; re-rendering", ", ".join(sorted(paths)))
         removed = self.engine.all_outputs()
         self.engine.job = job
         self.config = job.config
         self._debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
         self.engine.forget(removed - self.engine.all_outputs())
-        self._mark(self.engine.all_outputs())
+        self._mark(self.engine.all_outputs(), [f"{', '.join(sorted(paths))} changed"])
 
     # --- acting on changes --------------------------------------------------------------
 
     def _act(self) -> None:
         outputs, self._pending = self._pending, set()
+        causes, self._causes = "; ".join(self._causes) or "change", []
         outcome, rendered = self.engine.rerender(outputs)
         if not outcome.changed:
             self.engine.accept(rendered)
+            log.info("%s; output unchanged", causes)
             return
         commit = self._write(outcome)
         if commit is None:
@@ -353,22 +357,10 @@ class Supervisor:
             return
         self.engine.accept(rendered)
         self._run_template_commands(commit.changed)
-        self._tell_child(outcome)
+        self._tell_child(outcome, causes)
 
     def _write(self, outcome: Outcome) -> files.Commit | None:
-        by_dest = {spec.destination: spec for spec in self.config.templates}
-        writes = [
-            files.FileWrite(
-                destination=dest,
-                content=text,
-                perms=by_dest[dest].perms,
-                allow_symlink=by_dest[dest].allow_symlink,
-                uid=self._identity.uid,
-                gid=self._identity.gid,
-            )
-            for dest, text in outcome.files.items()
-            if dest in by_dest
-        ]
+        writes = self.engine.job.writes(outcome.files, self._identity)
         try:
             return files.write_all(writes)
         except InjectError as exc:
@@ -408,14 +400,14 @@ class Supervisor:
                 if code != 0:
                     log.error("command for %s exited with code %d", spec.destination, code)
 
-    def _tell_child(self, outcome: Outcome) -> None:
+    def _tell_child(self, outcome: Outcome, causes: str) -> None:
         mode = self.config.on_change
-        if not self._argv or mode == "none":
+        if not self._argv or mode == "none" or not self._pid:
+            log.info("%s; %d file(s) updated", causes, len(outcome.files))
             return
-        what = "env changed" if outcome.env_changed else f"{len(outcome.files)} file(s) changed"
         if outcome.env_changed or mode == "restart":
-            self._restart_child(what)
-        elif self._pid:
-            name = signal.Signals(self.config.reload_signal).name
-            log.info("%s; sending %s to child pid %d", what, name, self._pid)
-            child.signal_group(self._pid, self.config.reload_signal)
+            self._restart_child(causes + ("; env changed" if outcome.env_changed else ""))
+            return
+        name = signal.Signals(self.config.reload_signal).name
+        log.info("%s; sending %s to child pid %d", causes, name, self._pid)
+        child.signal_group(self._pid, self.config.reload_signal)
