@@ -27,9 +27,7 @@ class Bao:
     pid: int
     session: requests.Session = field(default_factory=requests.Session)
 
-    def api(
-        self, method: str, path: str, json: Any = None, token: str | None = None
-    ) -> requests.Response:
+    def api(self, method: str, path: str, json: Any = None, token: str | None = None) -> requests.Response:
         """Call the HTTP API; fails the test on an error status."""
         response = self.session.request(
             method,
@@ -38,9 +36,7 @@ class Bao:
             headers={"X-Vault-Token": token or self.token},
             timeout=10,
         )
-        assert response.status_code < 400, (
-            f"{method} {path}: {response.status_code} {response.text}"
-        )
+        assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text}"
         return response
 
     def kv_put(self, path: str, **data: Any) -> int:

@@ -263,7 +263,7 @@ def build_config(
             continue
         value, from_file = found
         if opt.attr in _PATH_ATTRS and value:
-            value = os.path.join(file_dir if from_file else cwd, value)
+            value = _resolve(file_dir if from_file else cwd, value)
         values[opt.attr] = value
     values.update(_wait(file_data, where_file))
     templates = _file_templates(file_data, where_file, file_dir) + _cli_templates(cli.templates, cwd)
@@ -292,6 +292,11 @@ def _pick(
     if opt.key in section:
         return opt.parse(section[opt.key], f"{where_file}: [{opt.section}] {opt.key}"), True
     return None
+
+
+def _resolve(base: str, path: str) -> str:
+    """``path`` relative to ``base``, normalised (``examples/../run`` -> ``run``)."""
+    return os.path.normpath(os.path.join(base, path))
 
 
 def _reject_unknown(data: Mapping[str, Any], where: str) -> None:
@@ -345,8 +350,8 @@ def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
     if (source is None) == (contents is None):
         raise UsageError(f"{where}: give exactly one of 'source' or 'contents'")
     return TemplateSpec(
-        destination=os.path.join(file_dir, destination),
-        source=os.path.join(file_dir, _as_str(source, f"{where}: source")) if source else None,
+        destination=_resolve(file_dir, destination),
+        source=_resolve(file_dir, _as_str(source, f"{where}: source")) if source else None,
         contents=_as_str(contents, f"{where}: contents") if contents is not None else None,
         perms=_perms(item.get("perms", DEFAULT_PERMS), f"{where}: perms"),
         allow_symlink=_as_bool(item.get("allow_symlink", False), f"{where}: allow_symlink"),
@@ -379,9 +384,7 @@ def _cli_templates(raw: tuple[str, ...], cwd: str) -> list[TemplateSpec]:
         source, sep, destination = item.rpartition(":")
         if not sep or not source or not destination:
             raise UsageError(f"option --template {item!r}: expected SRC:DEST")
-        specs.append(
-            TemplateSpec(source=os.path.join(cwd, source), destination=os.path.join(cwd, destination))
-        )
+        specs.append(TemplateSpec(source=_resolve(cwd, source), destination=_resolve(cwd, destination)))
     return specs
 
 

@@ -17,6 +17,7 @@ RENEW_FRACTION = 2 / 3
 REREAD_THRESHOLD = 0.9
 MIN_DELAY_S = 0.5
 GRANT_TOLERANCE_S = 2  # servers round TTLs; "granted less" means more than this less
+GRANT_TOLERANCE_FRACTION = 0.1  # ...and at most a tenth of the TTL, so short TTLs re-read in time
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def after_renewal(
     renew_fraction: float = RENEW_FRACTION,
 ) -> Plan:
     """The plan after the server granted ``granted_ttl_s`` on a renewal."""
-    extended = granted_ttl_s + GRANT_TOLERANCE_S >= plan.wanted_ttl_s
+    tolerance_s = min(GRANT_TOLERANCE_S, plan.wanted_ttl_s * GRANT_TOLERANCE_FRACTION)
+    extended = granted_ttl_s + tolerance_s >= plan.wanted_ttl_s
     action = "renew" if renewable and extended else "reread"
     return Plan(
         action, now + _delay(granted_ttl_s * renew_fraction), granted_ttl_s, plan.wanted_ttl_s, plan.lease_id
