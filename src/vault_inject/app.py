@@ -138,14 +138,18 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
-    """``inject check``: validate config and templates and read every secret; write nothing."""
+def _render_in_memory(config: Config, environ: Mapping[str, str]) -> tuple[Job, Rendered]:
     job = prepare(config, environ)
     client = connect(config, environ)
     try:
-        rendered = render_once(job, client)
+        return job, render_once(job, client)
     finally:
         client.close()
+
+
+def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject check``: validate config and templates and read every secret; write nothing."""
+    _, rendered = _render_in_memory(config, environ)
     log.info(
         "ok: %d template(s), %d env var(s), %d secret(s) readable",
         len(rendered.files),
@@ -157,12 +161,7 @@ def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
 
 def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
     """``inject plan``: print what a render would change and which secret versions drive it."""
-    job = prepare(config, environ)
-    client = connect(config, environ)
-    try:
-        rendered = render_once(job, client)
-    finally:
-        client.close()
+    _, rendered = _render_in_memory(config, environ)
     for line in plan_lines(rendered, _current_text, environ):
         print(line)
     return 0

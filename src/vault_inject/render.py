@@ -196,14 +196,17 @@ class Renderer:
         return out
 
     def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
-        """One env value and the secrets it used."""
+        """One env value and the secrets it used (a NUL byte cannot be passed to a process)."""
         if spec.ref is not None:
-            return _resolve_ref(spec.ref, cache, f"env {spec.name}"), frozenset(
-                {(spec.ref.path, spec.ref.version)}
-            )
-        if spec.template is not None:
-            return self.render_one(f"env {spec.name}", spec.template, cache)
-        return spec.literal, frozenset()
+            text = _resolve_ref(spec.ref, cache, f"env {spec.name}")
+            deps = frozenset({(spec.ref.path, spec.ref.version)})
+        elif spec.template is not None:
+            text, deps = self.render_one(f"env {spec.name}", spec.template, cache)
+        else:
+            text, deps = spec.literal, frozenset()
+        if "\0" in text:
+            raise RenderError(f"env {spec.name}: the value contains a NUL byte, which no process can receive")
+        return text, deps
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache

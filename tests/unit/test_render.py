@@ -476,3 +476,13 @@ def test_render_all_outputs_files_by_destination(renderer: Renderer, reader: Fak
     out = renderer.render_all(templates, [EnvSpec(name="X", literal="1")], reader)
     assert out.files == {"/out/a": "A=appuser-K3\n", "/out/b": "B"}
     assert out.env == {"X": "1"}
+
+
+def test_env_value_with_nul_byte_is_a_render_error() -> None:
+    """An env value containing NUL (which execve cannot pass) fails naming the variable, not the value."""
+    renderer = Renderer({})
+    reader = FakeReader({("secret/app", None): {"bad": "abc\0def"}})
+    spec = renderer.env_spec("BAD", "vault:secret/app#bad")
+    with pytest.raises(RenderError, match="env BAD: the value contains a NUL byte") as info:
+        renderer.render_all({}, [spec], reader)
+    assert "abc" not in str(info.value)
