@@ -15,9 +15,10 @@ from vault_inject.devserver import find_bao, free_port_pair
 
 
 @pytest.fixture(scope="session")
-def bao() -> Iterator[Bao]:
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
     """One real `bao server -dev` for the whole session, stopped by pid at the end."""
     port = free_port_pair()
+    home = tmp_path_factory.mktemp("bao-home")  # the dev server writes $HOME/.vault-token
     process = subprocess.Popen(
         [
             find_bao(),
@@ -29,7 +30,10 @@ def bao() -> Iterator[Bao]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
+            "HOME": str(home),
+        },
     )
     OUTPUTS.forbidden.add(ROOT_TOKEN)
     server = Bao(address=f"http://127.0.0.1:{port}", token=ROOT_TOKEN, pid=process.pid)

@@ -62,7 +62,12 @@ class AuthError(SecretError):
 
 
 class PermissionDenied(SecretError):
-    """Raised when the server answers 403 for a path."""
+    """Raised when the server answers 403 for a path (``token_rejected``: the token itself
+    was refused, not just this path)."""
+
+    def __init__(self, message: str, *, token_rejected: bool = False) -> None:
+        super().__init__(message)
+        self.token_rejected = token_rejected
 
 
 class SecretNotFound(SecretError):

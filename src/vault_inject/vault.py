@@ -134,7 +134,16 @@ class VaultClient:
         """Check the token works; return its lookup data (policies, ttl). AuthError if rejected."""
         try:
             body = self._request("GET", "auth/token/lookup-self", what="token lookup")
-        except (PermissionDenied, AuthError):
+        except PermissionDenied as exc:
+            if not exc.token_rejected:
+                # A valid token whose policies do not allow lookup-self (no `default` policy):
+                # carry on without TTL information; reads will say what they may not do.
+                log.debug("token lookup not permitted; token TTL unknown")
+                return {}
+            raise AuthError(
+                f"the token was rejected by {self.settings.address} (invalid, expired or revoked)"
+            ) from None
+        except AuthError:
             raise AuthError(
                 f"the token was rejected by {self.settings.address} (invalid, expired or revoked)"
             ) from None
@@ -355,7 +364,10 @@ class VaultClient:
                 return self._attempt(method, path, what, params, json, allow_404_body)
             except PermissionDenied as exc:
                 if self.policies and "policies" not in str(exc):
-                    raise PermissionDenied(f"{exc} (token policies: {', '.join(self.policies)})") from None
+                    raise PermissionDenied(
+                        f"{exc} (token policies: {', '.join(self.policies)})",
+                        token_rejected=exc.token_rejected,
+                    ) from None
                 raise
             except TransientError as exc:
                 wait_s = backoff.delay_s(attempt)
@@ -402,7 +414,11 @@ def _check_status(response: requests.Response, what: str, allow_404_body: bool) 
     if status == 404:
         raise SecretNotFound(f"no secret at {what}")
     if status == 403:
-        raise PermissionDenied(f"permission denied reading {what}")
+        # The server answers a bare "permission denied" for an unknown token and wraps the
+        # ACL refusal of a valid token ("1 error occurred: ... permission denied").
+        raise PermissionDenied(
+            f"permission denied reading {what}", token_rejected=body.get("errors") == ["permission denied"]
+        )
     if status == 401:
         raise AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
     raise SecretError(f"server refused {what}: HTTP {status}{_errors_hint(body)}")
