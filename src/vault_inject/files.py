@@ -11,10 +11,12 @@ contents back (used when a check command rejects the new files).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DIR_MODE = 0o700
 TEMP_PREFIX = ".inject-"
+STALE_TEMP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,18 @@ class Commit:
 def write_all(writes: Iterable[FileWrite]) -> Commit:
     """Write every changed file, all or nothing; return what changed (FileWriteError names it)."""
     pending = [w for w in writes if _needs_write(w)]
-    staged: list[tuple[FileWrite, str]] = []
+    staged: list[tuple[FileWrite, _Temp]] = []
     commit = Commit()
     try:
         for write in pending:
             staged.append((write, _stage(write)))
     except FileWriteError:
         for _, temp in staged:
-            _remove_quietly(temp)
+            temp.discard()
         raise
     for write, temp in staged:
         commit.previous.append(_snapshot(write.destination))
-        _replace(temp, write.destination)
+        temp.replace(write.destination)
         commit.changed.append(write.destination)
         log.info("wrote %s", write.destination)
     return commit
@@ -120,12 +123,13 @@ def _check_destination(write: FileWrite) -> None:
         raise FileWriteError(f"destination {write.destination} is a directory")
 
 
-def _stage(write: FileWrite) -> str:
+def _stage(write: FileWrite) -> _Temp:
     directory = os.path.dirname(
         os.path.realpath(write.destination) if write.allow_symlink else write.destination
     )
     try:
         make_dirs(directory)
+        sweep_stale_temps(directory)
         return _write_temp(directory, write.content.encode(), write.perms, write.uid, write.gid)
     except OSError as exc:
         raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
@@ -141,30 +145,78 @@ def make_dirs(directory: str) -> None:
         os.chmod(directory, DIR_MODE)
 
 
-def _write_temp(directory: str, data: bytes, mode: int, uid: int, gid: int) -> str:
+@dataclass
+class _Temp:
+    """A fully written temp file, locked (flock) until it is renamed or discarded, so a
+    sweeper can tell a live writer's temp file from one a killed writer left behind."""
+
+    path: str
+    fd: int
+
+    def replace(self, destination: str) -> None:
+        target = os.path.realpath(destination) if os.path.islink(destination) else destination
+        try:
+            os.replace(self.path, target)
+            _fsync_dir(os.path.dirname(target))
+        except OSError as exc:
+            self.discard()
+            raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
+        os.close(self.fd)
+
+    def discard(self) -> None:
+        _remove_quietly(self.path)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _write_temp(directory: str, data: bytes, mode: int, uid: int, gid: int) -> _Temp:
     fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=directory)  # 0600
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            if uid != -1 or gid != -1:
-                os.fchown(handle.fileno(), uid, gid)
-            os.fchmod(handle.fileno(), mode)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
     except BaseException:
-        _remove_quietly(temp)
+        _Temp(temp, fd).discard()
         raise
-    return temp
+    return _Temp(temp, fd)
 
 
-def _replace(temp: str, destination: str) -> None:
-    target = os.path.realpath(destination) if os.path.islink(destination) else destination
+def sweep_stale_temps(directory: str) -> int:
+    """Remove temp files that a killed writer left in ``directory``; return how many.
+
+    A live writer holds an exclusive flock on its temp file until the rename, and a
+    file younger than STALE_TEMP_S may be between creation and locking: both stay."""
+    removed = 0
     try:
-        os.replace(temp, target)
-        _fsync_dir(os.path.dirname(target))
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
+        names = [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX) and n.endswith(".tmp")]
+    except OSError:
+        return 0
+    for name in names:
+        removed += _remove_if_abandoned(os.path.join(directory, name))
+    return removed
+
+
+def _remove_if_abandoned(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        if time.time() - os.fstat(fd).st_mtime < STALE_TEMP_S:
+            return 0
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # locked: a writer is alive
+    finally:
+        os.close(fd)
+    _remove_quietly(path)
+    log.debug("removed abandoned temp file %s", path)
+    return 1
 
 
 def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: int) -> None:
@@ -173,7 +225,7 @@ def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: 
         temp = _write_temp(directory, data, mode, uid, gid)
     except OSError as exc:
         raise FileWriteError(f"cannot restore {destination}: {exc.strerror}") from None
-    _replace(temp, destination)
+    temp.replace(destination)
 
 
 def _snapshot(destination: str) -> _Previous:

@@ -175,6 +175,11 @@ class Lifecycle:
                 return
         self.relogin(reason="token cannot be renewed further")
 
+    @property
+    def can_relogin(self) -> bool:
+        """True when a fresh token can be had without outside help."""
+        return self._auth is not None and self._auth.can_relogin
+
     def relogin(self, *, reason: str) -> bool:
         """Get a new token; re-read only leases that died with the old one."""
         if self._auth is None or not self._auth.can_relogin:

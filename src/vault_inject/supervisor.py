@@ -30,7 +30,7 @@ from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Reaper
 from .config import Config
 from .debounce import Debouncer
 from .engine import Engine, Job, Outcome
-from .errors import InjectError
+from .errors import InjectError, PermissionDenied
 from .lifecycle import Lifecycle, Relogin
 from .model import Identity
 from .sources import Event, EventQueue, FilesChanged, FileWatcher, PollDone, Poller, Signal
@@ -82,6 +82,7 @@ class Supervisor:
         )
         self._life.track(engine.secrets)
         self._refresh_attempts = 0
+        self._relogin_tried = False
         self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
         self._pending: set[str] = set()
         self._causes: list[str] = []
@@ -303,6 +304,13 @@ class Supervisor:
             self._mark(self.engine.outputs_using(changed), changed.values())
 
     def _note_poll_errors(self, done: PollDone) -> None:
+        rejected = any(isinstance(e, PermissionDenied) and e.token_rejected for e in done.failed.values())
+        if rejected and not self._relogin_tried and self._life.can_relogin:
+            # Revoked or expired from outside: log in once more (the next poll catches up).
+            self._relogin_tried = True
+            if self._life.relogin(reason="the server no longer accepts inject's token"):
+                return
+        self._relogin_tried = self._relogin_tried and rejected
         for (path, _), exc in done.failed.items():
             if self._poll_errors.get(path) != str(exc):
                 self._poll_errors[path] = str(exc)
