@@ -43,7 +43,8 @@ def test_young_temp_file_and_other_files_stay(tmp_path: Path) -> None:
     young.write_text("x")
     other = _old_temp(tmp_path, "app.yml")
     assert files.sweep_stale_temps(str(tmp_path)) == 0
-    assert young.exists() and other.exists()
+    assert young.exists()
+    assert other.exists()
 
 
 def test_write_all_sweeps_the_destination_directory(tmp_path: Path) -> None:
