@@ -84,6 +84,7 @@ class Config:
     jwt_file: str = ""
     retry_timeout_s: float = 60.0
     poll_interval_s: float = 60.0
+    reread_threshold: float = 0.9  # non-renewable leases are re-read at this fraction of their TTL
     wait_min_s: float = 0.0
     wait_max_s: float = 0.0
     on_change: str = "restart"
@@ -171,6 +172,16 @@ def _as_str_list(value: Any, where: str) -> tuple[str, ...]:
     raise UsageError(f"{where}: expected a list of names")
 
 
+def _as_fraction(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: expected a number between 0 and 1, got {value!r}") from None
+    if not 0.1 <= number <= 0.99:
+        raise UsageError(f"{where}: {value!r} is outside 0.1..0.99")
+    return number
+
+
 def _env(*names: str) -> tuple[str, ...]:
     return names
 
@@ -204,6 +215,13 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("role", "auth", "role", _env("INJECT_ROLE"), _as_str),
     _Opt("jwt_file", "auth", "jwt_file", _env("INJECT_JWT_FILE"), _as_str),
     _Opt("poll_interval_s", "watch", "poll_interval", _env("INJECT_POLL_INTERVAL"), _as_duration),
+    _Opt(
+        "reread_threshold",
+        "watch",
+        "lease_reread_threshold",
+        _env("INJECT_LEASE_REREAD_THRESHOLD"),
+        _as_fraction,
+    ),
     _Opt("on_change", "child", "on_change", _env("INJECT_ON_CHANGE"), _choice(*ON_CHANGE)),
     _Opt("reload_signal", "child", "reload_signal", _env("INJECT_RELOAD_SIGNAL"), parse_signal),
     _Opt("kill_signal", "child", "kill_signal", _env("INJECT_KILL_SIGNAL"), parse_signal),

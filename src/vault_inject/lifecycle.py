@@ -58,6 +58,9 @@ class Lifecycle:
         self.plans: dict[SecretKey, Plan] = {}
         self.issued_leases: list[str] = []
         self._token_plan: Plan | None = None
+        self._token_expires_at: float | None = None
+        self._generation = 0  # bumped at every new login
+        self._lease_generation: dict[SecretKey, int] = {}
         self._retries: dict[str, int] = {}
         if grant is not None:
             self._plan_token(grant)
@@ -75,6 +78,7 @@ class Lifecycle:
             if secret.lease_id and secret.lease_id not in self.issued_leases:
                 self.issued_leases.append(secret.lease_id)
             self.plans[key] = plan
+            self._lease_generation[key] = self._generation
 
     def _plan_for(self, secret: Secret, now: float) -> Plan | None:
         if secret.expires_at and secret.issued_at:
@@ -90,9 +94,11 @@ class Lifecycle:
         )
 
     def _plan_token(self, grant: Login) -> None:
+        now = self._clock()
         self._token_plan = leases.after_read(
-            now=self._clock(), lease_id="token", ttl_s=grant.ttl_s, renewable=grant.renewable
+            now=now, lease_id="token", ttl_s=grant.ttl_s, renewable=grant.renewable
         )
+        self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
 
     def next_at(self) -> float | None:
         """When the next renewal or re-read is due."""
@@ -171,6 +177,7 @@ class Lifecycle:
                 self._token_plan = leases.after_renewal(
                     plan, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
                 )
+                self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
                 log.debug("renewed token for %ds", grant.ttl_s)
                 return
         self.relogin(reason="token cannot be renewed further")
@@ -193,17 +200,27 @@ class Lifecycle:
             self._token_plan = Plan("reread", self._clock() + 10.0, 0, 0, "token")
             return False
         log.info("%s; logged in again", reason)
+        old_expires_at = self._token_expires_at
+        self._generation += 1
         self._on_new_token(self._client.token)
         self._plan_token(grant)
-        self._reread_dead_leases()
+        self._replace_old_token_leases(old_expires_at)
         return True
 
-    def _reread_dead_leases(self) -> None:
+    def _replace_old_token_leases(self, old_expires_at: float | None) -> None:
+        """Leases die with the token that created them. Re-read those already dead now, and
+        those the old token will take with it before it expires; all others stay as they are."""
         now = self._clock()
         for key, plan in list(self.plans.items()):
-            if plan.lease_id and not self._client.lease_alive(plan.lease_id):
+            if not plan.lease_id or self._lease_generation.get(key, 0) >= self._generation:
+                continue
+            if not self._client.lease_alive(plan.lease_id):
                 log.info("lease %s ended with the old token; reading %s again", plan.lease_id, key[0])
                 self.plans[key] = plan.at_time(now, "reread")
+            elif old_expires_at is not None:
+                due = now + max(0.0, old_expires_at - now) / 2
+                log.info("lease %s ends with the old token; new credentials before then", plan.lease_id)
+                self.plans[key] = plan.at_time(min(due, plan.at), "reread")
 
     def revoke_all(self) -> None:
         """Revoke every lease issued during this run (best effort, short timeout)."""

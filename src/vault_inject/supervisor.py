@@ -78,7 +78,12 @@ class Supervisor:
         self._poller = Poller(self._poll_client.read, self._events)
         self._refresher = Poller(self._refresh_client.read, self._events, purpose="refresh")
         self._life = Lifecycle(
-            client, authenticator=authenticator, grant=grant, on_new_token=self._new_token, clock=clock
+            client,
+            authenticator=authenticator,
+            grant=grant,
+            on_new_token=self._new_token,
+            reread_threshold=config.reread_threshold,
+            clock=clock,
         )
         self._life.track(engine.secrets)
         self._refresh_attempts = 0

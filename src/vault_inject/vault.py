@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote
 
 import hvac
 import requests
+import urllib3
 from hvac.adapters import RawAdapter
 
 from . import backoff
@@ -104,6 +105,8 @@ class VaultClient:
 
     def _verify(self) -> bool | str:
         if self.settings.tls_skip_verify:
+            # asked for: no raw Python warning (breaking text/JSON logs) on every request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             return False
         return self.settings.ca_cert or True
 
@@ -394,7 +397,9 @@ class VaultClient:
                 method, url, params=params, json=json, raise_exception=False
             )
         except requests.exceptions.SSLError as exc:
-            raise UnreachableError(f"TLS error talking to {self.settings.address}: {_reason(exc)}") from None
+            raise UnreachableError(
+                f"TLS error talking to {self.settings.address}: {_tls_reason(exc)}"
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(_reason(exc)) from None
         return _check_status(response, what, allow_404_body)
@@ -439,6 +444,13 @@ def _errors_hint(body: Mapping[str, Any]) -> str:
         text = "; ".join(str(e) for e in errors)[:200]
         return f" ({' '.join(text.split())})"
     return ""
+
+
+def _tls_reason(exc: Exception) -> str:
+    # SSLError is a ConnectionError: without this it would read "connection refused"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "the server's certificate is not trusted (give --ca-cert, or --tls-skip-verify)"
+    return "TLS handshake failed"
 
 
 def _reason(exc: Exception) -> str:
