@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from . import auth, child, files
 from .config import AUTH_ENV_VARS, CliOptions, Config, build_config, parse_toml, resolve_config_path
-from .engine import Engine, Job
+from .engine import Engine, Job, render_job
 from .errors import UsageError
 from .model import Identity
 from .refs import looks_like_ref
@@ -105,7 +105,7 @@ def _settings(config: Config, address: str) -> ServerSettings:
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
-    return job.renderer.render_all(job.templates, job.env, client)
+    return render_job(job, client, client.read_many)
 
 
 def write_files(job: Job, rendered: Rendered, identity: Identity) -> files.Commit:
@@ -216,7 +216,7 @@ def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] 
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
     client, authenticator, grant = login(config, environ)
-    engine = Engine(job, client)
+    engine = Engine(job, client, client.read_many)
     try:
         rendered = engine.first_render()
         write_files(job, rendered, identity)

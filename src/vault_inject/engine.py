@@ -9,7 +9,7 @@ logged once (again only if it changes). No network beyond the reader, no disk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import jinja2
@@ -66,6 +66,17 @@ class Outcome:
         return bool(self.files) or self.env_changed
 
 
+Prefetch = Callable[[Iterable[SecretKey]], Mapping[SecretKey, Secret]]
+
+
+def render_job(job: Job, reader: SecretReader, prefetch: Prefetch | None = None) -> Rendered:
+    """Render a whole job; with ``prefetch``, the secrets its templates name literally are
+    fetched together first (concurrently), then rendering reads only what remains."""
+    keys = job.renderer.static_keys((template for _, template in job.templates.values()), job.env)
+    known = prefetch(keys) if prefetch is not None and keys else None
+    return job.renderer.render_all(job.templates, job.env, reader, known)
+
+
 def describe_change(old: Secret | None, new: Secret) -> str:
     """``secret/services/n8n v3 -> v4``, ``new lease for database/creds/ro``, never a value."""
     if new.path.startswith(PKI_PREFIX):
@@ -80,9 +91,10 @@ def describe_change(old: Secret | None, new: Secret) -> str:
 class Engine:
     """Holds the last good render and re-renders only what changed."""
 
-    def __init__(self, job: Job, reader: SecretReader) -> None:
+    def __init__(self, job: Job, reader: SecretReader, prefetch: Prefetch | None = None) -> None:
         self.job = job
         self.reader = reader
+        self._prefetch = prefetch
         self.secrets: dict[SecretKey, Secret] = {}
         self.files: dict[str, str] = {}
         self.env: dict[str, str] = {}
@@ -91,7 +103,7 @@ class Engine:
 
     def first_render(self) -> Rendered:
         """Render everything; any failure raises (all or nothing before the child starts)."""
-        rendered = self.job.renderer.render_all(self.job.templates, self.job.env, self.reader)
+        rendered = render_job(self.job, self.reader, self._prefetch)
         self.accept(rendered)
         return rendered
 

@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 
 from .refs import normalize_path
 
+READ_WORKERS = 8  # concurrent reads for a render or a poll (requests' default pool is 10)
+
 
 @dataclass(frozen=True)
 class Secret:

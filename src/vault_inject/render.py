@@ -14,11 +14,12 @@ import binascii
 import json
 import shlex
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jinja2
+import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
@@ -51,6 +52,35 @@ class ReadCache:
         if key not in self.secrets:
             self.secrets[key] = self._reader.read(key[0], version)
         return self.secrets[key]
+
+
+_SECRET_FUNCTIONS = ("secret", "secret_meta")
+
+
+def literal_secret_keys(tree: jinja2.nodes.Template) -> frozenset[SecretKey]:
+    """``(path, version)`` of every ``secret('literal path'[, version])`` call in a template."""
+    keys = set()
+    for call in tree.find_all(jinja2.nodes.Call):
+        if not (isinstance(call.node, jinja2.nodes.Name) and call.node.name in _SECRET_FUNCTIONS):
+            continue
+        path = _const(call.args[0]) if call.args else None
+        version_node = call.args[1] if len(call.args) > 1 else _kwarg(call, "version")
+        version = _const(version_node) if version_node is not None else None
+        if isinstance(path, str) and path.strip("/") and (version is None or _is_version(version)):
+            keys.add((cache_path(path), version))
+    return frozenset(keys)
+
+
+def _const(node: jinja2.nodes.Node) -> Any:
+    return node.value if isinstance(node, jinja2.nodes.Const) else None
+
+
+def _kwarg(call: jinja2.nodes.Call, name: str) -> jinja2.nodes.Node | None:
+    return next((kw.value for kw in call.kwargs if kw.key == name), None)
+
+
+def _is_version(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def cache_path(path: str) -> str:
@@ -162,14 +192,31 @@ class Renderer:
         )
         self._jinja.globals.clear()  # no range/lipsum/cycler/joiner/namespace/dict beyond ours
         self._jinja.globals["range"] = safe_range  # capped at MAX_RANGE items
+        self._static: dict[int, frozenset[SecretKey]] = {}
 
     def compile(self, name: str, text: str) -> jinja2.Template:
         """Compile template ``name``; RenderError naming the line on a syntax error."""
         try:
-            code = self._jinja.compile(text, name=name, filename=name)
+            tree = self._jinja.parse(text, name=name, filename=name)
+            code = self._jinja.compile(tree, name=name, filename=name)
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template '{name}' line {exc.lineno}: {exc.message}") from None
-        return self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+        template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+        self._static[id(template)] = literal_secret_keys(tree)
+        return template
+
+    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]:
+        """Every secret the templates and env values name literally, so they can be
+        fetched together before rendering (paths computed at render time are read then)."""
+        keys: set[SecretKey] = set()
+        for template in templates:
+            keys |= self._static.get(id(template), frozenset())
+        for spec in env:
+            if spec.ref is not None:
+                keys.add((spec.ref.path, spec.ref.version))
+            elif spec.template is not None:
+                keys |= self._static.get(id(spec.template), frozenset())
+        return keys
 
     def env_spec(self, name: str, raw: str) -> EnvSpec:
         """Classify an env value: reference (parsed now), template (compiled now) or literal."""
@@ -184,9 +231,11 @@ class Renderer:
         templates: Mapping[str, tuple[str, jinja2.Template]],
         env: list[EnvSpec],
         reader: SecretReader,
+        known: Mapping[SecretKey, Secret] | None = None,
     ) -> Rendered:
-        """Render every template (destination -> (name, compiled)) and env value, or raise."""
-        cache = ReadCache(reader)
+        """Render every template (destination -> (name, compiled)) and env value, or raise.
+        ``known`` holds secrets already fetched for this render (see static_keys)."""
+        cache = ReadCache(reader, known)
         out = Rendered()
         for destination, (name, template) in templates.items():
             out.files[destination], out.deps[destination] = self.render_one(name, template, cache)

@@ -15,10 +15,11 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import InjectError, UnreachableError
-from .model import Secret
+from .model import READ_WORKERS, Secret
 from .render import SecretKey
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Poller:
         self._events = events
         self._purpose = purpose
         self._busy = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def busy(self) -> bool:
@@ -78,24 +80,28 @@ class Poller:
     def _run(self, keys: list[SecretKey]) -> None:
         done = PollDone(purpose=self._purpose)
         try:
-            for key in keys:
-                if not self._read_one(key, done):
-                    break
+            if len(keys) > 1:  # one request per distinct path, READ_WORKERS at a time
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        READ_WORKERS, thread_name_prefix=f"inject-{self._purpose}"
+                    )
+                list(self._pool.map(lambda key: self._read_one(key, done), keys))
+            else:
+                for key in keys:
+                    self._read_one(key, done)
         finally:
             self._busy.release()
             self._events.put(done)
 
-    def _read_one(self, key: SecretKey, done: PollDone) -> bool:
+    def _read_one(self, key: SecretKey, done: PollDone) -> None:
         try:
             done.fresh[key] = self._read(*key)
         except UnreachableError as exc:
             done.outage = exc
-            return False
         except InjectError as exc:
             done.failed[key] = exc
         except Exception as exc:  # never let the thread die silently
             done.failed[key] = InjectError(f"reading '{key[0]}' failed: {type(exc).__name__}")
-        return True
 
 
 class FileWatcher:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -32,7 +33,7 @@ from .errors import (
     UsageError,
 )
 from .log import register_secret
-from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret
+from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret
 from .refs import normalize_path
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,34 @@ class VaultClient:
         _register_values(secret.data)
         log.debug("read %s %s", logical, secret.describe)
         return secret
+
+    def read_many(
+        self, keys: Iterable[tuple[str, int | None]], *, workers: int = READ_WORKERS
+    ) -> dict[tuple[str, int | None], Secret]:
+        """Read many secrets concurrently over the keep-alive pool; return those that could be
+        read. Failures other than an outage are left for the caller to meet again in context."""
+        todo = sorted(set(keys), key=lambda k: (k[0], k[1] or 0))
+        for path, _ in todo:  # one mount lookup per mount, before the fan-out
+            if not path.startswith((PKI_PREFIX, TRANSIT_PREFIX)):
+                with contextlib.suppress(SecretError):
+                    self._mount_for(normalize_path(path))
+        found: dict[tuple[str, int | None], Secret] = {}
+        if len(todo) <= 1 or workers <= 1:
+            for key in todo:
+                self._read_into(found, key)
+            return found
+        from concurrent.futures import ThreadPoolExecutor  # only when there is a fan-out
+
+        with ThreadPoolExecutor(
+            max_workers=min(workers, len(todo)), thread_name_prefix="inject-read"
+        ) as pool:
+            list(pool.map(lambda key: self._read_into(found, key), todo))
+        return found
+
+    def _read_into(self, found: dict[tuple[str, int | None], Secret], key: tuple[str, int | None]) -> None:
+        # Other failures are met again by the render, which names the template and line.
+        with contextlib.suppress(SecretError, UsageError):
+            found[key] = self.read(*key)
 
     def kv_put(self, path: str, data: Mapping[str, Any]) -> None:
         """Write ``data`` at ``path`` (a new version on KV v2); used by ``inject dev`` seeding."""

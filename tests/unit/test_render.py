@@ -486,3 +486,31 @@ def test_env_value_with_nul_byte_is_a_render_error() -> None:
     with pytest.raises(RenderError, match="env BAD: the value contains a NUL byte") as info:
         renderer.render_all({}, [spec], reader)
     assert "abc" not in str(info.value)
+
+
+def test_literal_secret_paths_are_found_for_prefetch() -> None:
+    """static_keys lists secret('...') calls with literal paths (and versions), skipping computed ones."""
+    renderer = Renderer({})
+    template = renderer.compile(
+        "app.j2",
+        "{{ secret('secret/a').x }}{{ secret('/secret/b/', 2).y }}{{ secret_meta('secret/c', version=3) }}"
+        "{{ secret('secret/' ~ env('X', 'd')).z }}",
+    )
+    env = [renderer.env_spec("E", "vault:secret/e#k"), renderer.env_spec("L", "literal")]
+    assert renderer.static_keys([template], env) == {
+        ("secret/a", None),
+        ("secret/b", 2),
+        ("secret/c", 3),
+        ("secret/e", None),
+    }
+
+
+def test_prefetched_secrets_are_not_read_again() -> None:
+    """Secrets handed to render_all as already known are used without another read."""
+    renderer = Renderer({})
+    reader = FakeReader({("secret/a", None): {"x": "1"}})
+    known = {("secret/a", None): reader.read("secret/a")}
+    template = renderer.compile("a.j2", "{{ secret('secret/a').x }}")
+    rendered = renderer.render_all({"/out": ("a.j2", template)}, [], reader, known)
+    assert rendered.files["/out"] == "1"
+    assert reader.reads == [("secret/a", None)]  # only the read that built `known`
