@@ -113,10 +113,15 @@ def write_files(job: Job, rendered: Rendered, identity: Identity) -> files.Commi
     return files.write_all(job.writes(rendered.files, identity))
 
 
-def child_environ(config: Config, environ: Mapping[str, str], rendered: Rendered) -> dict[str, str]:
-    """inject's environment plus rendered vars, minus tokens and auth material (unless passed)."""
+def child_environ(
+    config: Config, environ: Mapping[str, str], rendered: Rendered, identity: Identity | None = None
+) -> dict[str, str]:
+    """inject's environment plus rendered vars, minus tokens and auth material (unless passed);
+    HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and su-exec do)."""
     keep = set(config.pass_env)
     env = {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS or k in keep}
+    if identity is not None and identity.home:
+        env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
     env.update(rendered.env)
     return env
 
@@ -135,7 +140,14 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     finally:
         client.close()
     log.info("rendered %d file(s), %d changed", len(rendered.files), len(commit.changed))
+    run_template_commands(config, commit.changed, child_environ(config, environ, rendered))
     return 0
+
+
+def run_template_commands(config: Config, changed: Sequence[str], env: Mapping[str, str]) -> None:
+    """Run the ``command`` of every template whose file was just written (as consul-template)."""
+    commands = [s.command_spec for s in config.templates if s.destination in changed]
+    child.run_commands([c for c in commands if c], env=env, reaper=child.Reaper())
 
 
 def _render_in_memory(config: Config, environ: Mapping[str, str]) -> tuple[Job, Rendered]:
@@ -215,15 +227,19 @@ def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
 def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
-    client, authenticator, grant = login(config, environ)
+    if job.templates or job.env:
+        client, authenticator, grant = login(config, environ)
+    else:  # nothing to render: a plain PID 1 needs no server, token or login
+        client, authenticator, grant = _offline_client(config), None, None
     engine = Engine(job, client, client.read_many)
     try:
         rendered = engine.first_render()
-        write_files(job, rendered, identity)
+        commit = write_files(job, rendered, identity)
     except BaseException:
         client.close()
         raise
-    env = child_environ(config, environ, rendered)
+    env = child_environ(config, environ, rendered, identity)
+    run_template_commands(config, commit.changed, child_environ(config, environ, rendered))
     if argv and config.no_watch:
         client.close()
         log.debug("exec %s in place of inject", argv[0])
@@ -234,17 +250,22 @@ def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] 
         config=config,
         engine=engine,
         client=client,
-        base_env=child_environ(config, environ, Rendered()),
+        base_env=child_environ(config, environ, Rendered(), identity),
         identity=identity,
         rebuild_job=lambda: _rebuild(config, environ),
         authenticator=authenticator,
         grant=grant,
-        watched_auth_file=authenticator.watched_file,
+        watched_auth_file=authenticator.watched_file if authenticator else "",
     )
     try:
         return supervisor.run(argv)
     finally:
         client.close()
+
+
+def _offline_client(config: Config) -> VaultClient:
+    """A client that never logs in: nothing will ask it for a secret."""
+    return VaultClient(_settings(config, config.address or DEFAULT_ADDRESS), "", retry_timeout_s=0)
 
 
 def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:

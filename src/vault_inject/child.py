@@ -54,17 +54,35 @@ def resolve_user(spec: str) -> Identity:
     user, _, group = spec.partition(":")
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+        uid, gid, name, home = entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir
     except KeyError:
         if not user.isdigit():
             raise UsageError(f"--user: no user named '{user}'") from None
-        uid, gid, name = int(user), int(user), user
+        uid, gid, name, home = int(user), int(user), "", ""
     if group:
         try:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
             raise UsageError(f"--user: no group named '{group}'") from None
-    return Identity(uid=uid, gid=gid, name=name)
+    if (uid, gid) == (os.getuid(), os.getgid()):
+        return Identity()  # already that user: nothing to switch
+    if os.geteuid() != 0:
+        raise UsageError(
+            f"--user {spec}: switching user needs inject to run as root (it runs as uid {os.geteuid()})"
+        )
+    return Identity(uid=uid, gid=gid, name=name, home=home)
+
+
+def run_commands(
+    commands: Sequence[tuple[str, str, float]], *, env: Mapping[str, str], reaper: Reaper
+) -> None:
+    """Run ``(what, shell command, timeout)`` in order, logging how each ended."""
+    for what, command, timeout_s in commands:
+        code = run_shell(command, env=env, timeout_s=timeout_s, reaper=reaper, what=what)
+        if code == 0:
+            log.info("%s succeeded", what)
+        else:
+            log.error("%s exited with code %d", what, code)
 
 
 def exit_code_from_status(status: int) -> int:

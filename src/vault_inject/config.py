@@ -59,6 +59,13 @@ class TemplateSpec:
     owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
 
     @property
+    def command_spec(self) -> tuple[str, str, float] | None:
+        """``(what, command, timeout)`` for child.run_commands, if the template has a command."""
+        if not self.command:
+            return None
+        return (f"command for {self.destination}", self.command, self.command_timeout_s)
+
+    @property
     def name(self) -> str:
         """How errors and logs name this template: its source file, else its destination."""
         return os.path.basename(self.source) if self.source else self.destination

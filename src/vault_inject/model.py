@@ -68,3 +68,4 @@ class Identity:
     uid: int = -1
     gid: int = -1
     name: str = ""
+    home: str = ""

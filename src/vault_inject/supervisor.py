@@ -399,19 +399,10 @@ class Supervisor:
             log.error("%s", exc)
         return False
 
-    def _run_template_commands(self, changed: list[str]) -> None:
+    def _run_template_commands(self, changed: Sequence[str]) -> None:
+        commands = [s.command_spec for s in self.config.templates if s.destination in changed]
         env = {**self._base_env, **self.engine.env}
-        for spec in self.config.templates:
-            if spec.command and spec.destination in changed:
-                code = child.run_shell(
-                    spec.command,
-                    env=env,
-                    timeout_s=spec.command_timeout_s,
-                    reaper=self._reaper,
-                    what=f"command for {spec.destination}",
-                )
-                if code != 0:
-                    log.error("command for %s exited with code %d", spec.destination, code)
+        child.run_commands([c for c in commands if c], env=env, reaper=self._reaper)
 
     def _tell_child(self, outcome: Outcome, causes: str) -> None:
         mode = self.config.on_change

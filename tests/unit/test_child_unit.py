@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 
@@ -38,30 +39,36 @@ def test_death_by_signal_gives_128_plus_n(sig: signal.Signals, expected: int) ->
     assert exit_code_from_status(status) == expected
 
 
-def test_user_root_by_name() -> None:
-    """'root' resolves to uid 0, root's primary gid 0 and the name."""
-    assert resolve_user("root") == Identity(uid=0, gid=0, name="root")
+NOBODY = pwd.getpwnam("nobody")
 
 
-def test_user_root_by_number() -> None:
-    """'0' resolves through the password database to root."""
-    assert resolve_user("0") == Identity(uid=0, gid=0, name="root")
+def test_user_by_name() -> None:
+    """'nobody' resolves to its uid, primary gid, name and home (for HOME in the child)."""
+    assert resolve_user("nobody") == Identity(
+        uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, name="nobody", home=NOBODY.pw_dir
+    )
 
 
-@pytest.mark.parametrize("spec", ["root:root", "root:0", "0:root", "0:0"])
-def test_user_and_group(spec: str) -> None:
-    """USER:GROUP accepts names and numbers for both parts."""
-    assert resolve_user(spec) == Identity(uid=0, gid=0, name="root")
+def test_user_by_number() -> None:
+    """A uid with a passwd entry resolves through the password database."""
+    assert resolve_user(str(NOBODY.pw_uid)).name == "nobody"
 
 
-def test_user_with_other_group_number() -> None:
-    """An explicit numeric group overrides the user's primary group."""
-    assert resolve_user("root:4242") == Identity(uid=0, gid=4242, name="root")
+@pytest.mark.parametrize("group", ["0", "root"])
+def test_user_and_group(group: str) -> None:
+    """USER:GROUP accepts a name or a number for the group, overriding the primary group."""
+    assert resolve_user(f"nobody:{group}").gid == 0
 
 
 def test_unknown_numeric_user_is_used_as_is() -> None:
     """A numeric uid without a passwd entry is accepted with gid = uid (containers often run so)."""
-    assert resolve_user("54321") == Identity(uid=54321, gid=54321, name="54321")
+    assert resolve_user("54321") == Identity(uid=54321, gid=54321, name="", home="")
+
+
+def test_current_user_means_no_switch() -> None:
+    """Asking for the user inject already runs as is not a switch (works without root)."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert resolve_user(me) == Identity()
 
 
 def test_empty_user_means_unchanged() -> None:
