@@ -20,10 +20,13 @@ def delay_s(
     jitter_s: float = JITTER_S,
     rand: random.Random | None = None,
 ) -> float:
-    """Seconds before retry ``attempt`` (1-based): min(max, initial * base**(n-1) + jitter)."""
+    """Seconds before retry ``attempt`` (1-based): initial * base**(n-1) + jitter, and once that
+    passes ``max_s``, ``max_s - jitter`` (so capped retries still spread out)."""
     jitter = (rand or _RANDOM).uniform(0, jitter_s) if jitter_s > 0 else 0.0
     exponent = min(max(0, attempt - 1), MAX_EXPONENT)  # past this the cap always wins
-    return min(max_s, initial_s * base**exponent + jitter)
+    delay = initial_s * base**exponent + jitter
+    # At the cap, jitter below it: many clients that hit the cap together must not stay in step.
+    return delay if delay <= max_s else max(0.0, max_s - jitter)
 
 
 def jittered(seconds: float, *, fraction: float = 0.1, rand: random.Random | None = None) -> float:

@@ -70,18 +70,22 @@ def write_all(writes: Iterable[FileWrite]) -> Commit:
     pending = [w for w in writes if _needs_write(w)]
     staged: list[tuple[FileWrite, _Temp]] = []
     commit = Commit()
+    swept: set[str] = set()
     try:
         for write in pending:
-            staged.append((write, _stage(write)))
+            staged.append((write, _stage(write, swept)))
     except FileWriteError:
         for _, temp in staged:
             temp.discard()
         raise
+    directories = []
     for write, temp in staged:
         commit.previous.append(_snapshot(write.destination))
-        temp.replace(write.destination)
+        directories.append(temp.replace(write.destination))
         commit.changed.append(write.destination)
         log.info("wrote %s", write.destination)
+    for directory in dict.fromkeys(directories):  # each directory once, after all renames
+        _fsync_dir(directory)
     return commit
 
 
@@ -123,13 +127,15 @@ def _check_destination(write: FileWrite) -> None:
         raise FileWriteError(f"destination {write.destination} is a directory")
 
 
-def _stage(write: FileWrite) -> _Temp:
+def _stage(write: FileWrite, swept: set[str]) -> _Temp:
     directory = os.path.dirname(
         os.path.realpath(write.destination) if write.allow_symlink else write.destination
     )
     try:
         make_dirs(directory)
-        sweep_stale_temps(directory)
+        if directory not in swept:  # once per directory and write, before our own temp files
+            swept.add(directory)
+            sweep_stale_temps(directory)
         return _write_temp(directory, write.content.encode(), write.perms, write.uid, write.gid)
     except OSError as exc:
         raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
@@ -153,15 +159,16 @@ class _Temp:
     path: str
     fd: int
 
-    def replace(self, destination: str) -> None:
+    def replace(self, destination: str) -> str:
+        """Rename over ``destination``; return the directory to fsync afterwards."""
         target = os.path.realpath(destination) if os.path.islink(destination) else destination
         try:
             os.replace(self.path, target)
-            _fsync_dir(os.path.dirname(target))
         except OSError as exc:
             self.discard()
             raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
         os.close(self.fd)
+        return os.path.dirname(target)
 
     def discard(self) -> None:
         _remove_quietly(self.path)
@@ -225,7 +232,7 @@ def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: 
         temp = _write_temp(directory, data, mode, uid, gid)
     except OSError as exc:
         raise FileWriteError(f"cannot restore {destination}: {exc.strerror}") from None
-    temp.replace(destination)
+    _fsync_dir(temp.replace(destination))
 
 
 def _snapshot(destination: str) -> _Previous:
@@ -237,11 +244,15 @@ def _snapshot(destination: str) -> _Previous:
 
 
 def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    # The renames are done: a directory that cannot be synced is worth a note, not a failure.
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.debug("could not fsync directory %s: %s", directory, exc.strerror)
 
 
 def _remove_quietly(path: str) -> None:

@@ -97,6 +97,7 @@ class Supervisor:
         self._stopping: int | None = None
         self._kill_at: float | None = None
         self._next_poll_at = 0.0
+        self._poll_started_at: float | None = None
         self._outage_attempts = 0
         self._poll_errors: dict[str, str] = {}
         self._exit: int | None = None
@@ -253,11 +254,17 @@ class Supervisor:
     # --- polling ------------------------------------------------------------------------
 
     def _schedule_poll(self, delay_s: float | None = None) -> None:
-        interval = self.config.poll_interval_s
-        self._next_poll_at = self._clock() + (backoff.jittered(interval) if delay_s is None else delay_s)
+        now = self._clock()
+        if delay_s is not None:
+            self._next_poll_at = now + delay_s
+            return
+        # Fixed rate: the interval counts from the start of the last poll, not its end.
+        start = self._poll_started_at if self._poll_started_at is not None else now
+        self._next_poll_at = max(now, start + backoff.jittered(self.config.poll_interval_s))
 
     def _poll(self) -> None:
         keys = self.engine.polled_keys()
+        self._poll_started_at = self._clock()
         self._next_poll_at = float("inf")  # rescheduled when the poll reports back
         if not keys or not self._poller.start(keys):
             self._schedule_poll()
@@ -294,8 +301,9 @@ class Supervisor:
             self._outage_attempts += 1
             if self._outage_attempts == 1:
                 log.warning("server unreachable, keeping the last good secrets: %s", done.outage)
+            interval = self.config.poll_interval_s
             delay = backoff.delay_s(
-                self._outage_attempts, initial_s=OUTAGE_INITIAL_S, max_s=self.config.poll_interval_s
+                self._outage_attempts, initial_s=OUTAGE_INITIAL_S, max_s=interval, jitter_s=interval / 4
             )
             self._schedule_poll(delay)
         else:

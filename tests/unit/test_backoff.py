@@ -26,9 +26,15 @@ def test_delay_defaults_are_the_documented_constants() -> None:
 
 @pytest.mark.parametrize("attempt", [7, 8, 20, 100, 1000])
 def test_delay_is_capped(attempt: int) -> None:
-    """Once initial * base**(n-1) passes max_s, every delay is exactly max_s (jitter included)."""
+    """Once initial * base**(n-1) passes max_s, a delay lies in [max_s - jitter, max_s]."""
     assert delay_s(attempt, jitter_s=0) == MAX_S
-    assert delay_s(attempt, rand=random.Random(attempt)) == MAX_S
+    assert MAX_S - JITTER_S <= delay_s(attempt, rand=random.Random(attempt)) <= MAX_S
+
+
+def test_capped_delays_still_spread_out() -> None:
+    """Clients that all reached the cap do not retry in lock-step: their delays differ."""
+    delays = {round(delay_s(50, rand=random.Random(seed)), 6) for seed in range(20)}
+    assert len(delays) > 10
 
 
 @pytest.mark.parametrize("attempt", [1025, 10**6])
