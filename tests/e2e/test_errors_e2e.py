@@ -129,7 +129,15 @@ def test_invalid_token_is_an_auth_error(bao: Bao, tmp_path: Path) -> None:
     """A token the server does not know exits 4 with one line that does not repeat the token."""
     token = forbid("s.e2e-invalid-" + secret_value("tok"))
     marker = tmp_path / "child-ran"
-    result = run_inject("--", "touch", str(marker), env=inject_env(bao, token=token), cwd=tmp_path)
+    result = run_inject(
+        "-e",
+        "X=vault:secret/app#key",
+        "--",
+        "touch",
+        str(marker),
+        env=inject_env(bao, token=token),
+        cwd=tmp_path,
+    )
     assert result.returncode == 4
     assert "token" in error_line(result)
     assert not marker.exists()
