@@ -21,12 +21,13 @@ from typing import Any, Protocol
 import jinja2
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.sandbox import safe_range
 
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
 from .log import MASK, redact
 from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
+from .sandbox import MAX_OUTPUT_CHARS, Sandbox
 
 SecretKey = tuple[str, int | None]
 _MISSING: Any = object()
@@ -182,7 +183,7 @@ class Renderer:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
-        self._jinja = ImmutableSandboxedEnvironment(
+        self._jinja = Sandbox(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
@@ -264,7 +265,7 @@ class Renderer:
         used: set[SecretKey] = set()
         context = self._context(cache, used)
         try:
-            text = template.render(context)
+            text = _bounded(name, template.generate(context))
         except SecretError as exc:  # SPEC 4: name the template and line; keep the exit code
             line = _template_line(exc, name)
             where = f"template '{name}'" + (f" line {line}" if line else "")
@@ -319,6 +320,17 @@ class Renderer:
             "transit_decrypt": transit_decrypt,
             "env": env,
         }
+
+
+def _bounded(name: str, chunks: Iterator[str]) -> str:
+    """Join the rendered chunks, refusing output past MAX_OUTPUT_CHARS as it grows."""
+    parts, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise RenderError(f"template '{name}': output larger than {MAX_OUTPUT_CHARS // 2**20} MiB")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Secret:
