@@ -42,6 +42,14 @@ class Sandbox(ImmutableSandboxedEnvironment):
             _check_format_spec(left, right)
         return super().call_binop(context, operator, left, right)
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``'...'.format`` / ``format_map``: refuse huge widths before Jinja's safe formatter runs."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        _check_format_spec(str(value.__self__), ())
+        return wrapped
+
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """Check str methods and filters that take a size before calling them."""
         _check_call(__obj, args, kwargs)
@@ -120,8 +128,6 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> N
         return
     if name in _SIZED_METHODS:
         _check_sizes(name, args, kwargs)
-    elif name in ("format", "format_map"):
-        _check_format_spec(owner, ())
     elif name == "replace" and len(args) >= 2:
         _check_replace(owner, str(args[0]), str(args[1]))
 
