@@ -183,6 +183,6 @@ def _steady_rows(bench: Bench, window: _Window, paths: int) -> None:
     bench.notes.append(
         f"Steady state and server load come from one {window.seconds:.0f} s window with both tools "
         f"running side by side, after {bench.profile.settle_s:g} s of settling. A poll cycle is one read "
-        "of each watched secret (the median per-path read count in the window); requests per cycle "
+        "of each watched secret (the mean per-path read count in the window); requests per cycle "
         "counts every request the tool's token made (reads, token lookups, mount lookups)."
     )
