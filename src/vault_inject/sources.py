@@ -15,7 +15,6 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import InjectError, UnreachableError
@@ -63,7 +62,6 @@ class Poller:
         self._events = events
         self._purpose = purpose
         self._busy = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def busy(self) -> bool:
@@ -80,18 +78,37 @@ class Poller:
     def _run(self, keys: list[SecretKey]) -> None:
         done = PollDone(purpose=self._purpose)
         try:
-            if len(keys) > 1:  # one request per distinct path, READ_WORKERS at a time
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(
-                        READ_WORKERS, thread_name_prefix=f"inject-{self._purpose}"
-                    )
-                list(self._pool.map(lambda key: self._read_one(key, done), keys))
-            else:
-                for key in keys:
-                    self._read_one(key, done)
+            self._read_all(keys, done)
         finally:
             self._busy.release()
             self._events.put(done)
+
+    def _read_all(self, keys: list[SecretKey], done: PollDone) -> None:
+        """One request per distinct path, READ_WORKERS at a time, on daemon threads: a
+        ThreadPoolExecutor's workers are joined at interpreter exit, so a read stalled on a
+        hung server would hold inject's exit (after TERM) for the whole request timeout."""
+        pending = iter(keys)
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    key = next(pending, None)
+                if key is None:
+                    return
+                self._read_one(key, done)
+
+        if len(keys) <= 1:
+            work()
+            return
+        workers = [
+            threading.Thread(target=work, name=f"inject-{self._purpose}-{n}", daemon=True)
+            for n in range(min(READ_WORKERS, len(keys)))
+        ]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
 
     def _read_one(self, key: SecretKey, done: PollDone) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import email.utils
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +40,20 @@ from .refs import normalize_path
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
+MIN_ATTEMPT_TIMEOUT_S = 1.0  # an attempt near the retry deadline still gets this long
 _TRANSIENT_STATUS = frozenset({412, 429, 500, 502, 503, 504})
+
+
+class _RetryAfter(TransientError):
+    """A 429 or 503 whose ``Retry-After`` asks for a pause before the next attempt."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class _NoRoute(SecretNotFound):
+    """A 404 for a path no secrets engine (or auth method) is mounted at."""
 
 
 @dataclass(frozen=True)
@@ -260,12 +274,18 @@ class VaultClient:
             return self._decrypt(path)
         logical = normalize_path(path)
         mount = self._mount_for(logical)
-        if mount is not None and mount.kv_version == 2:
-            secret = self._read_kv2(logical, mount, version)
-        else:
-            if version is not None:
-                raise UsageError(f"'{logical}': a version was asked for, but it is not a KV v2 secret")
-            secret = self._read_plain(logical, mount)
+        try:
+            if mount is not None and mount.kv_version == 2:
+                secret = self._read_kv2(logical, mount, version)
+            else:
+                if version is not None:
+                    raise UsageError(f"'{logical}': a version was asked for, but it is not a KV v2 secret")
+                secret = self._read_plain(logical, mount)
+        except _NoRoute:
+            # The mount was disabled (or never there). The mount stays remembered: looking it
+            # up again would only get a misleading 403 ("preflight capability check").
+            where = f"at '{mount.path}'" if mount is not None else "there"
+            raise SecretNotFound(f"'{logical}': no secrets engine is mounted {where}") from None
         _register_values(secret.data)
         log.debug("read %s %s", logical, secret.describe)
         return secret
@@ -393,7 +413,8 @@ class VaultClient:
         while True:
             attempt += 1
             try:
-                return self._attempt(method, path, what, params, json, allow_404_body)
+                timeout_s = self._attempt_timeout_s(deadline)
+                return self._attempt(method, path, what, params, json, allow_404_body, timeout_s)
             except PermissionDenied as exc:
                 if self.policies and "policies" not in str(exc):
                     raise PermissionDenied(
@@ -402,14 +423,29 @@ class VaultClient:
                     ) from None
                 raise
             except TransientError as exc:
-                wait_s = backoff.delay_s(attempt)
+                # Honour the server's Retry-After; when that lands past the deadline, give
+                # up now rather than sleep through the deadline for an answer that cannot come.
+                retry_after_s = exc.retry_after_s if isinstance(exc, _RetryAfter) else 0.0
+                wait_s = max(backoff.delay_s(attempt), retry_after_s)
                 if self.clock() + wait_s > deadline:
-                    raise UnreachableError(
-                        f"{self.settings.address} did not answer {what} "
-                        f"within {self.retry_timeout_s:g}s: {exc}"
-                    ) from None
+                    raise self._gave_up(what, exc, retry_after_s) from None
                 log.debug("retrying %s in %.2fs: %s", what, wait_s, exc)
                 self.sleep(wait_s)
+
+    def _attempt_timeout_s(self, deadline: float) -> float:
+        """How long one attempt may wait for the server: the request timeout, but no longer
+        than what is left of the retry deadline (so a stalled server at startup ends near
+        ``--retry-timeout``, and the loop's own requests cannot block it for long). A client
+        with no retry budget (one attempt per poll) keeps the full request timeout."""
+        if self.retry_timeout_s <= 0:
+            return self.settings.request_timeout_s
+        left_s = deadline - self.clock()
+        return min(self.settings.request_timeout_s, max(MIN_ATTEMPT_TIMEOUT_S, left_s))
+
+    def _gave_up(self, what: str, exc: TransientError, retry_after_s: float) -> UnreachableError:
+        within = f" within {self.retry_timeout_s:g}s" if self.retry_timeout_s > 0 else ""
+        asked = f" (the server asked to retry after {retry_after_s:g}s)" if retry_after_s else ""
+        return UnreachableError(f"{self.settings.address} did not answer {what}{within}: {exc}{asked}")
 
     def _attempt(
         self,
@@ -419,11 +455,12 @@ class VaultClient:
         params: Mapping[str, str] | None,
         json: Mapping[str, Any] | None,
         allow_404_body: bool,
+        timeout_s: float,
     ) -> dict[str, Any]:
         url = "/v1/" + quote(path, safe="/-_.~@:")
         try:
             response = self._client.adapter.request(
-                method, url, params=params, json=json, raise_exception=False
+                method, url, params=params, json=json, raise_exception=False, timeout=timeout_s
             )
         except requests.exceptions.SSLError as exc:
             raise UnreachableError(
@@ -437,14 +474,19 @@ class VaultClient:
 def _check_status(response: requests.Response, what: str, allow_404_body: bool) -> dict[str, Any]:
     status = response.status_code
     if status in _TRANSIENT_STATUS:
+        retry_after_s = _retry_after_s(response.headers.get("Retry-After"))
+        if retry_after_s and status in (429, 503):
+            raise _RetryAfter(f"HTTP {status}", retry_after_s=retry_after_s)
         raise TransientError(f"HTTP {status}")
     if status == 204:
         return {}
-    body = _json_body(response)
     if 200 <= status < 300:
-        return body
+        return _success_body(response)
+    body = _json_body(response)
     if status == 404 and allow_404_body and isinstance(body.get("data"), dict):
         return body  # KV v2 answers 404 with metadata for a deleted version
+    if status == 404 and any("no handler for route" in str(e) for e in body.get("errors") or ()):
+        raise _NoRoute(f"nothing is mounted for {what}")
     if status == 404:
         raise SecretNotFound(f"no secret at {what}")
     if status == 403:
@@ -456,6 +498,32 @@ def _check_status(response: requests.Response, what: str, allow_404_body: bool) 
     if status == 401:
         raise AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
     raise SecretError(f"server refused {what}: HTTP {status}{_errors_hint(body)}")
+
+
+def _retry_after_s(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); 0 when absent or bad."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _success_body(response: requests.Response) -> dict[str, Any]:
+    # A 2xx whose body does not parse was cut short or mangled on the way: try again.
+    # The parser's message is not passed on (it quotes the body).
+    if not response.content.strip():
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        raise TransientError("the answer was not valid JSON (cut short?)") from None
+    return body if isinstance(body, dict) else {}
 
 
 def _json_body(response: requests.Response) -> dict[str, Any]:
@@ -485,6 +553,8 @@ def _tls_reason(exc: Exception) -> str:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
         return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return "the answer was cut short"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection refused or reset"
     return type(exc).__name__
