@@ -53,6 +53,7 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
 def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
+    child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     renderer = Renderer(template_environ(environ))
     templates = {}
     for spec in config.templates:

@@ -25,9 +25,11 @@ from .model import Identity
 
 log = logging.getLogger(__name__)
 
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 WAIT_STEP_S = 0.02
 EXIT_TIMEOUT = 124  # as timeout(1)
+MAX_ID = 2**32 - 1  # uid_t/gid_t; (uid_t)-1 means "unchanged" to setuid
 
 # Signals forwarded to the child. The kernel drops unhandled signals sent to a PID 1,
 # so each gets a real handler. TTIN/TTOU are ignored by inject (tini does the same).
@@ -51,6 +53,13 @@ def resolve_user(spec: str) -> Identity:
     """``USER[:GROUP]`` (names or numbers) -> uid/gid; UsageError when unknown."""
     if not spec:
         return Identity()
+    try:
+        return _resolve_user(spec)
+    except (ValueError, OverflowError):  # NUL bytes, non-ASCII digits, ids beyond uid_t
+        raise UsageError(f"--user: {spec[:40]!r} is not a user name or id") from None
+
+
+def _resolve_user(spec: str) -> Identity:
     user, _, group = spec.partition(":")
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
@@ -64,6 +73,8 @@ def resolve_user(spec: str) -> Identity:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
             raise UsageError(f"--user: no group named '{group}'") from None
+    if not (0 <= uid < MAX_ID and 0 <= gid < MAX_ID):
+        raise ValueError("id out of range")
     if (uid, gid) == (os.getuid(), os.getgid()):
         return Identity()  # already that user: nothing to switch
     if os.geteuid() != 0:
@@ -92,6 +103,21 @@ def exit_code_from_status(status: int) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     return 1
+
+
+def make_undumpable() -> bool:
+    """Keep inject's memory and environment (its token) from other processes of its user.
+
+    A non-dumpable process writes no core dump, and its ``/proc/PID/environ``, ``mem`` and
+    ``fd`` belong to root, so the app it starts (same uid, no CAP_SYS_PTRACE) cannot read
+    VAULT_TOKEN from its parent. ``execve`` resets the flag, so the child is unaffected."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def become_subreaper() -> bool:
@@ -186,6 +212,12 @@ def _command_error(command: str, code: int) -> CommandError:
         return CommandError(f"command '{command}' is not executable", exit_code=EXIT_NOT_EXECUTABLE)
     if code == errno.ENOENT:
         return CommandError(f"command '{command}' not found", exit_code=EXIT_NOT_FOUND)
+    if code == errno.E2BIG:
+        return CommandError(
+            f"cannot run '{command}': its arguments and environment (the rendered env vars) "
+            "exceed the kernel's limit; render large values to files instead",
+            exit_code=EXIT_NOT_EXECUTABLE,
+        )
     return CommandError(f"cannot run '{command}': {os.strerror(code)}", exit_code=EXIT_NOT_EXECUTABLE)
 
 

@@ -159,11 +159,10 @@ def _choice(*allowed: str) -> Callable[[Any, str], str]:
 def parse_signal(value: Any, where: str = "signal") -> int:
     """``SIGHUP``, ``HUP``, ``hup`` or ``1`` -> the signal number."""
     text = str(value).strip().upper()
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < signal.NSIG:
-            return number
-        raise UsageError(f"{where}: no signal number {text}")
+    if text.isascii() and text.isdigit():
+        if len(text) <= len(str(signal.NSIG)) and 0 < int(text) < signal.NSIG:
+            return int(text)
+        raise UsageError(f"{where}: no signal number {text[:20]}")
     name = text if text.startswith("SIG") else "SIG" + text
     try:
         return int(signal.Signals[name])
@@ -267,6 +266,8 @@ def parse_toml(text: str, path: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise UsageError(f"config {path}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def build_config(
@@ -280,6 +281,7 @@ def build_config(
     """Merge CLI > environment > config file > defaults into one validated Config."""
     where_file = f"config {config_path}" if config_path else "config"
     _reject_unknown(file_data, where_file)
+    _reject_nul(file_data, where_file)
     file_dir = os.path.dirname(os.path.abspath(os.path.join(cwd, config_path))) if config_path else cwd
     values: dict[str, Any] = {}
     for opt in _OPTIONS:
@@ -336,6 +338,20 @@ def _reject_unknown(data: Mapping[str, Any], where: str) -> None:
         for key in value:
             if key not in known:
                 raise UsageError(f"{where}: unknown key '{name}.{key}'")
+
+
+def _reject_nul(value: Any, where: str, key: str = "") -> None:
+    """TOML strings may hold ``\\u0000``; no path, name, command or env value can."""
+    if isinstance(value, str) and "\0" in value:
+        raise UsageError(f"{where}: {key or 'a value'} contains a NUL byte")
+    if isinstance(value, list):
+        for number, item in enumerate(value, 1):
+            _reject_nul(item, where, f"{key} #{number}")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if "\0" in name:
+                raise UsageError(f"{where}: a key contains a NUL byte")
+            _reject_nul(item, where, f"{key}.{name}" if key else name)
 
 
 def _wait(data: Mapping[str, Any], where: str) -> dict[str, float]:

@@ -14,16 +14,23 @@ _MAX_S = 10 * 365 * 86400.0
 
 def parse_duration(text: str | float | int, *, where: str = "duration") -> float:
     """Return seconds for a duration; raise UsageError naming ``where`` when it is not one."""
-    if isinstance(text, bool):
-        raise UsageError(f"{where}: expected a duration like 10s, got {text!r}")
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise UsageError(f"{where}: expected a duration like 10s, got {type(text).__name__}")
     if isinstance(text, int | float):
-        return _checked(float(text), where, str(text))
+        return _checked(_as_float(text), where, str(text))
     raw = text.strip().lower()
     try:
         return _checked(float(raw), where, text)
     except ValueError:
         pass
     return _checked(_sum_parts(raw, where, text), where, text)
+
+
+def _as_float(number: int | float) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an int beyond a float's range: certainly too long
+        return math.inf
 
 
 def _sum_parts(raw: str, where: str, original: str) -> float:

@@ -6,6 +6,10 @@ destination, then the directory is fsynced. A set of files is staged completely
 before the first rename, so a failure while staging leaves every destination as it
 was. Unchanged content is not rewritten. ``Commit.rollback`` puts the previous
 contents back (used when a check command rejects the new files).
+
+Every write also sweeps the destination directories for temp files a killed writer
+left behind, and warns once per directory that is world-writable without the sticky
+bit (anyone there can replace the rendered files).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 DIR_MODE = 0o700
 TEMP_PREFIX = ".inject-"
 STALE_TEMP_S = 2.0
+
+_warned_dirs: set[str] = set()  # world-writable directories already warned about
 
 
 @dataclass(frozen=True)
@@ -67,13 +73,16 @@ class Commit:
 
 def write_all(writes: Iterable[FileWrite]) -> Commit:
     """Write every changed file, all or nothing; return what changed (FileWriteError names it)."""
+    writes = list(writes)
     pending = [w for w in writes if _needs_write(w)]
+    for directory in dict.fromkeys(_directory_of(w) for w in writes):
+        _warn_if_world_writable(directory)
+        sweep_stale_temps(directory)  # also when nothing changed: a crash may have left them
     staged: list[tuple[FileWrite, _Temp]] = []
     commit = Commit()
-    swept: set[str] = set()
     try:
         for write in pending:
-            staged.append((write, _stage(write, swept)))
+            staged.append((write, _stage(write)))
     except FileWriteError:
         for _, temp in staged:
             temp.discard()
@@ -91,9 +100,10 @@ def write_all(writes: Iterable[FileWrite]) -> Commit:
 
 def _needs_write(write: FileWrite) -> bool:
     _check_destination(write)
+    data = _encoded(write)
     try:
         with open(write.destination, "rb") as handle:
-            same = handle.read() == write.content.encode()
+            same = handle.read() == data
         if same:
             _fix_mode(write)
         return not same
@@ -101,6 +111,16 @@ def _needs_write(write: FileWrite) -> bool:
         return True
     except OSError as exc:
         raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
+
+
+def _encoded(write: FileWrite) -> bytes:
+    try:
+        return write.content.encode()
+    except UnicodeEncodeError:  # e.g. env() of a variable holding bytes that are not UTF-8
+        raise FileWriteError(
+            f"cannot write {write.destination}: the rendered text is not valid UTF-8 "
+            "(a value from the environment or the server holds undecodable bytes)"
+        ) from None
 
 
 def _fix_mode(write: FileWrite) -> None:
@@ -127,16 +147,33 @@ def _check_destination(write: FileWrite) -> None:
         raise FileWriteError(f"destination {write.destination} is a directory")
 
 
-def _stage(write: FileWrite, swept: set[str]) -> _Temp:
-    directory = os.path.dirname(
-        os.path.realpath(write.destination) if write.allow_symlink else write.destination
-    )
+def _directory_of(write: FileWrite) -> str:
+    return os.path.dirname(os.path.realpath(write.destination) if write.allow_symlink else write.destination)
+
+
+def _warn_if_world_writable(directory: str) -> None:
+    """Warn once per directory that any local user may write and rename in (no sticky bit).
+
+    Not refused: Kubernetes emptyDir volumes, the usual sidecar volume, are 0777."""
+    try:
+        mode = os.stat(directory or ".").st_mode
+    except OSError:
+        return  # missing: make_dirs creates it 0700
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX and directory not in _warned_dirs:
+        _warned_dirs.add(directory)
+        log.warning(
+            "destination directory %s is world-writable: any local user can replace the files "
+            "rendered there (render into a directory only inject and the app can write, or set "
+            "the sticky bit)",
+            directory or ".",
+        )
+
+
+def _stage(write: FileWrite) -> _Temp:
+    directory = _directory_of(write)
     try:
         make_dirs(directory)
-        if directory not in swept:  # once per directory and write, before our own temp files
-            swept.add(directory)
-            sweep_stale_temps(directory)
-        return _write_temp(directory, write.content.encode(), write.perms, write.uid, write.gid)
+        return _write_temp(directory, _encoded(write), write.perms, write.uid, write.gid)
     except OSError as exc:
         raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 PREFIXES = ("vault:", "bao:")
+MAX_VERSION_DIGITS = 18  # fits an int64 (and stays far below int()'s digit limit)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,6 @@ def _parse_version(parts: list[str], where: str) -> int | None:
     if len(parts) < 3:
         return None
     text = parts[2].strip()
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_VERSION_DIGITS or int(text) < 1:
         raise UsageError(f"{where}: version must be a positive integer")
     return int(text)

@@ -32,6 +32,7 @@ from .sandbox import MAX_OUTPUT_CHARS, Sandbox
 SecretKey = tuple[str, int | None]
 _MISSING: Any = object()
 MIN_MASK_LEN = 3
+MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
 
 
 class SecretReader(Protocol):
@@ -202,6 +203,10 @@ class Renderer:
             code = self._jinja.compile(tree, name=name, filename=name)
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template '{name}' line {exc.lineno}: {exc.message}") from None
+        except (RecursionError, MemoryError, SyntaxError):
+            # Jinja's parser recurses per nesting level and Python's compiler caps indentation:
+            # thousands of nested brackets or blocks end here, not in a traceback.
+            raise RenderError(f"template '{name}': expressions or blocks nested too deeply") from None
         template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
         self._static[id(template)] = literal_secret_keys(tree)
         return template
@@ -256,6 +261,12 @@ class Renderer:
             text, deps = spec.literal, frozenset()
         if "\0" in text:
             raise RenderError(f"env {spec.name}: the value contains a NUL byte, which no process can receive")
+        size = _env_entry_bytes(spec.name, text)
+        if size > MAX_ENV_ENTRY_BYTES:
+            raise RenderError(
+                f"env {spec.name}: the value is {size} bytes; Linux passes at most "
+                f"{MAX_ENV_ENTRY_BYTES // 1024} KiB per environment variable (render it to a file instead)"
+            )
         return text, deps
 
     def render_one(
@@ -305,10 +316,12 @@ class Renderer:
             return SecretData(f"{older.path} v{wanted}", older.data)
 
         def pki_cert(role_path: str, **params: Any) -> SecretData:
+            _no_dot_segments(str(role_path))
             found = _read_key(cache, used, pki_key(role_path, params))
             return SecretData(role_path, found.data)
 
         def transit_decrypt(key: str, ciphertext: str) -> str:
+            _no_dot_segments(str(key))
             found = _read_key(cache, used, transit_key(key, str(ciphertext)))
             return str(found.data["plaintext"])
 
@@ -320,6 +333,11 @@ class Renderer:
             "transit_decrypt": transit_decrypt,
             "env": env,
         }
+
+
+def _env_entry_bytes(name: str, value: str) -> int:
+    """Bytes of ``NAME=value\\0`` as execve receives it."""
+    return len(f"{name}={value}".encode(errors="surrogatepass")) + 1
 
 
 def _bounded(name: str, chunks: Iterator[str]) -> str:
@@ -336,11 +354,19 @@ def _bounded(name: str, chunks: Iterator[str]) -> str:
 def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Secret:
     if not isinstance(path, str) or not path.strip("/"):
         raise _MissingKey("secret() needs a path like 'secret/infrastructure/postgres'")
+    _no_dot_segments(path)
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise _MissingKey(f"secret('{path}'): version must be a positive integer")
     found = cache.get(path, version)
     used.add((cache_path(path), version))
     return found
+
+
+def _no_dot_segments(path: str) -> None:
+    # As in references: a path is what a person types after `bao kv get`, never relative,
+    # so a value spliced into a computed path cannot climb out of the intended prefix.
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise _MissingKey(f"secret path '{path}' contains '.' or '..'")
 
 
 def _read_key(cache: ReadCache, used: set[SecretKey], key: str) -> Secret:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
 POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll; the loop itself backs off
 RUNNING_RETRY_TIMEOUT_S = 2.0
+WRITE_RETRY_S = 2.0  # first retry of a failed write; doubles up to WRITE_RETRY_MAX_S
+WRITE_RETRY_MAX_S = 60.0
 IN_FLIGHT_ATTEMPT = 4  # a re-read in flight is not started again for ~8s
 OUTAGE_INITIAL_S = 1.0
 
@@ -91,6 +93,9 @@ class Supervisor:
         self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
         self._pending: set[str] = set()
         self._causes: list[str] = []
+        self._write_retry: tuple[float, set[str], str] | None = None
+        self._write_failures = 0
+        self._write_error = ""
         self._pid = 0
         self._argv: Sequence[str] = ()
         self._restarting = False
@@ -151,7 +156,8 @@ class Supervisor:
     def _next_event(self) -> Event | None:
         now = self._clock()
         deadlines = [now + IDLE_WAKE_S, self._next_poll_at]
-        for at in (self._kill_at, self._debounce.due_at(), self._life.next_at()):
+        retry_at = self._write_retry[0] if self._write_retry is not None else None
+        for at in (self._kill_at, self._debounce.due_at(), self._life.next_at(), retry_at):
             if at is not None:
                 deadlines.append(at)
         try:
@@ -179,6 +185,10 @@ class Supervisor:
             self._poll()
         if self._stopping is None:
             self._refresh_due()
+        if self._write_retry is not None and now >= self._write_retry[0]:
+            _, outputs, causes = self._write_retry
+            self._write_retry = None
+            self._mark(outputs, [causes])
         if self._debounce.due(now) and not self._restarting and self._stopping is None:
             self._debounce.reset()
             self._act()
@@ -373,7 +383,9 @@ class Supervisor:
             return
         commit = self._write(outcome)
         if commit is None:
+            self._retry_write_later(outputs, causes)
             return
+        self._write_failures, self._write_error = 0, ""
         if not self._check_passes(commit):
             return
         self.engine.accept(rendered)
@@ -383,10 +395,22 @@ class Supervisor:
     def _write(self, outcome: Outcome) -> files.Commit | None:
         writes = self.engine.job.writes(outcome.files, self._identity)
         try:
-            return files.write_all(writes)
+            commit = files.write_all(writes)
         except InjectError as exc:
-            log.error("%s; files left as they were, child not told", exc)
+            if str(exc) != self._write_error:  # once per distinct failure, not every retry
+                self._write_error = str(exc)
+                log.error("%s; files left as they were, child not told; will retry", exc)
             return None
+        if self._write_failures:
+            log.info("files written after %d failed attempt(s)", self._write_failures)
+        return commit
+
+    def _retry_write_later(self, outputs: set[str], causes: str) -> None:
+        """The secrets were taken in but the files could not be written (disk full, read-only):
+        try again later, or the update would wait for the next secret change."""
+        self._write_failures += 1
+        delay = backoff.delay_s(self._write_failures, initial_s=WRITE_RETRY_S, max_s=WRITE_RETRY_MAX_S)
+        self._write_retry = (self._clock() + delay, outputs, causes)
 
     def _check_passes(self, commit: files.Commit) -> bool:
         if not self.config.check or not commit.changed:

@@ -40,6 +40,7 @@ from .refs import normalize_path
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
+MAX_RETRY_AFTER_S = 3600.0
 MIN_ATTEMPT_TIMEOUT_S = 1.0  # an attempt near the retry deadline still gets this long
 _TRANSIENT_STATUS = frozenset({412, 429, 500, 502, 503, 504})
 
@@ -497,7 +498,8 @@ def _check_status(response: requests.Response, what: str, allow_404_body: bool) 
         )
     if status == 401:
         raise AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
-    raise SecretError(f"server refused {what}: HTTP {status}{_errors_hint(body)}")
+    # Not the server's error text: a response body may echo request data (SECURITY.md).
+    raise SecretError(f"server refused {what}: HTTP {status}{_STATUS_HINTS.get(status, '')}")
 
 
 def _retry_after_s(value: str | None) -> float:
@@ -505,13 +507,13 @@ def _retry_after_s(value: str | None) -> float:
     if not value:
         return 0.0
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return 0.0
-    return max(0.0, when.timestamp() - time.time())
+    return min(MAX_RETRY_AFTER_S, max(0.0, when.timestamp() - time.time()))
 
 
 def _success_body(response: requests.Response) -> dict[str, Any]:
@@ -534,13 +536,10 @@ def _json_body(response: requests.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _errors_hint(body: Mapping[str, Any]) -> str:
-    # Server error strings describe the request (never secret data); keep them short.
-    errors = body.get("errors")
-    if isinstance(errors, list) and errors:
-        text = "; ".join(str(e) for e in errors)[:200]
-        return f" ({' '.join(text.split())})"
-    return ""
+_STATUS_HINTS = {
+    400: " (the server rejected the request: check the path, role and parameters)",
+    405: " (this path does not support the operation)",
+}
 
 
 def _tls_reason(exc: Exception) -> str:
