@@ -546,6 +546,8 @@ def _tls_reason(exc: Exception) -> str:
     # SSLError is a ConnectionError: without this it would read "connection refused"
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return "the server's certificate is not trusted (give --ca-cert, or --tls-skip-verify)"
+    if "CERTIFICATE_REQUIRED" in str(exc) or "HANDSHAKE_FAILURE" in str(exc):
+        return "the server wants a client certificate (give --client-cert and --client-key)"
     return "TLS handshake failed"
 
 
