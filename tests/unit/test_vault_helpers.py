@@ -1,0 +1,67 @@
+"""Small pure helpers of the server adapter: Retry-After parsing, TLS reasons, KV v2 messages."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+from vault_inject import vault
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [(None, 0.0), ("", 0.0), ("2", 2.0), (" 10 ", 10.0), ("abc", 0.0), ("²", 0.0), ("-3", 0.0)],
+)
+def test_retry_after_seconds(header: str | None, expected: float) -> None:
+    """Retry-After in delta-seconds is taken as is; absent, odd or non-ASCII digits give 0."""
+    assert vault._retry_after_s(header) == expected
+
+
+def test_retry_after_is_capped() -> None:
+    """A huge Retry-After (seconds or a far date) is capped at MAX_RETRY_AFTER_S, never infinity."""
+    assert vault._retry_after_s("9" * 400) == vault.MAX_RETRY_AFTER_S
+    far = email.utils.formatdate(time.time() + 10 * 86400, usegmt=True)
+    assert vault._retry_after_s(far) == vault.MAX_RETRY_AFTER_S
+
+
+def test_retry_after_http_date_in_the_past_is_zero() -> None:
+    """An HTTP date already past means 'retry now'."""
+    assert vault._retry_after_s(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "--ca-cert"),
+        ("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required", "--client-cert"),
+        ("something else", "TLS handshake failed"),
+    ],
+)
+def test_tls_reasons_name_the_fix(text: str, needle: str) -> None:
+    """TLS failures are explained with the option that fixes them, never the raw SSL text."""
+    reason = vault._tls_reason(Exception(text))
+    assert needle in reason
+    assert "SSL:" not in reason
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"destroyed": True}, "'secret/a' was destroyed"),
+        ({"deletion_time": "2026-01-01T00:00:00Z"}, "'secret/a' was deleted"),
+        ({}, "no secret at 'secret/a'"),
+    ],
+)
+def test_kv2_missing_messages(metadata: dict[str, object], expected: str) -> None:
+    """A KV v2 404 says whether the version was deleted, destroyed or never written."""
+    assert vault._kv2_missing_message("secret/a", None, metadata) == expected
+
+
+def test_kv2_missing_message_names_the_version() -> None:
+    """A pinned version is named in the message."""
+    assert (
+        vault._kv2_missing_message("secret/a", 3, {"destroyed": True})
+        == "version 3 of 'secret/a' was destroyed"
+    )
