@@ -11,7 +11,15 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 
 from . import auth, child, files
-from .config import AUTH_ENV_VARS, CliOptions, Config, build_config, parse_toml, resolve_config_path
+from .config import (
+    AUTH_ENV_VARS,
+    CliOptions,
+    Config,
+    build_config,
+    parse_toml,
+    resolve_config_path,
+    template_commands,
+)
 from .engine import Engine, Job, render_job
 from .errors import UsageError
 from .model import Identity
@@ -132,14 +140,9 @@ def child_environ(
 
 def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     """``inject render``: write every file once and exit 0."""
-    job = prepare(config, environ)
     identity = child.resolve_user(config.user)
-    client = connect(config, environ)
-    try:
-        rendered = render_once(job, client)
-        commit = write_files(job, rendered, identity)
-    finally:
-        client.close()
+    job, rendered = _render_in_memory(config, environ)
+    commit = write_files(job, rendered, identity)
     log.info("rendered %d file(s), %d changed", len(rendered.files), len(commit.changed))
     run_template_commands(config, commit.changed, child_environ(config, environ, rendered))
     return 0
@@ -147,8 +150,7 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
 
 def run_template_commands(config: Config, changed: Sequence[str], env: Mapping[str, str]) -> None:
     """Run the ``command`` of every template whose file was just written (as consul-template)."""
-    commands = [s.command_spec for s in config.templates if s.destination in changed]
-    child.run_commands([c for c in commands if c], env=env, reaper=child.Reaper())
+    child.run_commands(template_commands(config, changed), env=env, reaper=child.Reaper())
 
 
 def _render_in_memory(config: Config, environ: Mapping[str, str]) -> tuple[Job, Rendered]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os.path
 import signal
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,13 +59,6 @@ class TemplateSpec:
     owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
 
     @property
-    def command_spec(self) -> tuple[str, str, float] | None:
-        """``(what, command, timeout)`` for child.run_commands, if the template has a command."""
-        if not self.command:
-            return None
-        return (f"command for {self.destination}", self.command, self.command_timeout_s)
-
-    @property
     def name(self) -> str:
         """How errors and logs name this template: its source file, else its destination."""
         return os.path.basename(self.source) if self.source else self.destination
@@ -111,6 +104,16 @@ class Config:
     # How this Config was made, so a changed config file can be merged again the same way.
     cli: CliOptions | None = field(default=None, compare=False, repr=False)
     cwd: str = ""
+
+
+def template_commands(config: Config, changed: Iterable[str]) -> list[tuple[str, str, float]]:
+    """``(what, command, timeout)`` of every template whose destination is in ``changed``."""
+    written = set(changed)
+    return [
+        (f"command for {spec.destination}", spec.command, spec.command_timeout_s)
+        for spec in config.templates
+        if spec.command and spec.destination in written
+    ]
 
 
 # --- option table -----------------------------------------------------------------

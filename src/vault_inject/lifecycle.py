@@ -232,7 +232,3 @@ class Lifecycle:
             except InjectError as exc:
                 log.warning("could not revoke lease %s: %s", lease_id, exc)
         self.issued_leases.clear()
-
-
-def _renewed(plan: Plan, now: float, ttl_s: int, renewable: bool) -> Plan:
-    return leases.after_renewal(plan, now=now, granted_ttl_s=ttl_s, renewable=renewable)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -69,3 +69,15 @@ class Identity:
     gid: int = -1
     name: str = ""
     home: str = ""
+
+
+def strings_in(data: Any) -> Iterator[str]:
+    """Every string inside a secret's data (nested mappings and lists included)."""
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, Mapping):
+        for value in data.values():
+            yield from strings_in(value)
+    elif isinstance(data, list | tuple):
+        for value in data:
+            yield from strings_in(value)

@@ -25,7 +25,7 @@ from jinja2.sandbox import safe_range
 
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
 from .log import MASK, redact
-from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, transit_key
+from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, strings_in, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
 from .sandbox import MAX_OUTPUT_CHARS, Sandbox
 
@@ -402,21 +402,10 @@ def as_text(value: Any) -> str:
 def _masked(message: str, cache: ReadCache) -> str:
     """Jinja and our own messages can quote a key that came from a secret: mask every
     value this render has seen (and every value the process has registered)."""
-    values = {v for s in cache.secrets.values() for v in _strings(s.data) if len(v) >= MIN_MASK_LEN}
+    values = {v for s in cache.secrets.values() for v in strings_in(s.data) if len(v) >= MIN_MASK_LEN}
     for value in sorted(values, key=len, reverse=True):
         message = message.replace(value, MASK)
     return redact(message)
-
-
-def _strings(data: Any) -> Iterator[str]:
-    if isinstance(data, str):
-        yield data
-    elif isinstance(data, Mapping):
-        for value in data.values():
-            yield from _strings(value)
-    elif isinstance(data, list | tuple):
-        for value in data:
-            yield from _strings(value)
 
 
 def _describe(name: str, exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from types import FrameType
 
 from . import backoff, child, files
 from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Reaper
-from .config import Config
+from .config import Config, template_commands
 from .debounce import Debouncer
 from .engine import Engine, Job, Outcome
 from .errors import InjectError, PermissionDenied
@@ -432,9 +432,8 @@ class Supervisor:
         return False
 
     def _run_template_commands(self, changed: Sequence[str]) -> None:
-        commands = [s.command_spec for s in self.config.templates if s.destination in changed]
         env = {**self._base_env, **self.engine.env}
-        child.run_commands([c for c in commands if c], env=env, reaper=self._reaper)
+        child.run_commands(template_commands(self.config, changed), env=env, reaper=self._reaper)
 
     def _tell_child(self, outcome: Outcome, causes: str) -> None:
         mode = self.config.on_change

@@ -34,7 +34,7 @@ from .errors import (
     UsageError,
 )
 from .log import register_secret
-from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret
+from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, strings_in
 from .refs import normalize_path
 
 log = logging.getLogger(__name__)
@@ -575,11 +575,8 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _register_values(data: Mapping[str, Any]) -> None:
-    for value in data.values():
-        if isinstance(value, str):
-            register_secret(value)
-        elif isinstance(value, Mapping):
-            _register_values(value)
+    for value in strings_in(data):  # lists too: a KV value may be a JSON array
+        register_secret(value)
 
 
 def _kind(exc: Exception) -> str:

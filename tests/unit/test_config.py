@@ -528,3 +528,20 @@ def test_decimal_perms_integer_is_an_error() -> None:
     """`perms = 640` (a decimal 640, not 0o640) is rejected with a hint to quote it."""
     with pytest.raises(UsageError, match='"0640"'):
         build(toml='[[template]]\ncontents = "x"\ndestination = "out"\nperms = 640\n')
+
+
+def test_template_commands_only_for_written_files() -> None:
+    """template_commands lists (what, command, timeout) for templates whose files were written, in order."""
+    from vault_inject.config import template_commands
+
+    config = build(
+        toml='[[template]]\ncontents = "a"\ndestination = "a"\ncommand = "echo a"\ncommand_timeout = "5s"\n'
+        '[[template]]\ncontents = "b"\ndestination = "b"\ncommand = "echo b"\n'
+        '[[template]]\ncontents = "c"\ndestination = "c"\n'
+    )
+    a, b, c = (spec.destination for spec in config.templates)
+    assert template_commands(config, [a, c]) == [(f"command for {a}", "echo a", 5.0)]
+    assert [what for what, _, _ in template_commands(config, [b, a])] == [
+        f"command for {a}",
+        f"command for {b}",
+    ]

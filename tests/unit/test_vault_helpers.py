@@ -65,3 +65,11 @@ def test_kv2_missing_message_names_the_version() -> None:
         vault._kv2_missing_message("secret/a", 3, {"destroyed": True})
         == "version 3 of 'secret/a' was destroyed"
     )
+
+
+def test_values_inside_lists_are_registered_for_redaction() -> None:
+    """A KV value that is a JSON array (or nested in one) is masked in logs like any string value."""
+    from vault_inject.log import MASK, redact
+
+    vault._register_values({"keys": ["list-held-secret-1", {"inner": "nested-held-secret-2"}]})
+    assert redact("a list-held-secret-1 b nested-held-secret-2") == f"a {MASK} b {MASK}"
