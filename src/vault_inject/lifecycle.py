@@ -17,8 +17,7 @@ from typing import Protocol
 from . import backoff, leases
 from .errors import InjectError, UnreachableError
 from .leases import Plan
-from .model import Secret
-from .render import SecretKey
+from .model import Secret, SecretKey
 from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
