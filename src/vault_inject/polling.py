@@ -29,8 +29,8 @@ class PollTimer:
     def __init__(self, interval_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self._clock = clock
-        self.next_at = clock()
-        self._started_at: float | None = None
+        self._started_at: float | None = clock()  # the first render was the first read
+        self.next_at = clock() + backoff.jittered(interval_s)
         self.outage_attempts = 0
         self._errors: dict[str, str] = {}
 

@@ -99,7 +99,7 @@ class Supervisor:
         self._relogin_tried = False
         self._new_job: Job | None = None
         self._reload_causes = "templates changed"
-        self._reconcile_at = [clock() + delay for delay in RECONCILE_AFTER_S]
+        self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
         self.p.life.track(engine.secrets)
 
@@ -129,17 +129,23 @@ class Supervisor:
 
     def _next_event(self) -> Event | None:
         now = self._clock()
-        times = [now + IDLE_WAKE_S, self._polls.next_at, *self._reconcile_at]
-        if self._write_retry is not None:
-            times.append(self._write_retry[0])
-        for at in (self._debounce.due_at(), self._life_next_at(), self._child_next_at()):
-            if at is not None:
-                times.append(at)
         try:
-            event: Event = self.p.events.get(timeout=max(0.0, min(times) - now))
+            event: Event = self.p.events.get(timeout=max(0.0, min(self._wake_times(now)) - now))
         except queue.Empty:
             return None
         return event
+
+    def _wake_times(self, now: float) -> list[float]:
+        """Every timer the loop must wake for; while stopping, only the child's."""
+        times = [now + IDLE_WAKE_S]
+        times += [at for at in (self._child_next_at(),) if at is not None]
+        if self._stopping:
+            return times
+        times += [self._polls.next_at, *self._reconcile_at]
+        if self._write_retry is not None:
+            times.append(self._write_retry[0])
+        debounce_at = None if self._apply_blocked else self._debounce.due_at()
+        return times + [at for at in (debounce_at, self._life_next_at()) if at is not None]
 
     def _dispatch(self, event: Event | None) -> None:
         if isinstance(event, Signal):
@@ -177,7 +183,7 @@ class Supervisor:
             self._start_poll()
         if not workers.busy("life") and (self._life_next_at() or math.inf) <= now:
             self._start_life(self.p.life.run_due)
-        while self._reconcile_at and self._reconcile_at[0] <= now and self.p.reconcile is not None:
+        while self._reconcile_at and self._reconcile_at[0] <= now and self.p.reconcile:
             self._reconcile_at.pop(0)
             workers.start("reconcile", self.p.reconcile)
         if self._write_retry is not None and now >= self._write_retry[0]:
@@ -323,8 +329,14 @@ class Supervisor:
             self._causes.extend(c for c in causes if c not in self._causes)
             self._debounce.touch(self._clock())
 
+    @property
+    def _apply_blocked(self) -> bool:
+        """A change is being applied, or the child is being restarted: the next one waits
+        (and is looked at again when that job or restart reports back)."""
+        return self.p.workers.busy("apply") or (self.p.child is not None and self.p.child.busy)
+
     def _maybe_apply(self, now: float) -> None:
-        if self.p.workers.busy("apply") or (self.p.child is not None and self.p.child.busy):
+        if self._apply_blocked:
             return
         self._swap_job()
         if not self._debounce.due(now):
