@@ -6,7 +6,9 @@ One call of ``Transport.request`` is::
     request(budget_s) ── attempt ──> exchange (helper thread, wall-clock deadline)
         │                  │            └─ status + headers + body (capped at 16 MiB)
         │                  ├─ 3xx to the same scheme+host+port: follow (at most 5 hops)
-        │                  ├─ 3xx anywhere else: refused (the token would go with it)
+        │                  ├─ 3xx anywhere else: UnreachableError, not retried (the token
+        │                  │  would go with it; the message names only the target's origin)
+        │                  ├─ body over 16 MiB: SecretError naming the request, not retried
         │                  └─ status -> dict, or one of our errors (``check_status``)
         └─ TransientError (connection error, timeout, 412/429/5xx, cut-short body):
            back off (or honour Retry-After) and try again until the budget is spent,

@@ -30,7 +30,7 @@ __all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient"]
 
 log = logging.getLogger(__name__)
 
-SecretKey = tuple[str, int | None]
+_Key = tuple[str, int | None]  # (path, version), as render.SecretKey
 
 
 @dataclass(frozen=True)
@@ -272,11 +272,11 @@ class VaultClient:
 
     def read_many(
         self,
-        keys: Iterable[SecretKey],
+        keys: Iterable[_Key],
         *,
         workers: int = READ_WORKERS,
         budget_s: float | None = None,
-    ) -> dict[SecretKey, Secret]:
+    ) -> dict[_Key, Secret]:
         """Read many secrets concurrently (daemon threads, one budget for all) over the
         keep-alive pool; return those that could be read. Failures other than an outage
         are left for the caller to meet again in context."""
@@ -286,9 +286,9 @@ class VaultClient:
             if not path.startswith((PKI_PREFIX, TRANSIT_PREFIX)):
                 with contextlib.suppress(SecretError):
                     self._kv.mount_for(send, normalize_path(path))
-        found: dict[SecretKey, Secret] = {}
+        found: dict[_Key, Secret] = {}
 
-        def read_one(key: SecretKey) -> None:
+        def read_one(key: _Key) -> None:
             # Other failures are met again by the render, which names the template and line.
             with contextlib.suppress(SecretError, UsageError):
                 found[key] = self._read(send, *key)
