@@ -126,10 +126,12 @@ def test_nothing_imports_cli_except_the_entry_point() -> None:
     assert importers == {"entry"}
 
 
-def test_only_vault_imports_hvac() -> None:
-    """vault.py is the only module that imports hvac."""
-    importers = {module for module in modules() if "hvac" in top_levels(imports_of(module))}
-    assert importers == {"vault"}
+@pytest.mark.parametrize("package", ["hvac", "requests", "urllib3"])
+def test_only_transport_imports_http_packages(package: str) -> None:
+    """transport.py is the only module that imports hvac, requests or urllib3 (vault.py holds
+    the Vault operations on top of it)."""
+    importers = {module for module in modules() if package in top_levels(imports_of(module))}
+    assert importers == {"transport"}
 
 
 def test_no_module_shadows_secrets_or_logging() -> None:
@@ -148,4 +150,4 @@ def test_import_parser_resolves_relative_imports() -> None:
     """The import parser used above sees render's relative imports (so the checks can fail)."""
     assert f"{PACKAGE}.refs" in imports_of("render")
     assert "jinja2" in top_levels(imports_of("render"))
-    assert "hvac" in top_levels(imports_of("vault"))
+    assert "hvac" in top_levels(imports_of("transport"))
