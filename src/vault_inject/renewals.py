@@ -61,7 +61,10 @@ class Renewals:
             self.life.relogin(reason=reason)
             return []  # a new token re-plans the leases it affects itself
 
-        self._with_life(lambda: self._workers.start("life", job))
+        self._with_life(lambda: self._start(job))
+
+    def _start(self, job: Callable[[], list[SecretKey]]) -> None:
+        self._workers.start("life", job)
 
     def token_rejected(self, done: PollDone) -> bool:
         """After a poll: when the server no longer accepts the token (revoked or expired from

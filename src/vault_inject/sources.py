@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import InjectError, UnreachableError
+from .fanout import fan_out
 from .inbox import Signal
 from .model import READ_WORKERS, Secret, SecretKey
 
@@ -114,35 +115,8 @@ def read_all(read: Callable[[str, int | None], Secret], keys: Sequence[SecretKey
         except Exception as exc:  # never let a worker die silently
             done.failed[key] = InjectError(f"reading '{key[0]}' failed: {type(exc).__name__}")
 
-    fan_out(list(keys), read_one, workers=READ_WORKERS)
+    fan_out(list(keys), read_one, workers=READ_WORKERS, name="inject-read")
     return done
-
-
-def fan_out(items: Sequence[Any], work: Callable[[Any], None], *, workers: int) -> None:
-    """``work(item)`` for every item, ``workers`` at a time, on daemon threads (joined here;
-    a ThreadPoolExecutor's workers would be joined again at interpreter exit)."""
-    pending = iter(items)
-    lock = threading.Lock()
-
-    def drain() -> None:
-        while True:
-            with lock:
-                item = next(pending, _END)
-            if item is _END:
-                return
-            work(item)
-
-    if len(items) <= 1 or workers <= 1:
-        drain()
-        return
-    threads = [threading.Thread(target=drain, daemon=True) for _ in range(min(workers, len(items)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-_END = object()
 
 
 class FileWatcher:

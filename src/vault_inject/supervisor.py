@@ -22,32 +22,29 @@ Without a command (``inject watch``) the same loop runs with no child.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from . import backoff
 from .apply import Applied, Applier, ApplyRequest
 from .config import Config
 from .controller import ChildController
 from .debounce import Debouncer
 from .engine import Engine, Job, Outcome
-from .errors import InjectError, PermissionDenied
+from .errors import InjectError
 from .inbox import STOP_SIGNALS, Signal
 from .lifecycle import Lifecycle
-from .model import Secret, SecretKey
+from .model import Secret
+from .pending import Pending
 from .polling import PollTimer
+from .renewals import Renewals
 from .sources import Event, EventQueue, FilesChanged, PollDone, WorkDone, Workers, read_all
 
 log = logging.getLogger(__name__)
 
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
-WRITE_RETRY_S = 2.0  # first retry of a failed write; doubles up to WRITE_RETRY_MAX_S
-WRITE_RETRY_MAX_S = 60.0
-IN_FLIGHT_ATTEMPT = 4  # a re-read in flight is not started again for ~8s
 RECONCILE_AFTER_S = (0.0, 1.0)  # compare template sources once the watcher is up
 SETTLE_S = 2.0  # at exit, wait this long for a file commit in progress
 
@@ -88,28 +85,20 @@ class Supervisor:
         self.p = parts
         self._clock = clock
         self._polls = PollTimer(config.poll_interval_s, clock=clock)
-        self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
-        self._pending: set[str] = set()
-        self._causes: list[str] = []
-        self._write_retry: tuple[float, set[str], str] | None = None
-        self._write_failures = 0
-        self._write_error = ""
-        self._life_later: list[Callable[[], None]] = []
-        self._refresh_attempts = 0
-        self._relogin_tried = False
+        self._pending = Pending(Debouncer(config.wait_min_s, config.wait_max_s), clock=clock)
+        self._renewals = Renewals(parts.life, parts.workers, parts.refresh_read)
         self._new_job: Job | None = None
         self._reload_causes = "templates changed"
         self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
-        self.p.life.track(engine.secrets)
+        self._renewals.track(engine.secrets)
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until the child is gone (or, with no command, until TERM/INT); the exit code."""
-        child = self.p.child
-        if child is not None:
-            child.start()
+        if self.p.child is not None:
+            self.p.child.start()
         while True:
             self._after_event()
             if self._exit is not None:
@@ -118,14 +107,15 @@ class Supervisor:
 
     def _after_event(self) -> None:
         child = self.p.child
-        if child is not None:
+        if child is None:
+            self.p.reap()
+        else:
             child.poll()
             if child.exit_code is not None:
                 self._exit = child.exit_code
                 return
-        else:
-            self.p.reap()
-        self._run_timers()
+        if not self._stopping:
+            self._run_timers()
 
     def _next_event(self) -> Event | None:
         now = self._clock()
@@ -137,15 +127,14 @@ class Supervisor:
 
     def _wake_times(self, now: float) -> list[float]:
         """Every timer the loop must wake for; while stopping, only the child's."""
-        times = [now + IDLE_WAKE_S]
-        times += [at for at in (self._child_next_at(),) if at is not None]
+        child_at = self.p.child.next_at() if self.p.child is not None else None
+        times = [now + IDLE_WAKE_S] + ([child_at] if child_at is not None else [])
         if self._stopping:
             return times
-        times += [self._polls.next_at, *self._reconcile_at]
-        if self._write_retry is not None:
-            times.append(self._write_retry[0])
-        debounce_at = None if self._apply_blocked else self._debounce.due_at()
-        return times + [at for at in (debounce_at, self._life_next_at()) if at is not None]
+        due = [self._renewals.next_at(), self._pending.retry_at()]
+        if not self._apply_blocked:
+            due.append(self._pending.next_at())
+        return times + [self._polls.next_at, *self._reconcile_at] + [t for t in due if t is not None]
 
     def _dispatch(self, event: Event | None) -> None:
         if isinstance(event, Signal):
@@ -164,7 +153,7 @@ class Supervisor:
         handlers: dict[str, Callable[[object], None]] = {
             "poll": self._on_poll,
             "refresh": self._on_refresh,
-            "life": self._on_life,
+            "life": self._renewals.on_life,
             "apply": self._on_applied,
             "reload": self._on_reload,
             "reconcile": self._on_reconciled,
@@ -176,24 +165,14 @@ class Supervisor:
         return self.p.child is not None and self.p.child.stop_signal is not None
 
     def _run_timers(self) -> None:
-        now, workers = self._clock(), self.p.workers
-        if self._stopping:
-            return
-        if self._polls.due() and not workers.busy("poll"):
+        now = self._clock()
+        if self._polls.due() and not self.p.workers.busy("poll"):
             self._start_poll()
-        if not workers.busy("life") and (self._life_next_at() or math.inf) <= now:
-            self._start_life(self.p.life.run_due)
+        self._renewals.run_due(now)
         while self._reconcile_at and self._reconcile_at[0] <= now and self.p.reconcile:
             self._reconcile_at.pop(0)
-            workers.start("reconcile", self.p.reconcile)
-        if self._write_retry is not None and now >= self._write_retry[0]:
-            _, outputs, causes = self._write_retry
-            self._write_retry = None
-            self._mark(outputs, [causes])
-        self._maybe_apply(now)
-
-    def _child_next_at(self) -> float | None:
-        return self.p.child.next_at() if self.p.child is not None else None
+            self.p.workers.start("reconcile", self.p.reconcile)
+        self._maybe_apply()
 
     # --- signals ------------------------------------------------------------------------
 
@@ -208,7 +187,7 @@ class Supervisor:
         elif signum == signal.SIGHUP:
             self._polls.now()
 
-    # --- polling ------------------------------------------------------------------------
+    # --- polls and re-reads -------------------------------------------------------------
 
     def _start_poll(self) -> None:
         keys = self.engine.polled_keys()
@@ -221,83 +200,31 @@ class Supervisor:
     def _on_poll(self, value: object) -> None:
         done = value if isinstance(value, PollDone) else PollDone()
         self._polls.finished(done.outage)
-        self._note_errors(done)
-        self._absorb(done.fresh)
-
-    def _absorb(self, fresh: Mapping[SecretKey, Secret]) -> None:
-        self._with_life(lambda: self.p.life.track(fresh))
-        changed = self.engine.absorb(fresh)
-        if changed:
-            self._mark(self.engine.outputs_using(changed), changed.values())
-
-    def _note_errors(self, done: PollDone) -> None:
-        rejected = any(isinstance(e, PermissionDenied) and e.token_rejected for e in done.failed.values())
-        if rejected and not self._relogin_tried and self.p.life.can_relogin:
-            # Revoked or expired from outside: log in once more (the next poll catches up).
-            self._relogin_tried = True
-            self._relogin("the server no longer accepts inject's token")
-            return
-        self._relogin_tried = self._relogin_tried and rejected
-        self._polls.report(done.failed, done.fresh)
-
-    # --- leases, certificates, token (Lifecycle on its worker) ---------------------------
-
-    def _life_next_at(self) -> float | None:
-        return None if self.p.workers.busy("life") else self.p.life.next_at()
-
-    def _with_life(self, action: Callable[[], None]) -> None:
-        if self.p.workers.busy("life"):
-            self._life_later.append(action)
-        else:
-            action()
-
-    def _start_life(self, job: Callable[[], list[SecretKey]]) -> None:
-        self.p.workers.start("life", job)
-
-    def _relogin(self, reason: str) -> None:
-        def job() -> list[SecretKey]:
-            self.p.life.relogin(reason=reason)
-            return []  # a new token re-plans the leases it affects itself
-
-        self._with_life(lambda: self._start_life(job))
-
-    def _on_life(self, value: object) -> None:
-        later, self._life_later = self._life_later, []
-        for action in later:
-            self._with_life(action)
-        keys = list(value) if isinstance(value, list) else []
-        if keys:
-            self.p.workers.start("refresh", lambda: read_all(self.p.refresh_read, keys))
-            # In flight (or waiting for the one in flight): not due again soon.
-            self._with_life(lambda: self._postpone(keys, IN_FLIGHT_ATTEMPT))
-
-    def _postpone(self, keys: Iterable[SecretKey], attempt: int) -> None:
-        for key in keys:
-            self.p.life.postpone(key, attempt)
+        self._take_in(done)
 
     def _on_refresh(self, value: object) -> None:
         done = value if isinstance(value, PollDone) else PollDone()
-        if done.outage is not None:
-            self._refresh_attempts += 1
-            attempts = self._refresh_attempts
-            self._with_life(
-                lambda: self._postpone([k for k in self.p.life.plans if k not in done.fresh], attempts)
-            )
-        else:
-            self._refresh_attempts = 0
-        self._note_errors(done)
-        self._absorb(done.fresh)
+        self._renewals.on_refresh(done)
+        self._take_in(done)
+
+    def _take_in(self, done: PollDone) -> None:
+        if not self._renewals.token_rejected(done):
+            self._polls.report(done.failed, done.fresh)
+        self._renewals.track(done.fresh)
+        changed = self.engine.absorb(done.fresh)
+        if changed:
+            self._pending.mark(self.engine.outputs_using(changed), changed.values())
 
     # --- file changes -------------------------------------------------------------------
 
     def _on_files(self, paths: frozenset[str]) -> None:
         auth_file = {self.p.auth_file} if self.p.auth_file else set()
         if paths & auth_file:
-            self._relogin(f"{self.p.auth_file} changed")
-        if (paths - auth_file) and self.p.rebuild_job is not None:
-            rebuild = self.p.rebuild_job
-            self._reload_causes = f"{', '.join(sorted(paths - auth_file))} changed"
-            self.p.workers.start("reload", rebuild)
+            self._renewals.relogin(f"{self.p.auth_file} changed")
+        others = paths - auth_file
+        if others and self.p.rebuild_job is not None:
+            self._reload_causes = f"{', '.join(sorted(others))} changed"
+            self.p.workers.start("reload", self.p.rebuild_job)
 
     def _on_reconciled(self, value: object) -> None:
         if isinstance(value, frozenset) and value:
@@ -316,18 +243,11 @@ class Supervisor:
         removed = self.engine.all_outputs()
         self.engine.job = job
         self.config = job.config
-        self._debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
+        self._pending.debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
         self.engine.forget(removed - self.engine.all_outputs())
-        self._mark(self.engine.all_outputs(), [self._reload_causes])
+        self._pending.mark(self.engine.all_outputs(), [self._reload_causes])
 
     # --- acting on changes --------------------------------------------------------------
-
-    def _mark(self, outputs: Iterable[str], causes: Iterable[str]) -> None:
-        outputs = set(outputs)
-        if outputs:
-            self._pending |= outputs
-            self._causes.extend(c for c in causes if c not in self._causes)
-            self._debounce.touch(self._clock())
 
     @property
     def _apply_blocked(self) -> bool:
@@ -335,15 +255,14 @@ class Supervisor:
         (and is looked at again when that job or restart reports back)."""
         return self.p.workers.busy("apply") or (self.p.child is not None and self.p.child.busy)
 
-    def _maybe_apply(self, now: float) -> None:
+    def _maybe_apply(self) -> None:
         if self._apply_blocked:
             return
         self._swap_job()
-        if not self._debounce.due(now):
+        due = self._pending.take_due()
+        if due is None:
             return
-        self._debounce.reset()
-        outputs, self._pending = frozenset(self._pending), set()
-        causes, self._causes = "; ".join(self._causes) or "change", []
+        outputs, causes = due
         known, engine = self.engine.snapshot(), self.engine
         request = ApplyRequest(
             outputs=outputs,
@@ -362,23 +281,11 @@ class Supervisor:
             self.engine.accept(value.rendered)
             log.info("%s; output unchanged", request.causes)
         elif value.status == "write_failed":
-            self._retry_write_later(set(request.outputs), request.causes, value.error)
+            self._pending.write_failed(request.outputs, request.causes, value.error)
         elif value.status == "written":
-            if self._write_failures:
-                log.info("files written after %d failed attempt(s)", self._write_failures)
-            self._write_failures, self._write_error = 0, ""
+            self._pending.written()
             self.engine.accept(value.rendered)
             self._tell_child(value.outcome, request.causes)
-
-    def _retry_write_later(self, outputs: set[str], causes: str, error: str) -> None:
-        """The secrets were taken in but the files could not be written (disk full, read-only):
-        try again later, or the update would wait for the next secret change."""
-        if error != self._write_error:  # once per distinct failure, not every retry
-            self._write_error = error
-            log.error("%s; files left as they were, child not told; will retry", error)
-        self._write_failures += 1
-        delay = backoff.delay_s(self._write_failures, initial_s=WRITE_RETRY_S, max_s=WRITE_RETRY_MAX_S)
-        self._write_retry = (self._clock() + delay, outputs, causes)
 
     def _tell_child(self, outcome: Outcome, causes: str) -> None:
         child, mode = self.p.child, self.config.on_change

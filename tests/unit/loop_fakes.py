@@ -238,7 +238,7 @@ class Server:
     def lease_alive(self, lease_id: str) -> bool:
         return True
 
-    def revoke_lease(self, lease_id: str) -> None:
+    def revoke_lease(self, lease_id: str, *, budget_s: float | None = None) -> None:
         pass
 
     retry_timeout_s = 0.0
