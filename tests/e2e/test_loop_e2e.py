@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.fault_proxy import FaultProxy
 from tests.e2e.helpers_e2e import write
 from tests.e2e.supervise_helpers import SignalChild, alive, inject_cmd, supervise
 from tests.support import Bao, inject_env, secret_value, wait_for
@@ -135,3 +136,33 @@ def test_check_and_template_commands_run_as_the_user(bao: Bao, prefix: str, tmp_
     assert _lines(tmp_path / "check.uid") == [nobody.pw_uid]
     assert set(_lines(tmp_path / "command.uid")) == {nobody.pw_uid}
     assert (tmp_path / "check.env").read_text().strip() == "on"
+
+
+@pytest.mark.parametrize(("match", "poll"), [("auth/token/renew-self", "1h"), ("secret/data/", "200ms")])
+def test_term_reaches_the_child_while_the_server_trickles(
+    bao: Bao, prefix: str, tmp_path: Path, match: str, poll: str
+) -> None:
+    """While the server trickles its answers (a byte every 0.5 s) to a token renewal or a
+    poll, a TERM still reaches the child at once and inject exits."""
+    proxy = FaultProxy(bao.address, body_marker=secret_value("body"))
+    proxy.start()
+    try:
+        token = bao.token_with("default", "root", ttl="3s")  # renewal due after 2 s
+        path = f"{prefix}/app"
+        bao.kv_put(path, v=secret_value())
+        child = SignalChild.create(tmp_path)
+        argv = inject_cmd("--poll-interval", poll, "-e", f"V=vault:{path}#v", "--", *child.argv())
+        env = {**inject_env(bao, token=token), "VAULT_ADDR": proxy.address}
+        with supervise(argv, env=env, cwd=tmp_path, stray=child.pids) as inject:
+            pid = child.wait_starts(1)[0]["pid"]
+            proxy.trickle(match=match)
+            proxy.wait_request(timeout_s=10)  # the trickled request (the only kind sent) is in flight
+            time.sleep(0.5)
+            sent = time.monotonic()
+            inject.process.send_signal(signal.SIGTERM)
+            child.wait_signal(pid, "TERM", timeout_s=5)
+            latency = time.monotonic() - sent
+            assert inject.wait(timeout_s=10) == 0
+    finally:
+        proxy.stop()
+    assert latency < 1.0, f"TERM took {latency:.2f}s to reach the child"
