@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from . import runtime_plan
-from .errors import InjectError, UnreachableError, UsageError
+from .errors import InjectError, SecretNotFound, UnreachableError, UsageError
 from .leases import Plan
 from .model import Secret, pki_key
 from .refs import normalize_path
@@ -34,7 +34,12 @@ JOIN_TIMEOUT_S = BACKGROUND_RETRY_S + 5.0
 
 def read_unleased(client: VaultClient, logical: str, version: int | None) -> Secret:
     """Read a KV (or other unleased) secret; a leased one is revoked at once and refused."""
-    secret = client.read(logical, version)
+    try:
+        secret = client.read(logical, version)
+    except SecretNotFound as exc:
+        if version is None or "version" in str(exc):
+            raise
+        raise SecretNotFound(f"{exc} (version {version})") from None  # say which was asked for
     if secret.lease_id:
         _revoke_quietly(client, secret.lease_id)
         raise UsageError(f"'{logical}' is a leased secret: use Secrets.lease('{logical}')")

@@ -1,0 +1,259 @@
+"""The ``Secrets`` library against the real OpenBao: cached gets kept current by the
+background poll, change callbacks, errors that name the path, thread safety, the
+request count (an audited server), and no value in any log record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.helpers_e2e import audited_server, reader_token
+from tests.support import Bao, record_output, secret_value, wait_for
+from vault_inject import (
+    AuthError,
+    InjectError,
+    PermissionDenied,
+    SecretNotFound,
+    Secrets,
+    UsageError,
+)
+
+POLL_S = 0.5
+
+
+def env_for(bao: Bao, token: str | None = None) -> dict[str, str]:
+    """The settings a service would have: address and token, no ~/.vault-token fallback."""
+    return {"VAULT_ADDR": bao.address, "VAULT_TOKEN": token or bao.token, "HOME": "/nonexistent-home"}
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Every vault_inject record at debug level; added to the session's secrecy guard."""
+    caplog.set_level(logging.DEBUG, logger="vault_inject")
+    yield caplog
+    record_output(caplog.text)
+
+
+def test_get_returns_data_and_one_key(bao: Bao, prefix: str, logs: pytest.LogCaptureFixture) -> None:
+    """get(path) is the latest data as a dict, get(path, key) one value, version= an old one."""
+    first, second = secret_value(), secret_value()
+    bao.kv_put(f"{prefix}/api", jwt_secret=first)
+    bao.kv_put(f"{prefix}/api", jwt_secret=second, extra="x")
+    with Secrets(environ=env_for(bao)) as secrets:
+        assert secrets.get(f"{prefix}/api") == {"jwt_secret": second, "extra": "x"}
+        assert secrets.get(f"{prefix}/api", "jwt_secret") == second
+        assert secrets.get(f"{prefix}/api", "jwt_secret", version=1) == first
+
+
+def test_rotation_is_seen_within_the_poll_interval(
+    bao: Bao, prefix: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """A new KV version written on the server is what get() returns after one poll interval."""
+    bao.kv_put(f"{prefix}/db", password=secret_value())
+    with Secrets(environ=env_for(bao), poll_interval=POLL_S) as secrets:
+        secrets.get(f"{prefix}/db")
+        rotated = secret_value()
+        bao.kv_put(f"{prefix}/db", password=rotated)
+        wait_for(
+            lambda: secrets.get(f"{prefix}/db", "password") == rotated,
+            timeout_s=POLL_S * 2 + 2,  # the interval, plus a loaded machine's scheduling slack
+            what="the rotated value",
+        )
+
+
+def test_on_change_is_called_once_per_new_version(
+    bao: Bao, prefix: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """Each new version calls the callback exactly once with its data; the baseline does not."""
+    path = f"{prefix}/svc"
+    bao.kv_put(path, key=secret_value())
+    seen: list[dict[str, Any]] = []
+    with Secrets(environ=env_for(bao), poll_interval=POLL_S) as secrets:
+        secrets.on_change(path, seen.append)
+        for expected_calls in (1, 2):
+            value = secret_value()
+            bao.kv_put(path, key=value)
+            wait_for(lambda n=expected_calls: len(seen) >= n, timeout_s=5, what=f"callback {expected_calls}")
+            assert seen[-1] == {"key": value}
+        wait_for(lambda: secrets.get(path, "key") == value, timeout_s=2, what="cache")
+        polls_before = logs.text.count(f"read {path}")
+        wait_for(
+            lambda: logs.text.count(f"read {path}") >= polls_before + 2, timeout_s=5, what="two more polls"
+        )
+    assert len(seen) == 2
+
+
+def test_a_raising_callback_is_logged_and_polling_goes_on(
+    bao: Bao, prefix: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises is logged by type (no message) and later versions are still seen."""
+    path = f"{prefix}/cb"
+    bao.kv_put(path, key=secret_value())
+    leaked = secret_value()
+
+    def broken(data: dict[str, Any]) -> None:
+        raise ValueError(leaked)
+
+    with Secrets(environ=env_for(bao), poll_interval=POLL_S) as secrets:
+        secrets.on_change(path, broken)
+        bao.kv_put(path, key=secret_value())
+        wait_for(lambda: "raised ValueError" in logs.text, timeout_s=5, what="the callback error in the log")
+        last = secret_value()
+        bao.kv_put(path, key=last)
+        wait_for(lambda: secrets.get(path, "key") == last, timeout_s=5, what="the next version")
+    assert leaked not in logs.text
+
+
+def test_errors_name_the_path_and_never_a_value(
+    bao: Bao, prefix: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """Missing path, key and version, a forbidden path and a KV path given to lease() raise our
+    own errors naming the path (and key); no value is in any message."""
+    value = secret_value()
+    bao.kv_put(f"{prefix}/ok", key=value)
+    with Secrets(environ=env_for(bao, reader_token(bao, f"{prefix}/ok"))) as secrets:
+        failures = [
+            (SecretNotFound, lambda: secrets.get(f"{prefix}/ok", "nope"), "'nope'"),
+            (SecretNotFound, lambda: secrets.get(f"{prefix}/ok", version=7), "version 7"),
+            (PermissionDenied, lambda: secrets.get(f"{prefix}/other"), f"{prefix}/other"),
+            (UsageError, lambda: secrets.lease(f"{prefix}/ok"), "Secrets.get"),
+        ]
+        for kind, call, detail in failures:
+            with pytest.raises(kind) as info:
+                call()
+            message = str(info.value)
+            assert prefix in message
+            assert detail in message
+            assert value not in message
+    with Secrets(environ=env_for(bao)) as secrets, pytest.raises(SecretNotFound, match=f"{prefix}/missing"):
+        secrets.get(f"{prefix}/missing")
+
+
+def test_a_bad_token_is_an_auth_error(bao: Bao) -> None:
+    """A token the server rejects fails at Secrets() with AuthError (an InjectError), token not quoted."""
+    bad = secret_value("hvs")
+    with pytest.raises(AuthError) as info:
+        Secrets(environ=env_for(bao, bad))
+    assert isinstance(info.value, InjectError)
+    assert bad not in str(info.value)
+
+
+def test_closed_secrets_refuse_and_stop_their_thread(bao: Bao, prefix: str) -> None:
+    """After close() the background thread is gone and get() raises UsageError."""
+    bao.kv_put(f"{prefix}/c", key=secret_value())
+    secrets = Secrets(environ=env_for(bao), poll_interval=POLL_S)
+    secrets.get(f"{prefix}/c")
+    secrets.close()
+    secrets.close()  # twice is fine
+    assert secrets.closed
+    assert not [t for t in threading.enumerate() if t.name == "vault-inject-refresh" and t.is_alive()]
+    with pytest.raises(UsageError, match="closed"):
+        secrets.get(f"{prefix}/c")
+
+
+def test_settings_come_from_a_config_file_and_keywords(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """config= reads inject.toml ([vault] address, [watch] poll_interval); token= and
+    poll_interval= override it, as CLI options do."""
+    bao.kv_put(f"{prefix}/f", key="v1v1")
+    config = tmp_path / "inject.toml"
+    config.write_text(f'[vault]\naddress = "{bao.address}"\n[watch]\npoll_interval = "7s"\n')
+    environ = {"HOME": "/nonexistent-home"}
+    with Secrets(str(config), token=bao.token, environ=environ) as secrets:
+        assert secrets.poll_interval_s == 7
+        assert secrets.get(f"{prefix}/f", "key") == "v1v1"
+    with Secrets(str(config), token=bao.token, poll_interval="250ms", environ=environ) as secrets:
+        assert secrets.poll_interval_s == 0.25
+
+
+def test_the_library_installs_no_log_handlers(bao: Bao, prefix: str) -> None:
+    """Making and using a Secrets adds no handler to the vault_inject logger (the app owns logging)."""
+    root = logging.getLogger("vault_inject")
+    before = list(root.handlers)
+    bao.kv_put(f"{prefix}/h", key=secret_value())
+    with Secrets(environ=env_for(bao)) as secrets:
+        secrets.get(f"{prefix}/h")
+    assert root.handlers == before
+
+
+def test_concurrent_gets_are_consistent_while_rotating(
+    bao: Bao, prefix: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """Many threads calling get() during rotations only ever see whole, written versions."""
+    path = f"{prefix}/many"
+    written = [{"a": secret_value(), "b": secret_value()}]
+    bao.kv_put(path, **written[0])
+    errors: list[BaseException] = []
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+    with Secrets(environ=env_for(bao), poll_interval=0.2) as secrets:
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    seen.append(secrets.get(path))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for _ in range(3):
+            written.append({"a": secret_value(), "b": secret_value()})
+            bao.kv_put(path, **written[-1])
+            wait_for(lambda: secrets.get(path) == written[-1], timeout_s=5, what="the new version")
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert errors == []
+    assert {json.dumps(d, sort_keys=True) for d in seen} <= {json.dumps(d, sort_keys=True) for d in written}
+
+
+def _reads_of(audit_log: Path, api_path: str) -> int:
+    """How many reads of ``api_path`` the server's audit log recorded (writes not counted)."""
+    count = 0
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        request = entry.get("request", {})
+        if entry.get("type") == "request" and request.get("path") == api_path:
+            count += request.get("operation") == "read"
+    return count
+
+
+def test_gets_after_the_first_make_no_request(tmp_path: Path) -> None:
+    """Concurrent first gets of a path make one read, a thousand later gets none (audit log count)."""
+    with audited_server(tmp_path) as (server, audit_log):
+        server.kv_put("secret/app/one", key=secret_value())
+        with Secrets(environ=env_for(server), poll_interval="1h") as secrets:
+            threads = [threading.Thread(target=secrets.get, args=("secret/app/one",)) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert _reads_of(audit_log, "secret/data/app/one") == 1
+            for _ in range(1000):
+                secrets.get("secret/app/one", "key")
+            assert _reads_of(audit_log, "secret/data/app/one") == 1
+
+
+def test_the_poll_makes_one_request_per_path_per_interval(tmp_path: Path) -> None:
+    """Two watched paths are each read about once per interval, however often get() is called."""
+    with audited_server(tmp_path) as (server, audit_log):
+        for name in ("a", "b"):
+            server.kv_put(f"secret/p/{name}", key=secret_value())
+        with Secrets(environ=env_for(server), poll_interval=0.5) as secrets:
+            secrets.get("secret/p/a")
+            secrets.get("secret/p/b")
+            wait_for(lambda: _reads_of(audit_log, "secret/data/p/a") >= 5, timeout_s=10, what="four polls")
+            for _ in range(500):
+                secrets.get("secret/p/a")
+                secrets.get("secret/p/b")
+            reads_a = _reads_of(audit_log, "secret/data/p/a")
+            reads_b = _reads_of(audit_log, "secret/data/p/b")
+    assert reads_a <= 8  # ~4 intervals (jittered up to 10% early) cannot hold more
+    assert abs(reads_a - reads_b) <= 1
