@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +163,23 @@ def test_the_token_is_renewed_past_its_ttl(bao: Bao, prefix: str, logs: pytest.L
         wait_for(lambda: logs.text.count("renewed token") >= 2, timeout_s=10, what="two token renewals")
         assert time.monotonic() - started_s > 3
         assert secrets.get(f"{prefix}/late", "key") == value
+
+
+def test_the_runtime_example_switches_database_credentials(
+    bao: Bao, postgres: Postgres, database: DatabaseEngine
+) -> None:
+    """examples/runtime_app.py against a real database engine: connects, reconnects with new
+    credentials before the 3s max TTL, and its lease is revoked when it exits."""
+    role = add_role(bao, database, default_ttl_s=2, max_ttl_s=3)
+    bao.kv_put("secret/infrastructure/postgres", username="app", password=secret_value())
+    bao.kv_put("secret/services/api-brain", jwt_secret=secret_value(), encryption_key=secret_value())
+    env = inject_env(bao, {"DB_CREDS_PATH": database.creds_path(role), "RUNTIME_APP_SECONDS": "4"})
+    example = Path(__file__).resolve().parents[2] / "examples" / "runtime_app.py"
+    result = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    record_output(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("database: connected as user") >= 2, result.stdout
+    assert "closed: leases revoked" in result.stdout
+    assert postgres.roles_like(f"%-{role[:8]}-%") == []

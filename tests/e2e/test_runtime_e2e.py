@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers_e2e import audited_server, reader_token
-from tests.support import Bao, record_output, secret_value, wait_for
+from tests.support import Bao, record_output, run_inject, secret_value, wait_for
 from vault_inject import (
     AuthError,
     InjectError,
@@ -25,6 +27,12 @@ from vault_inject import (
 )
 
 POLL_S = 0.5
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without any server, token or inject setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "INJECT_"))}
 
 
 def env_for(bao: Bao, token: str | None = None) -> dict[str, str]:
@@ -257,3 +265,26 @@ def test_the_poll_makes_one_request_per_path_per_interval(tmp_path: Path) -> Non
             reads_b = _reads_of(audit_log, "secret/data/p/b")
     assert reads_a <= 8  # ~4 intervals (jittered up to 10% early) cannot hold more
     assert abs(reads_a - reads_b) <= 1
+
+
+def test_the_runtime_example_runs_under_inject_dev() -> None:
+    """`inject dev --secrets examples/dev-secrets.toml -- python3 examples/runtime_app.py` exits 0,
+    having read the seed's secrets (fingerprints only) and skipped the absent database engine."""
+    dev_secrets = (EXAMPLES / "dev-secrets.toml").read_text()
+    values = {line.split(" = ", 1)[1].strip('"') for line in dev_secrets.splitlines() if " = " in line}
+    result = run_inject(
+        "dev",
+        "--secrets",
+        str(EXAMPLES / "dev-secrets.toml"),
+        "--",
+        sys.executable,
+        str(EXAMPLES / "runtime_app.py"),
+        env=clean_env(),
+        cwd=EXAMPLES.parent,
+    )
+    record_output(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert "postgres: ['password', 'username'] password len=" in result.stdout
+    assert "dynamic credentials skipped: " in result.stdout
+    assert result.stdout.rstrip().endswith("closed: leases revoked")
+    assert not [v for v in values if v in result.stdout + result.stderr]
