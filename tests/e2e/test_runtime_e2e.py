@@ -9,13 +9,15 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.helpers_e2e import audited_server, reader_token
+from tests.e2e.helpers_e2e import audited_server, forbid, reader_token
+from tests.e2e.test_pki_transit_e2e import pki_mount
 from tests.support import Bao, record_output, run_inject, secret_value, wait_for
 from vault_inject import (
     AuthError,
@@ -25,6 +27,8 @@ from vault_inject import (
     Secrets,
     UsageError,
 )
+
+__all__ = ["pki_mount"]  # the module fixture, imported so pytest finds it here
 
 POLL_S = 0.5
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -288,3 +292,54 @@ def test_the_runtime_example_runs_under_inject_dev() -> None:
     assert "dynamic credentials skipped: " in result.stdout
     assert result.stdout.rstrip().endswith("closed: leases revoked")
     assert not [v for v in values if v in result.stdout + result.stderr]
+
+
+def test_a_certificate_lease_is_reissued_before_it_expires(
+    bao: Bao, pki_mount: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """lease('pki/issue/web', common_name=..., ttl='6s') POSTs the parameters, gives the
+    certificate with its expiry, and a new certificate reaches on_change before it ends."""
+    started = time.time()
+    with Secrets(environ=env_for(bao)) as secrets:
+        cert = secrets.lease(f"{pki_mount}/issue/web", common_name="app.localhost", ttl="6s")
+        first = cert.data
+        forbid(first["private_key"])
+        assert first["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+        assert started + 4 < cert.expires_at <= time.time() + 7
+        renewed: list[dict[str, Any]] = []
+        cert.on_change(renewed.append)
+        wait_for(lambda: renewed, timeout_s=8, what="a re-issued certificate")
+        forbid(renewed[0]["private_key"])
+        assert renewed[0]["serial_number"] != first["serial_number"]
+        assert time.time() < started + 6 + 1, "re-issued before the first one ended"
+        assert cert.data["serial_number"] == renewed[0]["serial_number"]
+
+
+def test_a_token_that_cannot_be_renewed_is_replaced_from_its_file(
+    bao: Bao, prefix: str, tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    """With INJECT_TOKEN_FILE and a non-renewable 3s token, the library reads the file again
+    before the token ends (as inject does), and later first reads use the new token."""
+    bao.kv_put(f"{prefix}/after", key="later-value")
+    short = forbid(
+        bao.api("POST", "auth/token/create", json={"ttl": "3s", "renewable": False}).json()["auth"][
+            "client_token"
+        ]
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(short + "\n")
+    environ = {"VAULT_ADDR": bao.address, "INJECT_TOKEN_FILE": str(token_file), "HOME": "/nonexistent-home"}
+    with Secrets(environ=environ) as secrets:
+        token_file.write_text(forbid(bao.token_with("root", ttl="1h")) + "\n")
+        wait_for(lambda: "logged in again" in logs.text, timeout_s=6, what="a new token from the file")
+        wait_for(
+            lambda: (
+                bao.session.get(
+                    f"{bao.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": short}, timeout=5
+                ).status_code
+                == 403
+            ),
+            timeout_s=6,
+            what="the first token to expire",
+        )
+        assert secrets.get(f"{prefix}/after", "key") == "later-value"
