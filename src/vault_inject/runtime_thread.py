@@ -1,4 +1,5 @@
-"""The one background thread of a ``Secrets``: polls, lease renewals, re-reads, the token.
+"""The one background thread of a ``Secrets``: polls, lease renewals and re-reads (and the
+token, through ``runtime_token.TokenKeeper``).
 
 It asks ``runtime_plan.Schedule`` what is due, does the request on its own client (so a
 slow server never blocks a caller's ``get`` of a cached path), records the outcome back
@@ -23,7 +24,8 @@ from .refs import normalize_path
 from .runtime import Callback, Lease, SecretCache
 from .runtime_connect import Connection
 from .runtime_plan import TOKEN_KEY, Schedule
-from .vault import Login, VaultClient
+from .runtime_token import TokenKeeper
+from .vault import VaultClient
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,6 @@ class Refresher:
     ) -> None:
         self._foreground = connection.client
         self._client = connection.client.clone(retry_timeout_s=BACKGROUND_RETRY_S)
-        self._auth = connection.authenticator
         self._cache = cache
         self._threshold = connection.config.reread_threshold
         self._revoke = revoke_on_close
@@ -90,10 +91,17 @@ class Refresher:
         self._schedule = Schedule(connection.config.poll_interval_s)
         self._leases: list[Lease] = []
         self._issued: dict[str, float] = {}  # lease id -> wall-clock expiry, for revocation
-        self._token_expires_at: float | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="vault-inject-refresh", daemon=True)
-        self._plan_token(connection.grant)
+        self._token = TokenKeeper(
+            client=self._client,
+            foreground=self._foreground,
+            authenticator=connection.authenticator,
+            schedule=self._schedule,
+            lock=self._cond,
+            clock=clock,
+        )
+        self._token.plan(connection.grant)
 
     # --- from the caller's threads ------------------------------------------------
 
@@ -176,7 +184,9 @@ class Refresher:
 
     def _act(self, key: Hashable, plan: Plan) -> None:
         if not isinstance(key, Lease):
-            self._token_due(plan)
+            old_token_ends_at = self._token.due(plan)
+            if old_token_ends_at is not None:
+                self._replace_old_token_leases(old_token_ends_at)
         elif plan.action == "renew":
             self._renew(key, plan)
         else:
@@ -248,66 +258,15 @@ class Refresher:
         finally:
             client.close()
 
-    # --- the token ----------------------------------------------------------------
+    # --- the token's leases -------------------------------------------------------
 
-    def _plan_token(self, grant: Login) -> None:
-        now = self._clock()
-        self._schedule.plan(
-            TOKEN_KEY, runtime_plan.token_plan(ttl_s=grant.ttl_s, renewable=grant.renewable, now=now)
-        )
-        self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
-
-    def _token_due(self, plan: Plan) -> None:
-        if plan.action == "renew":
-            try:
-                grant = self._client.renew_self(int(plan.wanted_ttl_s))
-            except UnreachableError as exc:
-                log.warning("could not renew the token (%s); retrying", exc)
-                with self._cond:
-                    self._schedule.action_failed(TOKEN_KEY, now=self._clock())
-                return
-            except InjectError as exc:
-                log.warning("token renewal failed (%s)", exc)
-            else:
-                with self._cond:
-                    now = self._clock()
-                    new = self._schedule.renewed(
-                        TOKEN_KEY, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
-                    )
-                    self._token_expires_at = now + grant.ttl_s
-                log.debug("renewed token for %ds", grant.ttl_s)
-                if new.action == "renew":
-                    return
-        self._relogin()
-
-    def _relogin(self) -> None:
-        if not self._auth.can_relogin:
-            log.warning("the token cannot be renewed further and there is no way to log in again")
-            with self._cond:
-                self._schedule.plan(TOKEN_KEY, None)
-            return
-        try:
-            grant = self._auth.login(self._client)
-        except InjectError as exc:
-            log.error("login failed (%s); retrying", exc)
-            with self._cond:
-                self._schedule.action_failed(TOKEN_KEY, now=self._clock())
-            return
-        self._foreground.set_token(self._client.token)
-        log.info("logged in again (the token could not be renewed further)")
-        with self._cond:
-            old_expires_at = self._token_expires_at
-            self._plan_token(grant)
-            self._replace_old_token_leases(old_expires_at)
-
-    def _replace_old_token_leases(self, old_expires_at: float | None) -> None:
+    def _replace_old_token_leases(self, old_expires_at: float) -> None:
         """Leases end with the token that made them: new credentials before the old token ends."""
-        if old_expires_at is None:
-            return
-        now = self._clock()
-        for lease in self._leases:
-            if lease in self._schedule.plans:
-                self._schedule.reread_by(lease, at=now + max(0.0, old_expires_at - now) / 2)
+        with self._cond:
+            now = self._clock()
+            for lease in self._leases:
+                if lease in self._schedule.plans:
+                    self._schedule.reread_by(lease, at=now + max(0.0, old_expires_at - now) / 2)
 
 
 def _notify(what: str, callbacks: list[Callback], data: Mapping[str, Any]) -> None:
