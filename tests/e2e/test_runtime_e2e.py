@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,22 @@ def test_a_token_that_cannot_be_renewed_is_replaced_from_its_file(
             what="the first token to expire",
         )
         assert secrets.get(f"{prefix}/after", "key") == "later-value"
+
+
+def test_kv_v1_secrets_are_read_and_their_changes_seen(bao: Bao, logs: pytest.LogCaptureFixture) -> None:
+    """On a KV v1 mount (no versions) get() reads the data and a changed value is told apart by content."""
+    mount = f"kv1-{uuid.uuid4().hex[:8]}"
+    bao.api("POST", f"sys/mounts/{mount}", json={"type": "kv", "options": {"version": "1"}})
+    first, second = secret_value(), secret_value()
+    bao.api("POST", f"{mount}/app", json={"key": first})
+    seen: list[dict[str, Any]] = []
+    with Secrets(environ=env_for(bao), poll_interval=POLL_S) as secrets:
+        assert secrets.get(f"{mount}/app") == {"key": first}
+        secrets.on_change(f"{mount}/app", seen.append)
+        bao.api("POST", f"{mount}/app", json={"key": second})
+        wait_for(lambda: secrets.get(f"{mount}/app", "key") == second, timeout_s=5, what="the new value")
+        polls = logs.text.count(f"read {mount}/app")
+        wait_for(
+            lambda: logs.text.count(f"read {mount}/app") >= polls + 2, timeout_s=5, what="two more polls"
+        )
+    assert seen == [{"key": second}]
