@@ -29,7 +29,7 @@ from .vault import VaultClient
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_RETRY_S = 10.0  # one background request's retry budget; the schedule retries later
+BACKGROUND_RETRY_S = 5.0  # one background request's retry budget; the schedule retries after it
 REVOKE_TIMEOUT_S = 5.0
 JOIN_TIMEOUT_S = BACKGROUND_RETRY_S + 5.0
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.fault_proxy import FaultProxy
 from tests.e2e.helpers_e2e import audited_server, forbid, reader_token
 from tests.e2e.test_pki_transit_e2e import pki_mount
 from tests.support import Bao, record_output, run_inject, secret_value, wait_for
@@ -363,3 +364,30 @@ def test_kv_v1_secrets_are_read_and_their_changes_seen(bao: Bao, logs: pytest.Lo
             lambda: logs.text.count(f"read {mount}/app") >= polls + 2, timeout_s=5, what="two more polls"
         )
     assert seen == [{"key": second}]
+
+
+def test_an_outage_serves_the_cached_version_and_recovers(
+    bao: Bao, prefix: str, logs: pytest.LogCaptureFixture
+) -> None:
+    """While the server refuses connections get() keeps answering from the cache and the failed
+    polls are logged; once it is back, a rotation made meanwhile shows up."""
+    path = f"{prefix}/outage"
+    before = secret_value()
+    bao.kv_put(path, key=before)
+    proxy = FaultProxy(bao.address, body_marker=secret_value("body"))
+    proxy.start()
+    try:
+        environ = {**env_for(bao), "VAULT_ADDR": proxy.address}
+        with Secrets(environ=environ, poll_interval=POLL_S) as secrets:
+            assert secrets.get(path, "key") == before
+            proxy.refuse()
+            wait_for(lambda: f"could not poll {path}" in logs.text, timeout_s=15, what="a failed poll")
+            assert secrets.get(path, "key") == before
+            after = secret_value()
+            bao.kv_put(path, key=after)
+            proxy.pass_through()
+            wait_for(
+                lambda: secrets.get(path, "key") == after, timeout_s=15, what="the rotation after the outage"
+            )
+    finally:
+        proxy.stop()
