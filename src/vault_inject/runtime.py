@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 from .errors import SecretNotFound, UsageError
 from .model import Secret
 from .refs import normalize_path
+from .runtime_plan import is_new
 
 if TYPE_CHECKING:
     from .runtime_thread import Refresher
     from .vault import VaultClient
 
 Callback = Callable[[dict[str, Any]], object]
-CacheKey = tuple[str, "int | None"]
+CacheKey = tuple[str, int | None]
 
 
 class Lease:
@@ -117,8 +118,6 @@ class SecretCache:
 
     def polled(self, path: str, secret: Secret) -> list[Callback]:
         """A poll of ``path`` answered ``secret``; the callbacks to tell when it is a new version."""
-        from .runtime_plan import is_new
-
         with self._lock:
             if not is_new(self._secrets.get((path, None)), secret):
                 return []
