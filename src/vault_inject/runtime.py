@@ -17,6 +17,7 @@ is imported only when a ``Secrets`` is made, so ``import vault_inject`` stays li
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import weakref
@@ -56,7 +57,7 @@ class Lease:
     def data(self) -> dict[str, Any]:
         """The current credentials (a copy: changing it changes nothing)."""
         with self._lock:
-            return dict(self._secret.data)
+            return copy.deepcopy(dict(self._secret.data))
 
     @property
     def lease_id(self) -> str:
@@ -183,11 +184,11 @@ class Secrets:
         logical = normalize_path(path)
         secret = self._cached(logical, version)
         if key is None:
-            return dict(secret.data)
+            return copy.deepcopy(dict(secret.data))
         if key not in secret.data:
             which = f"version {version} of '{logical}'" if version is not None else f"'{logical}'"
             raise SecretNotFound(f"{which} has no key '{key}'")
-        return secret.data[key]
+        return copy.deepcopy(secret.data[key])  # nested JSON: the cache stays as read
 
     def on_change(self, path: str, callback: Callback) -> None:
         """Call ``callback(new_data)`` on the background thread for every new version of ``path``.

@@ -9,6 +9,7 @@ in the schedule and calls the app's callbacks. A failing request or callback is 
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import threading
@@ -272,7 +273,7 @@ class Refresher:
 def _notify(what: str, callbacks: list[Callback], data: Mapping[str, Any]) -> None:
     for callback in callbacks:
         try:
-            callback(dict(data))
+            callback(copy.deepcopy(dict(data)))  # each callback its own copy
         except Exception as exc:  # the app's bug must not stop the refresh; its text may hold a value
             log.error("on_change callback for %s raised %s", what, type(exc).__name__)
 

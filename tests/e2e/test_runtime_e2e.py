@@ -55,7 +55,7 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
 
 
 def test_get_returns_data_and_one_key(bao: Bao, prefix: str, logs: pytest.LogCaptureFixture) -> None:
-    """get(path) is the latest data as a dict, get(path, key) one value, version= an old one."""
+    """get(path) is the latest data as a dict (a copy), get(path, key) one value, version= an old one."""
     first, second = secret_value(), secret_value()
     bao.kv_put(f"{prefix}/api", jwt_secret=first)
     bao.kv_put(f"{prefix}/api", jwt_secret=second, extra="x")
@@ -63,6 +63,8 @@ def test_get_returns_data_and_one_key(bao: Bao, prefix: str, logs: pytest.LogCap
         assert secrets.get(f"{prefix}/api") == {"jwt_secret": second, "extra": "x"}
         assert secrets.get(f"{prefix}/api", "jwt_secret") == second
         assert secrets.get(f"{prefix}/api", "jwt_secret", version=1) == first
+        secrets.get(f"{prefix}/api")["jwt_secret"] = "changed by the app"
+        assert secrets.get(f"{prefix}/api", "jwt_secret") == second, "callers get copies"
 
 
 def test_rotation_is_seen_within_the_poll_interval(

@@ -51,3 +51,11 @@ def test_lease_data_is_a_copy_and_replacement_returns_its_callbacks() -> None:
     assert (lease.lease_id, lease.expires_at, lease.data) == ("L2", 200.0, {"username": "b"})
     lease.extended(expires_at=250.0)
     assert lease.expires_at == 250.0
+
+
+def test_nested_lease_data_is_copied_too() -> None:
+    """A nested value (KV JSON) changed by the app does not change what the library holds."""
+    secret = Secret(path="db/creds/ro", data={"opts": {"ssl": True}}, lease_id="L1", lease_duration_s=10)
+    lease = Lease("db/creds/ro", {}, secret, expires_at=100.0)
+    lease.data["opts"]["ssl"] = False
+    assert lease.data == {"opts": {"ssl": True}}
