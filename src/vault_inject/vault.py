@@ -296,6 +296,23 @@ class VaultClient:
         fan_out(todo, read_one, workers=workers, name="inject-read")
         return found
 
+    def write(self, path: str, params: Mapping[str, Any], *, budget_s: float | None = None) -> Secret:
+        """POST ``params`` to ``path`` for engines that issue on a write (``aws/sts/ROLE``,
+        ``ssh/creds/ROLE``, ...) and return the answer as a Secret with its lease."""
+        logical = normalize_path(path)
+        body = self._sender(budget_s)("POST", logical, what=f"'{logical}'", json=params)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise SecretNotFound(f"'{logical}' returned no data")
+        _register_values(data)
+        return Secret(
+            path=logical,
+            data=data,
+            lease_id=str(body.get("lease_id") or ""),
+            lease_duration_s=int(body.get("lease_duration") or 0),
+            renewable=bool(body.get("renewable")),
+        )
+
     def kv_put(self, path: str, data: Mapping[str, Any], *, budget_s: float | None = None) -> None:
         """Write ``data`` at ``path`` (a new version on KV v2); used by ``inject dev`` seeding."""
         self._kv.put(self._sender(budget_s), normalize_path(path), data)
