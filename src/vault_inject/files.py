@@ -1,15 +1,33 @@
 """The only module that writes rendered files.
 
-Each file is written atomically: a temp file in the destination directory created
-0600, written, fsynced, chmod to the wanted mode (and chown), renamed over the
-destination, then the directory is fsynced. A set of files is staged completely
-before the first rename, so a failure while staging leaves every destination as it
-was. Unchanged content is not rewritten. ``Commit.rollback`` puts the previous
-contents back (used when a check command rejects the new files).
+Destinations may sit on a volume other users can write, so every step works on an open
+directory descriptor, never on a path the kernel resolves again (``safepath`` explains
+the walk and what it refuses: symlinks on the path, directories others may write,
+entries other users planted in a sticky directory, anything but a regular file at the
+destination).
+
+For each file:
+
+1. ``safepath.open_parent`` opens the destination's directory (creating missing ones 0700,
+   owned by the file's owner); ``allow_symlink`` resolves the path once, first.
+2. What is there now must be absent or a regular file (``fstatat``, no open before that).
+   If its size equals the new content's, it is read (``O_NONBLOCK|O_NOFOLLOW``, never more
+   than that size) and compared; unchanged content is not rewritten, only its mode and
+   owner are corrected.
+3. Staging: the old file is read for rollback (bounded by ``MAX_FILE_BYTES``) with its
+   mode and owner; a temp file ``.inject-<random>.tmp`` is created in the directory
+   descriptor with ``O_CREAT|O_EXCL|O_NOFOLLOW`` (0600), locked, written, fsynced,
+   chowned and chmodded.
+4. Only when every file is staged: each temp file is renamed over its destination with
+   ``renameat`` (both names relative to the same directory descriptor), then each
+   directory is fsynced. A failure before this step leaves every destination as it was.
+
+``Commit.rollback`` walks to each directory the same way and puts back the old content,
+mode and owner (or removes a file that did not exist), used when a check command rejects
+the new files.
 
 Every write also sweeps the destination directories for temp files a killed writer
-left behind, and warns once per directory that is world-writable without the sticky
-bit (anyone there can replace the rendered files).
+left behind (a live writer holds an flock on its own until the rename).
 """
 
 from __future__ import annotations
@@ -18,21 +36,23 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import stat
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import safepath
 from .errors import FileWriteError
+from .safepath import MAX_FILE_BYTES, Owner, Place, Rules
 
 log = logging.getLogger(__name__)
 
-DIR_MODE = 0o700
 TEMP_PREFIX = ".inject-"
+TEMP_SUFFIX = ".tmp"
 STALE_TEMP_S = 2.0
-
-_warned_dirs: set[str] = set()  # world-writable directories already warned about
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_NAME_TRIES = 100  # another user may pre-create names in a shared directory
 
 
 @dataclass(frozen=True)
@@ -45,13 +65,18 @@ class FileWrite:
     allow_symlink: bool = False
     uid: int = -1
     gid: int = -1
+    allow_shared_dir: bool = False
 
 
 @dataclass(frozen=True)
 class _Previous:
-    destination: str
+    destination: str  # as configured, for messages
+    real: str  # the path replaced (allow_symlink resolved), so rollback resolves nothing
     content: bytes | None  # None: the file did not exist
-    mode: int
+    mode: int = 0
+    uid: int = -1
+    gid: int = -1
+    allow_shared_dir: bool = False
 
 
 @dataclass
@@ -62,55 +87,49 @@ class Commit:
     previous: list[_Previous] = field(default_factory=list)
 
     def rollback(self) -> None:
-        """Restore every replaced file (atomically) and remove the ones that were created."""
+        """Restore every replaced file (atomically, with its owner and mode); remove created ones."""
         for prev in reversed(self.previous):
-            if prev.content is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(prev.destination)
-            else:
-                _stage_and_replace(prev.destination, prev.content, prev.mode, -1, -1)
+            _restore(prev)
+
+
+@dataclass
+class _Target:
+    """One destination, its directory open, and what is there now."""
+
+    write: FileWrite
+    place: Place
+    data: bytes
+    current: os.stat_result | None
 
 
 def write_all(writes: Iterable[FileWrite]) -> Commit:
     """Write every changed file, all or nothing; return what changed (FileWriteError names it)."""
-    writes = list(writes)
-    pending = [w for w in writes if _needs_write(w)]
-    for directory in dict.fromkeys(_directory_of(w) for w in writes):
-        _warn_if_world_writable(directory)
-        sweep_stale_temps(directory)  # also when nothing changed: a crash may have left them
-    staged: list[tuple[FileWrite, _Temp]] = []
-    commit = Commit()
-    try:
-        for write in pending:
-            staged.append((write, _stage(write)))
-    except FileWriteError:
-        for _, temp in staged:
-            temp.discard()
-        raise
-    directories = []
-    for write, temp in staged:
-        commit.previous.append(_snapshot(write.destination))
-        directories.append(temp.replace(write.destination))
-        commit.changed.append(write.destination)
-        log.info("wrote %s", write.destination)
-    for directory in dict.fromkeys(directories):  # each directory once, after all renames
-        _fsync_dir(directory)
-    return commit
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for write in writes:
+            targets.append(_open_target(write))
+            stack.callback(targets[-1].place.close)
+        for target in _one_per_directory(targets):
+            _sweep(target.place.dir_fd, target.place.dir_path)  # also when nothing changed
+        pending = [t for t in targets if not _unchanged(t)]
+        staged = _stage_all(pending)
+        return _replace_all(staged)
 
 
-def _needs_write(write: FileWrite) -> bool:
-    _check_destination(write)
+def _one_per_directory(targets: list[_Target]) -> list[_Target]:
+    return list({t.place.dir_path: t for t in targets}.values())
+
+
+def _open_target(write: FileWrite) -> _Target:
     data = _encoded(write)
+    path = safepath.resolve_once(write.destination) if write.allow_symlink else write.destination
+    rules = Rules(Owner(write.uid, write.gid), write.allow_shared_dir)
+    place = safepath.open_parent(path, rules)
     try:
-        with open(write.destination, "rb") as handle:
-            same = handle.read() == data
-        if same:
-            _fix_mode(write)
-        return not same
-    except FileNotFoundError:
-        return True
-    except OSError as exc:
-        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
+        return _Target(write, place, data, safepath.existing(place, rules.owner, write.destination))
+    except BaseException:
+        place.close()
+        raise
 
 
 def _encoded(write: FileWrite) -> bytes:
@@ -123,98 +142,125 @@ def _encoded(write: FileWrite) -> bytes:
         ) from None
 
 
-def _fix_mode(write: FileWrite) -> None:
+def _unchanged(target: _Target) -> bool:
+    """True when the file there already holds the content (sizes first, then a bounded read)."""
+    if target.current is None or target.current.st_size != len(target.data):
+        return False
+    fd = safepath.open_existing(target.place, target.current, target.write.destination)
     try:
-        if stat.S_IMODE(os.stat(write.destination).st_mode) != write.perms:
-            os.chmod(write.destination, write.perms)
+        same = safepath.read_upto(fd, len(target.data) + 1) == target.data
+        if same:
+            _fix_mode_and_owner(fd, target.write)
+        return same
+    except OSError as exc:
+        raise FileWriteError(f"cannot read {target.write.destination}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _fix_mode_and_owner(fd: int, write: FileWrite) -> None:
+    info = os.fstat(fd)
+    try:
+        if (write.uid not in (-1, info.st_uid)) or (write.gid not in (-1, info.st_gid)):
+            os.fchown(fd, write.uid, write.gid)
+        if stat.S_IMODE(info.st_mode) != write.perms:
+            os.fchmod(fd, write.perms)
     except OSError as exc:
         raise FileWriteError(f"cannot set mode of {write.destination}: {exc.strerror}") from None
 
 
-def _check_destination(write: FileWrite) -> None:
-    try:
-        info = os.lstat(write.destination)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise FileWriteError(f"cannot inspect {write.destination}: {exc.strerror}") from None
-    if stat.S_ISLNK(info.st_mode) and not write.allow_symlink:
-        raise FileWriteError(
-            f"destination {write.destination} is a symlink; refusing to write through it "
-            "(set allow_symlink = true on the template to allow)"
-        )
-    if stat.S_ISDIR(info.st_mode):
-        raise FileWriteError(f"destination {write.destination} is a directory")
-
-
-def _directory_of(write: FileWrite) -> str:
-    return os.path.dirname(os.path.realpath(write.destination) if write.allow_symlink else write.destination)
-
-
-def _warn_if_world_writable(directory: str) -> None:
-    """Warn once per directory that any local user may write and rename in (no sticky bit).
-
-    Not refused: Kubernetes emptyDir volumes, the usual sidecar volume, are 0777."""
-    try:
-        mode = os.stat(directory or ".").st_mode
-    except OSError:
-        return  # missing: make_dirs creates it 0700
-    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX and directory not in _warned_dirs:
-        _warned_dirs.add(directory)
-        log.warning(
-            "destination directory %s is world-writable: any local user can replace the files "
-            "rendered there (render into a directory only inject and the app can write, or set "
-            "the sticky bit)",
-            directory or ".",
-        )
-
-
-def _stage(write: FileWrite) -> _Temp:
-    directory = _directory_of(write)
-    try:
-        make_dirs(directory)
-        return _write_temp(directory, _encoded(write), write.perms, write.uid, write.gid)
-    except OSError as exc:
-        raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
-
-
-def make_dirs(directory: str) -> None:
-    """Create ``directory`` and missing parents with mode 0700 whatever the umask."""
-    if not directory or os.path.isdir(directory):
-        return
-    make_dirs(os.path.dirname(directory))
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(directory, DIR_MODE)
-        os.chmod(directory, DIR_MODE)
-
-
 @dataclass
 class _Temp:
-    """A fully written temp file, locked (flock) until it is renamed or discarded, so a
-    sweeper can tell a live writer's temp file from one a killed writer left behind."""
+    """A fully written temp file in an open directory, locked (flock) until it is renamed or
+    discarded, so a sweeper can tell a live writer's temp file from one a killed writer left."""
 
-    path: str
+    dir_fd: int
+    name: str
     fd: int
 
-    def replace(self, destination: str) -> str:
-        """Rename over ``destination``; return the directory to fsync afterwards."""
-        target = os.path.realpath(destination) if os.path.islink(destination) else destination
+    def replace(self, place: Place, destination: str) -> None:
+        """Rename over ``place.name``, both names relative to the directory descriptor."""
         try:
-            os.replace(self.path, target)
+            os.replace(self.name, place.name, src_dir_fd=self.dir_fd, dst_dir_fd=place.dir_fd)
         except OSError as exc:
             self.discard()
             raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
         os.close(self.fd)
-        return os.path.dirname(target)
 
     def discard(self) -> None:
-        _remove_quietly(self.path)
+        """Remove the temp file and close it (quietly: this runs on failure paths)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.name, dir_fd=self.dir_fd)
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
 
-def _write_temp(directory: str, data: bytes, mode: int, uid: int, gid: int) -> _Temp:
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=directory)  # 0600
+def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, _Temp]]:
+    staged: list[tuple[_Target, _Previous, _Temp]] = []
+    try:
+        for target in pending:
+            staged.append(_stage(target))
+    except BaseException:
+        for _, _, temp in staged:
+            temp.discard()
+        raise
+    return staged
+
+
+def _stage(target: _Target) -> tuple[_Target, _Previous, _Temp]:
+    write = target.write
+    previous = _snapshot(target)
+    try:
+        temp = _write_temp(target.place.dir_fd, target.data, write.perms, write.uid, write.gid)
+    except OSError as exc:
+        raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
+    return target, previous, temp
+
+
+def _snapshot(target: _Target) -> _Previous:
+    write, place = target.write, target.place
+    if target.current is None:
+        return _Previous(write.destination, place.path, None, allow_shared_dir=write.allow_shared_dir)
+    fd = safepath.open_existing(place, target.current, write.destination)
+    try:
+        content = safepath.read_bounded(fd, MAX_FILE_BYTES, write.destination)
+        info = os.fstat(fd)
+    except OSError as exc:
+        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    mode = stat.S_IMODE(info.st_mode)
+    return _Previous(
+        write.destination, place.path, content, mode, info.st_uid, info.st_gid, write.allow_shared_dir
+    )
+
+
+def _replace_all(staged: list[tuple[_Target, _Previous, _Temp]]) -> Commit:
+    commit = Commit()
+    for n, (target, previous, temp) in enumerate(staged):
+        try:
+            temp.replace(target.place, target.write.destination)
+        except FileWriteError:
+            for _, _, later in staged[n + 1 :]:
+                later.discard()
+            raise
+        commit.previous.append(previous)
+        commit.changed.append(target.write.destination)
+        log.info("wrote %s", target.write.destination)
+    for target, _, _ in _one_per_directory_staged(staged):  # each directory once, after all renames
+        _fsync_dir(target.place)
+    return commit
+
+
+def _one_per_directory_staged(
+    staged: list[tuple[_Target, _Previous, _Temp]],
+) -> list[tuple[_Target, _Previous, _Temp]]:
+    return list({s[0].place.dir_path: s for s in staged}.values())
+
+
+def _write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int) -> _Temp:
+    name, fd = _create_temp(dir_fd)
+    temp = _Temp(dir_fd, name, fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         view = memoryview(data)
@@ -225,73 +271,85 @@ def _write_temp(directory: str, data: bytes, mode: int, uid: int, gid: int) -> _
             os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
     except BaseException:
-        _Temp(temp, fd).discard()
+        temp.discard()
         raise
-    return _Temp(temp, fd)
+    return temp
+
+
+def _create_temp(dir_fd: int) -> tuple[str, int]:
+    for _ in range(_TEMP_NAME_TRIES):
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        try:
+            return name, os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+    raise FileExistsError("no free temp file name")
+
+
+def _restore(prev: _Previous) -> None:
+    place = safepath.open_parent(prev.real, Rules(Owner(prev.uid, prev.gid), prev.allow_shared_dir))
+    try:
+        if prev.content is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(place.name, dir_fd=place.dir_fd)
+        else:
+            _write_temp(place.dir_fd, prev.content, prev.mode, prev.uid, prev.gid).replace(
+                place, prev.destination
+            )
+        _fsync_dir(place)
+    except OSError as exc:
+        raise FileWriteError(f"cannot restore {prev.destination}: {exc.strerror}") from None
+    finally:
+        place.close()
 
 
 def sweep_stale_temps(directory: str) -> int:
-    """Remove temp files that a killed writer left in ``directory``; return how many.
-
-    A live writer holds an exclusive flock on its temp file until the rename, and a
-    file younger than STALE_TEMP_S may be between creation and locking: both stay."""
-    removed = 0
+    """Remove temp files that a killed writer left in ``directory``; return how many."""
     try:
-        names = [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX) and n.endswith(".tmp")]
+        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return 0
-    for name in names:
-        removed += _remove_if_abandoned(os.path.join(directory, name))
+    try:
+        return _sweep(fd, directory)
+    finally:
+        os.close(fd)
+
+
+def _sweep(dir_fd: int, directory: str) -> int:
+    """A live writer holds an exclusive flock on its temp file until the rename, and a
+    file younger than STALE_TEMP_S may be between creation and locking: both stay."""
+    try:
+        names = [n for n in os.listdir(dir_fd) if n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return 0  # e.g. a directory inject may traverse but not list
+    removed = sum(_remove_if_abandoned(dir_fd, name) for name in names)
+    if removed:
+        log.debug("removed %d abandoned temp file(s) in %s", removed, directory)
     return removed
 
 
-def _remove_if_abandoned(path: str) -> int:
+def _remove_if_abandoned(dir_fd: int, name: str) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return 0
     try:
-        if time.time() - os.fstat(fd).st_mtime < STALE_TEMP_S:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime < STALE_TEMP_S:
             return 0
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 0  # locked: a writer is alive
     finally:
         os.close(fd)
-    _remove_quietly(path)
-    log.debug("removed abandoned temp file %s", path)
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dir_fd)
     return 1
 
 
-def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-    directory = os.path.dirname(destination)
-    try:
-        temp = _write_temp(directory, data, mode, uid, gid)
-    except OSError as exc:
-        raise FileWriteError(f"cannot restore {destination}: {exc.strerror}") from None
-    _fsync_dir(temp.replace(destination))
-
-
-def _snapshot(destination: str) -> _Previous:
-    try:
-        with open(destination, "rb") as handle:
-            return _Previous(destination, handle.read(), stat.S_IMODE(os.fstat(handle.fileno()).st_mode))
-    except FileNotFoundError:
-        return _Previous(destination, None, 0)
-
-
-def _fsync_dir(directory: str) -> None:
+def _fsync_dir(place: Place) -> None:
     # The renames are done: a directory that cannot be synced is worth a note, not a failure.
     try:
-        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(place.dir_fd)
     except OSError as exc:
-        log.debug("could not fsync directory %s: %s", directory, exc.strerror)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+        log.debug("could not fsync directory %s: %s", place.dir_path, exc.strerror)
