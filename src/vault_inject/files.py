@@ -122,8 +122,8 @@ def _one_per_directory(targets: list[_Target]) -> list[_Target]:
 
 def _open_target(write: FileWrite) -> _Target:
     data = _encoded(write)
-    path = safepath.resolve_once(write.destination) if write.allow_symlink else write.destination
     rules = Rules(Owner(write.uid, write.gid), write.allow_shared_dir)
+    path = safepath.resolve_once(write.destination, rules.owner) if write.allow_symlink else write.destination
     place = safepath.open_parent(path, rules)
     try:
         return _Target(write, place, data, safepath.existing(place, rules.owner, write.destination))

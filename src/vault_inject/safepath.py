@@ -26,6 +26,7 @@ never reads more than it was asked for.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -98,8 +99,18 @@ class Place:
             self.dir_fd = -1
 
 
-def resolve_once(destination: str) -> str:
-    """``allow_symlink``: the destination with every symlink resolved, once, before the walk."""
+def resolve_once(destination: str, owner: Owner) -> str:
+    """``allow_symlink``: the destination with every symlink resolved, once, before the walk.
+
+    A symlink at the destination is followed only if root, inject or the file's owner made it
+    (the kernel's ``fs.protected_symlinks`` is not always on to refuse another user's)."""
+    with contextlib.suppress(OSError):
+        info = os.lstat(destination)
+        if stat.S_ISLNK(info.st_mode) and not owner.trusts_uid(info.st_uid):
+            raise FileWriteError(
+                f"cannot write {destination}: the symlink there belongs to uid {info.st_uid}; "
+                "allow_symlink follows only links made by root, inject or the file's owner"
+            )
     return os.path.realpath(destination)
 
 
@@ -261,6 +272,11 @@ def existing(place: Place, owner: Owner, destination: str) -> os.stat_result | N
     if place.shared and not owner.trusts_uid(info.st_uid):
         raise FileWriteError(
             f"cannot write {destination}: {place.path} belongs to uid {info.st_uid} in a directory "
+            "other users can write; remove it"
+        )
+    if place.shared and info.st_nlink > 1:  # a hard link someone made to another file
+        raise FileWriteError(
+            f"cannot write {destination}: {place.path} has {info.st_nlink} hard links in a directory "
             "other users can write; remove it"
         )
     return info

@@ -218,3 +218,27 @@ def test_attacker_file_in_a_sticky_directory_is_refused(volume: Path) -> None:
     assert str(planted) in str(info.value)
     assert str(NOBODY) in str(info.value)
     assert planted.read_text() == ""
+
+
+@needs_root
+def test_allow_symlink_does_not_follow_another_users_link(tmp_path: Path, volume: Path) -> None:
+    """Even with allow_symlink, a destination symlink made by uid 65534 is refused, naming its owner."""
+    victim = tmp_path / "victim"
+    victim.write_text("original\n")
+    link = volume / "app.conf"
+    subprocess.run([*AS_NOBODY, "ln", "-s", str(victim), str(link)], check=True)
+    with pytest.raises(FileWriteError, match=str(NOBODY)):
+        write_all([FileWrite(str(link), "secret", allow_symlink=True)])
+    assert victim.read_text() == "original\n"
+
+
+@needs_root
+def test_hard_link_in_a_sticky_directory_is_refused(tmp_path: Path, volume: Path) -> None:
+    """In a 1777 directory, a destination with more than one hard link is refused, naming it."""
+    other = volume / "elsewhere"
+    other.write_text("root's\n")
+    destination = volume / "app.conf"
+    os.link(other, destination)
+    with pytest.raises(FileWriteError, match="hard link"):
+        write_all([FileWrite(str(destination), "secret")])
+    assert other.read_text() == "root's\n"
