@@ -1,4 +1,5 @@
-"""The only module that writes rendered files.
+"""The only module that writes rendered files (with its helpers ``safepath``, the walk to a
+destination's directory, and ``tempfiles``, the locked temp files and their sweep).
 
 Destinations may sit on a volume other users can write, so every step works on an open
 directory descriptor, never on a path the kernel resolves again (``safepath`` explains
@@ -15,9 +16,8 @@ For each file:
    than that size) and compared; unchanged content is not rewritten, only its mode and
    owner are corrected.
 3. Staging: the old file is read for rollback (bounded by ``MAX_FILE_BYTES``) with its
-   mode and owner; a temp file ``.inject-<random>.tmp`` is created in the directory
-   descriptor with ``O_CREAT|O_EXCL|O_NOFOLLOW`` (0600), locked, written, fsynced,
-   chowned and chmodded.
+   mode and owner; a temp file is created in the directory descriptor (``tempfiles``:
+   ``O_CREAT|O_EXCL|O_NOFOLLOW``, 0600, locked), written, fsynced, chowned and chmodded.
 4. Only when every file is staged: each temp file is renamed over its destination with
    ``renameat`` (both names relative to the same directory descriptor), then each
    directory is fsynced. A failure before this step leaves every destination as it was.
@@ -33,26 +33,20 @@ left behind (a live writer holds an flock on its own until the rename).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import secrets
 import stat
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import safepath
+from . import safepath, tempfiles
 from .errors import FileWriteError
 from .safepath import MAX_FILE_BYTES, Owner, Place, Rules
+from .tempfiles import STALE_TEMP_S as STALE_TEMP_S
+from .tempfiles import TEMP_PREFIX as TEMP_PREFIX
+from .tempfiles import sweep_stale_temps as sweep_stale_temps
 
 log = logging.getLogger(__name__)
-
-TEMP_PREFIX = ".inject-"
-TEMP_SUFFIX = ".tmp"
-STALE_TEMP_S = 2.0
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_TEMP_NAME_TRIES = 100  # another user may pre-create names in a shared directory
 
 
 @dataclass(frozen=True)
@@ -110,7 +104,7 @@ def write_all(writes: Iterable[FileWrite]) -> Commit:
             targets.append(_open_target(write))
             stack.callback(targets[-1].place.close)
         for target in _one_per_directory(targets):
-            _sweep(target.place.dir_fd, target.place.dir_path)  # also when nothing changed
+            tempfiles.sweep(target.place.dir_fd, target.place.dir_path)  # also when nothing changed
         pending = [t for t in targets if not _unchanged(t)]
         staged = _stage_all(pending)
         return _replace_all(staged)
@@ -169,34 +163,8 @@ def _fix_mode_and_owner(fd: int, write: FileWrite) -> None:
         raise FileWriteError(f"cannot set mode of {write.destination}: {exc.strerror}") from None
 
 
-@dataclass
-class _Temp:
-    """A fully written temp file in an open directory, locked (flock) until it is renamed or
-    discarded, so a sweeper can tell a live writer's temp file from one a killed writer left."""
-
-    dir_fd: int
-    name: str
-    fd: int
-
-    def replace(self, place: Place, destination: str) -> None:
-        """Rename over ``place.name``, both names relative to the directory descriptor."""
-        try:
-            os.replace(self.name, place.name, src_dir_fd=self.dir_fd, dst_dir_fd=place.dir_fd)
-        except OSError as exc:
-            self.discard()
-            raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
-        os.close(self.fd)
-
-    def discard(self) -> None:
-        """Remove the temp file and close it (quietly: this runs on failure paths)."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.name, dir_fd=self.dir_fd)
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
-def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, _Temp]]:
-    staged: list[tuple[_Target, _Previous, _Temp]] = []
+def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, tempfiles.Temp]]:
+    staged: list[tuple[_Target, _Previous, tempfiles.Temp]] = []
     try:
         for target in pending:
             staged.append(_stage(target))
@@ -207,11 +175,11 @@ def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, _Temp]]
     return staged
 
 
-def _stage(target: _Target) -> tuple[_Target, _Previous, _Temp]:
+def _stage(target: _Target) -> tuple[_Target, _Previous, tempfiles.Temp]:
     write = target.write
     previous = _snapshot(target)
     try:
-        temp = _write_temp(target.place.dir_fd, target.data, write.perms, write.uid, write.gid)
+        temp = tempfiles.write_temp(target.place.dir_fd, target.data, write.perms, write.uid, write.gid)
     except OSError as exc:
         raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
     return target, previous, temp
@@ -235,7 +203,7 @@ def _snapshot(target: _Target) -> _Previous:
     )
 
 
-def _replace_all(staged: list[tuple[_Target, _Previous, _Temp]]) -> Commit:
+def _replace_all(staged: list[tuple[_Target, _Previous, tempfiles.Temp]]) -> Commit:
     commit = Commit()
     for n, (target, previous, temp) in enumerate(staged):
         try:
@@ -247,43 +215,9 @@ def _replace_all(staged: list[tuple[_Target, _Previous, _Temp]]) -> Commit:
         commit.previous.append(previous)
         commit.changed.append(target.write.destination)
         log.info("wrote %s", target.write.destination)
-    for target, _, _ in _one_per_directory_staged(staged):  # each directory once, after all renames
+    for target in _one_per_directory([s[0] for s in staged]):  # each directory once, after all renames
         _fsync_dir(target.place)
     return commit
-
-
-def _one_per_directory_staged(
-    staged: list[tuple[_Target, _Previous, _Temp]],
-) -> list[tuple[_Target, _Previous, _Temp]]:
-    return list({s[0].place.dir_path: s for s in staged}.values())
-
-
-def _write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int) -> _Temp:
-    name, fd = _create_temp(dir_fd)
-    temp = _Temp(dir_fd, name, fd)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-    except BaseException:
-        temp.discard()
-        raise
-    return temp
-
-
-def _create_temp(dir_fd: int) -> tuple[str, int]:
-    for _ in range(_TEMP_NAME_TRIES):
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-        try:
-            return name, os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
-        except FileExistsError:
-            continue
-    raise FileExistsError("no free temp file name")
 
 
 def _restore(prev: _Previous) -> None:
@@ -293,7 +227,7 @@ def _restore(prev: _Previous) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(place.name, dir_fd=place.dir_fd)
         else:
-            _write_temp(place.dir_fd, prev.content, prev.mode, prev.uid, prev.gid).replace(
+            tempfiles.write_temp(place.dir_fd, prev.content, prev.mode, prev.uid, prev.gid).replace(
                 place, prev.destination
             )
         _fsync_dir(place)
@@ -301,50 +235,6 @@ def _restore(prev: _Previous) -> None:
         raise FileWriteError(f"cannot restore {prev.destination}: {exc.strerror}") from None
     finally:
         place.close()
-
-
-def sweep_stale_temps(directory: str) -> int:
-    """Remove temp files that a killed writer left in ``directory``; return how many."""
-    try:
-        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return 0
-    try:
-        return _sweep(fd, directory)
-    finally:
-        os.close(fd)
-
-
-def _sweep(dir_fd: int, directory: str) -> int:
-    """A live writer holds an exclusive flock on its temp file until the rename, and a
-    file younger than STALE_TEMP_S may be between creation and locking: both stay."""
-    try:
-        names = [n for n in os.listdir(dir_fd) if n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX)]
-    except OSError:
-        return 0  # e.g. a directory inject may traverse but not list
-    removed = sum(_remove_if_abandoned(dir_fd, name) for name in names)
-    if removed:
-        log.debug("removed %d abandoned temp file(s) in %s", removed, directory)
-    return removed
-
-
-def _remove_if_abandoned(dir_fd: int, name: str) -> int:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return 0
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime < STALE_TEMP_S:
-            return 0
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return 0  # locked: a writer is alive
-    finally:
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(name, dir_fd=dir_fd)
-    return 1
 
 
 def _fsync_dir(place: Place) -> None:
