@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers_e2e import error_line, finish, start_inject, stop_quietly, write
+from tests.e2e.supervise_helpers import inject_cmd, supervise
 from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
 
 NOBODY = 65534
@@ -280,3 +281,30 @@ def test_directories_created_for_user_are_traversable_by_it(
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (NOBODY, 0o700)
     assert destination.stat().st_uid == NOBODY
     assert as_attacker("cat", str(destination)).stdout == f"v={value}\n"
+
+
+def test_rollback_after_a_failed_check_restores_owner_and_mode(
+    bao: Bao, prefix: str, tmp_path: Path, volume: Path
+) -> None:
+    """When the check command rejects a new version, the file the app owned comes back with its
+    content, owner (uid 65534) and mode, not as a file owned by inject."""
+    vol = shared_dir(volume, 0o755)
+    destination = vol / "app.conf"
+    good = secret_value("good")
+    bao.kv_put(f"{prefix}/app", v=good)
+    write(tmp_path / "t.j2", f"v={{{{ secret('{prefix}/app').v }}}}\n")
+    destination.write_text(f"v={good}\n")
+    os.chown(destination, NOBODY, NOBODY)
+    destination.chmod(0o640)
+    write(
+        tmp_path / "inject.toml",
+        f'[child]\ncheck = "grep -q good {destination}"\n\n'
+        f'[[template]]\nsource = "t.j2"\ndestination = "{destination}"\nperms = "0640"\n',
+    )
+    argv = inject_cmd("--poll-interval", "100ms", "--", "sleep", "600")
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
+        bao.kv_put(f"{prefix}/app", v=secret_value("bad"))
+        running.wait_log("restoring the previous files", timeout_s=10)
+        info = destination.stat()
+        assert destination.read_text() == f"v={good}\n"
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (NOBODY, NOBODY, 0o640)
