@@ -177,6 +177,8 @@ def _make_dir(fd: int, name: str, here: str, destination: str, owner: Owner) -> 
         return _open_dir(fd, name, info, here, destination)
     child = _open_dir(fd, name, None, here, destination)
     try:
+        if os.fstat(child).st_uid != os.geteuid():  # swapped between mkdir and open
+            raise FileWriteError(f"cannot write {destination}: {here} changed while inject created it")
         if owner.uid != -1 or owner.gid != -1:
             os.fchown(child, owner.uid, owner.gid)  # so an app run as that user can traverse it
         os.fchmod(child, DIR_MODE)  # whatever the umask
@@ -185,6 +187,9 @@ def _make_dir(fd: int, name: str, here: str, destination: str, owner: Owner) -> 
         raise FileWriteError(
             f"cannot write {destination}: cannot set owner of {here}: {exc.strerror}"
         ) from None
+    except BaseException:
+        os.close(child)
+        raise
     return child
 
 
