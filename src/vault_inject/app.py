@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 
-from . import auth, child, files
+from . import auth, child, files, safepath
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -187,10 +187,10 @@ def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
 
 
 def _current_text(path: str) -> str | None:
+    data = safepath.read_regular_file(path)  # never blocks on a FIFO, never reads a huge file whole
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
+        return None if data is None else data.decode()
+    except UnicodeDecodeError:
         return None
 
 

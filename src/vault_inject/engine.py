@@ -45,6 +45,7 @@ class Job:
                 content=text,
                 perms=by_dest[dest].perms,
                 allow_symlink=by_dest[dest].allow_symlink,
+                allow_shared_dir=by_dest[dest].allow_shared_dir,
                 uid=self.owners.get(dest, default_owner).uid,
                 gid=self.owners.get(dest, default_owner).gid,
             )
