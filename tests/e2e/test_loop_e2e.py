@@ -116,8 +116,8 @@ def test_template_edited_before_the_watcher_is_up_is_rerendered(
 def test_check_and_template_commands_run_as_the_user(bao: Bao, prefix: str, tmp_path: Path) -> None:
     """With --user nobody, the check and template commands run as nobody (least privilege),
     with the rendered env vars."""
-    tmp_path.chmod(0o777)
     nobody = pwd.getpwnam("nobody")
+    os.chown(tmp_path, nobody.pw_uid, nobody.pw_gid)  # the commands write their findings here
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
     write(tmp_path / "app.j2", f"{{{{ secret('{path}').v }}}}\n")
