@@ -62,7 +62,7 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
-    renderer = Renderer(template_environ(environ))
+    renderer = Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s)
     templates = {}
     for spec in config.templates:
         text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")

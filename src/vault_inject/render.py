@@ -27,7 +27,14 @@ from .errors import InjectError, RenderError, SecretError, SecretNotFound, Usage
 from .log import MASK, redact
 from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, strings_in, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
-from .sandbox import MAX_OUTPUT_CHARS, Sandbox
+from .sandbox import (
+    DEFAULT_RENDER_TIMEOUT_S,
+    MAX_OUTPUT_CHARS,
+    BudgetExceeded,
+    Sandbox,
+    check_json,
+    render_budget,
+)
 
 SecretKey = tuple[str, int | None]
 _MISSING: Any = object()
@@ -157,7 +164,9 @@ def _b64decode(value: Any) -> str:
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
-    return json.dumps(_plain(value), indent=indent, sort_keys=False)
+    plain = _plain(value)
+    check_json(plain, indent)
+    return json.dumps(plain, indent=indent, sort_keys=False)
 
 
 def _plain(value: Any) -> Any:
@@ -180,10 +189,12 @@ class _FilterError(Exception):
 
 
 class Renderer:
-    """Compiles templates once and renders them against a per-render ReadCache."""
+    """Compiles templates once and renders them against a per-render ReadCache, each
+    render (all templates and env values together) within ``render_timeout_s`` of CPU time."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], *, render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S) -> None:
         self._environ = environ
+        self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -243,10 +254,11 @@ class Renderer:
         ``known`` holds secrets already fetched for this render (see static_keys)."""
         cache = ReadCache(reader, known)
         out = Rendered()
-        for destination, (name, template) in templates.items():
-            out.files[destination], out.deps[destination] = self.render_one(name, template, cache)
-        for spec in env:
-            out.env[spec.name], out.deps["env:" + spec.name] = self.render_env(spec, cache)
+        with render_budget(timeout_s=self._render_timeout_s):
+            for destination, (name, template) in templates.items():
+                out.files[destination], out.deps[destination] = self.render_one(name, template, cache)
+            for spec in env:
+                out.env[spec.name], out.deps["env:" + spec.name] = self.render_env(spec, cache)
         out.secrets = dict(cache.secrets)
         return out
 
@@ -276,7 +288,8 @@ class Renderer:
         used: set[SecretKey] = set()
         context = self._context(cache, used)
         try:
-            text = _bounded(name, template.generate(context))
+            with render_budget(timeout_s=self._render_timeout_s):  # no-op inside render_all's
+                text = _bounded(name, template.generate(context))
         except SecretError as exc:  # SPEC 4: name the template and line; keep the exit code
             line = _template_line(exc, name)
             where = f"template '{name}'" + (f" line {line}" if line else "")
@@ -411,7 +424,7 @@ def _masked(message: str, cache: ReadCache) -> str:
 def _describe(name: str, exc: BaseException) -> str:
     line = _template_line(exc, name)
     where = f"template '{name}'" + (f" line {line}" if line else "")
-    if isinstance(exc, _MissingKey | _FilterError):
+    if isinstance(exc, _MissingKey | _FilterError | BudgetExceeded):
         return f"{where}: {exc}"
     if isinstance(exc, jinja2.UndefinedError):
         return f"{where}: {exc.message}"
