@@ -192,7 +192,9 @@ class Renderer:
     """Compiles templates once and renders them against a per-render ReadCache, each
     render (all templates and env values together) within ``render_timeout_s`` of CPU time."""
 
-    def __init__(self, environ: Mapping[str, str], *, render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], *, render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S
+    ) -> None:
         self._environ = environ
         self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(

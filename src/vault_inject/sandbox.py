@@ -93,9 +93,7 @@ class Budget:
         if self.statm_fd is None:
             return
         if _resident_bytes(self.statm_fd) + extra_bytes > self.memory_ceiling_bytes:
-            raise BudgetExceeded(
-                f"rendering would use more than {self.memory_bytes // 2**20} MiB of memory"
-            )
+            raise BudgetExceeded(f"rendering would use more than {self.memory_bytes // 2**20} MiB of memory")
 
 
 _current: ContextVar[Budget | None] = ContextVar("vault_inject_render_budget", default=None)
@@ -220,7 +218,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _ticking(func) for name, func in self.filters.items()}
 
     # Every captured block (`{% set x %}`, `{% filter %}`, macro bodies) is joined here.
-    concat = staticmethod(lambda parts: _bounded_concat(parts))  # type: ignore[assignment]
+    concat = staticmethod(lambda parts: _bounded_concat(parts))
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """Parse, then route every for-loop iterable and every ``~`` through the checks."""
@@ -278,7 +276,7 @@ def _format_method(template: str, is_format_map: bool, formatter: SandboxedForma
         if is_format_map:
             if kwargs or len(args) != 1:
                 raise TypeError("format_map() takes exactly one argument")
-            args, kwargs = (), args[0]
+            return type(template)(formatter.vformat(template, (), args[0]))
         return type(template)(formatter.vformat(template, args, kwargs))
 
     return formatted

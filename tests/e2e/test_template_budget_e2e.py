@@ -46,7 +46,7 @@ def _render(text: str, *, bao: Bao, prefix: str, tmp_path: Path) -> tuple[int, s
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            preexec_fn=_limit_address_space,  # noqa: PLW1509 (only setrlimit between fork and exec)
+            preexec_fn=_limit_address_space,  # only setrlimit runs between fork and exec
         )
         status, peak_bytes = _wait_with_rusage(process, timeout_s=60)
         stderr.seek(0)

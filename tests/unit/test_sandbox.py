@@ -136,4 +136,3 @@ def test_a_render_that_runs_past_its_budget_fails_naming_the_template(text: str)
     with pytest.raises(RenderError, match=r"template 'slow\.j2'.*more than 0\.5s of CPU time"):
         renderer.render_all({"/out": ("slow.j2", template)}, [], FakeReader({}))
     assert time.monotonic() - started < 10
-
