@@ -22,9 +22,10 @@ from .config import (
 )
 from .engine import Engine, Job, render_job
 from .errors import UsageError
+from .log import redact
 from .model import Identity
 from .refs import looks_like_ref
-from .render import EnvSpec, Rendered, Renderer
+from .render import EnvSpec, Rendered, Renderer, secret_strings
 from .vault import Login, ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,15 @@ def _current_text(path: str) -> str | None:
 def plan_lines(
     rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
 ) -> list[str]:
-    """``+``/``~``/``=`` per destination and env name, with the secret versions it reads."""
+    """``+``/``~``/``=`` per destination and env name, with the secret versions it reads;
+    masked like a log line (a path a template computed can hold a secret value)."""
+    values = secret_strings(rendered.secrets.values())
+    return [redact(line, also=values) for line in _plan_lines(rendered, current, environ)]
+
+
+def _plan_lines(
+    rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
+) -> list[str]:
     lines = []
     for dest, text in rendered.files.items():
         old = current(dest)

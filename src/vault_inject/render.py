@@ -24,7 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import safe_range
 
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
-from .log import MASK, redact
+from .log import redact
 from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, strings_in, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
 from .sandbox import (
@@ -38,7 +38,6 @@ from .sandbox import (
 
 SecretKey = tuple[str, int | None]
 _MISSING: Any = object()
-MIN_MASK_LEN = 3
 MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
 
 
@@ -295,7 +294,7 @@ class Renderer:
         except SecretError as exc:  # SPEC 4: name the template and line; keep the exit code
             line = _template_line(exc, name)
             where = f"template '{name}'" + (f" line {line}" if line else "")
-            raise type(exc)(f"{where}: {exc}") from None
+            raise type(exc)(_masked(f"{where}: {exc}", cache)) from None  # a computed path can hold a value
         except InjectError:
             raise
         except Exception as exc:  # the sandbox can raise anything (OverflowError, ...)
@@ -417,10 +416,12 @@ def as_text(value: Any) -> str:
 def _masked(message: str, cache: ReadCache) -> str:
     """Jinja and our own messages can quote a key that came from a secret: mask every
     value this render has seen (and every value the process has registered)."""
-    values = {v for s in cache.secrets.values() for v in strings_in(s.data) if len(v) >= MIN_MASK_LEN}
-    for value in sorted(values, key=len, reverse=True):
-        message = message.replace(value, MASK)
-    return redact(message)
+    return redact(message, also=secret_strings(cache.secrets.values()))
+
+
+def secret_strings(secrets: Iterable[Secret]) -> set[str]:
+    """Every string value inside these secrets (for masking)."""
+    return {v for s in secrets for v in strings_in(s.data)}
 
 
 def _describe(name: str, exc: BaseException) -> str:
