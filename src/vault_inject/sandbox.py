@@ -57,6 +57,9 @@ MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # one rendered template, or one captured bl
 MAX_ITEMS = MAX_RANGE  # lists made by count (batch, slice): as many as range() may make
 MAX_RENDER_MEMORY_BYTES = 64 * 1024 * 1024  # growth of inject's resident size during one render
 DEFAULT_RENDER_TIMEOUT_S = 10.0
+# Between two looks at the clocks at most this many ticks pass: each step between ticks is
+# bounded by the size checks (a few MB at most), so memory overshoots the budget by little.
+CHECK_EVERY_TICKS = 4
 _BIG_NUMBER = re.compile(r"\d{7,}")  # a width or precision of a million or more
 _SPEC_NUMBER = re.compile(r"\d+")
 _SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
@@ -82,9 +85,16 @@ class Budget:
     memory_bytes: int
     memory_ceiling_bytes: int
     statm_fd: int | None
+    ticks: int = 0
 
     def check(self, *, extra_bytes: int = 0) -> None:
-        """Raise BudgetExceeded past the deadline, or when ``extra_bytes`` more would pass the ceiling."""
+        """Raise BudgetExceeded past the deadline, or when ``extra_bytes`` more would pass the ceiling.
+
+        Plain ticks look at the clocks every CHECK_EVERY_TICKS (a tick costs a counter then);
+        a tick announcing an allocation always looks."""
+        self.ticks += 1
+        if not extra_bytes and self.ticks % CHECK_EVERY_TICKS:
+            return
         if time.thread_time() > self.cpu_deadline_s:
             raise BudgetExceeded(
                 f"rendering used more than {self.timeout_s:g}s of CPU time "
@@ -147,6 +157,8 @@ def _resident_bytes(statm_fd: int) -> int:
 def text_size(value: Any, *, limit: int = MAX_OUTPUT_CHARS) -> int:
     """About ``len(str(value))`` (an upper bound for containers), computed without building
     the text; stops counting once past ``limit``."""
+    if isinstance(value, str):
+        return len(value)
     return _measure(value, limit=limit)[0]
 
 
@@ -156,25 +168,31 @@ def _measure(value: Any, *, limit: int) -> tuple[int, int, int]:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack and chars <= limit:
         item, depth = stack.pop()
-        count, deepest = count + 1, max(deepest, depth)
-        chars += _scalar_size(item) + 4  # quotes, separator and space in a container's text
-        if isinstance(item, Mapping):
+        count += 1
+        deepest = max(deepest, depth)
+        if isinstance(item, str):  # the common case first: most values are strings
+            chars += len(item) + 4  # quotes, separator and space in a container's text
+        elif isinstance(item, dict | Mapping):
+            chars += 26
             stack.extend((part, depth + 1) for pair in item.items() for part in pair)
         elif isinstance(item, list | tuple | set | frozenset):
+            chars += 26
             stack.extend((part, depth + 1) for part in item)
+        else:
+            chars += _scalar_size(item) + 4
     return chars - 4, count, deepest
 
 
 def _scalar_size(value: Any) -> int:
-    if isinstance(value, str | bytes):
-        return len(value) if isinstance(value, str) or value.isascii() else 4 * len(value)
+    if isinstance(value, bytes):
+        return len(value) if value.isascii() else 4 * len(value)
     if isinstance(value, bool) or value is None:
         return 5
     if isinstance(value, int):
         return value.bit_length() * 30103 // 100000 + 2
     if isinstance(value, range):
         return len(value) * (len(str(max(abs(value.start), abs(value.stop)))) + 2)
-    return 24  # floats, containers' own brackets, small reprs
+    return 24  # floats, small reprs
 
 
 def _too_big(what: str) -> SecurityError:
@@ -383,14 +401,13 @@ def _checked(checker: Checker, func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _ticking(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` with a budget check before and after (a filter chain is work too)."""
+    """``func`` followed by a budget check (a filter chain is work too)."""
     if isinstance(func, type):  # our guarded iterable: its items tick
         return func
 
     def ticking(*args: Any, **kwargs: Any) -> Any:
-        tick()
         result = func(*args, **kwargs)
-        tick()
+        tick()  # after: what the filter just made counts against the memory budget at once
         return result
 
     return _same_marker(func, ticking)
