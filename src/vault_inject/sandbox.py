@@ -62,6 +62,7 @@ DEFAULT_RENDER_TIMEOUT_S = 10.0
 CHECK_EVERY_TICKS = 4
 _BIG_NUMBER = re.compile(r"\d{7,}")  # a width or precision of a million or more
 _SPEC_NUMBER = re.compile(r"\d+")
+_PERCENT_WIDTHS = re.compile(r"%[-+ #0]*(\d*)(?:\.(\d*))?")  # printf-style width and precision
 _SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _SEQUENCES = (str, bytes, list, tuple)
 _ITER_FILTER = "inject_guarded_iter"  # added around every for-loop iterable at compile time
@@ -311,6 +312,11 @@ class _MeasuringFormatter:
         self._chars = len(format_string)
         return super().vformat(format_string, args, kwargs)  # type: ignore[misc, no-any-return]
 
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion in ("r", "a"):  # repr() is made before format_field sees the result
+            check_chars("formatted text", 4 * text_size(value, limit=MAX_VALUE_CHARS))
+        return super().convert_field(value, conversion)  # type: ignore[misc]
+
     def format_field(self, value: Any, format_spec: str) -> Any:
         numbers = [int(n) for n in _SPEC_NUMBER.findall(format_spec)] or [0]
         if max(numbers) > MAX_VALUE_CHARS:
@@ -469,7 +475,23 @@ def _check_as_text(what: str, factor: int) -> Checker:
     return check
 
 
+def _check_wordwrap(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    # wordwrap is (s, width=79, break_long_words=True, wrapstring=None, ...)
+    text = str(args[0])
+    width = args[1] if len(args) > 1 else kwargs.get("width", 79)
+    wrap = args[3] if len(args) > 3 else kwargs.get("wrapstring")
+    if isinstance(width, int) and isinstance(wrap, str):
+        lines = 2 * len(text) // max(width, 1) + text.count("\n") + 1  # a line holds over width/2
+        check_chars("wrapped text", len(text) + lines * len(wrap))
+
+
 _FILTER_CHECKS: dict[str, Checker] = {
+    "wordwrap": _check_wordwrap,
+    "escape": _check_as_text("escaped text", 6),  # "&" -> "&amp;" (forceescape can chain)
+    "e": _check_as_text("escaped text", 6),
+    "forceescape": _check_as_text("escaped text", 6),
+    "xmlattr": _check_as_text("attributes", 6),
+    "urlize": _check_as_text("linked text", 12),
     "indent": _check_indent,
     "format": _check_format_filter,
     "replace": _check_replace_filter,
@@ -546,6 +568,10 @@ def _check_percent(template: str, args: Any) -> None:
     """``template % args``: widths, then the total of every field (a mapping can repeat one)."""
     _check_format_spec(template, args)
     fields = template.count("%")
+    widths = sum(int(n) for pair in _PERCENT_WIDTHS.findall(template) for n in pair if n)
+    if "*" in template:  # widths given as arguments
+        values = args if isinstance(args, tuple) else (args,)
+        widths += sum(abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool))
     if isinstance(args, Mapping):
         largest = max((text_size(v, limit=MAX_VALUE_CHARS) for v in args.values()), default=0)
         total = len(template) + fields * largest
@@ -553,7 +579,7 @@ def _check_percent(template: str, args: Any) -> None:
         total = len(template) + sum(text_size(v, limit=MAX_VALUE_CHARS) for v in args)
     else:
         total = len(template) + fields * text_size(args, limit=MAX_VALUE_CHARS)
-    check_chars("formatted text", total)
+    check_chars("formatted text", total + widths)
 
 
 def _checked_call_args(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -58,6 +58,11 @@ HOSTILE = [
     "{{ [('a' * 1000000)] * 1000 }}",
     "{% set x %}{% for i in range(1000) %}{{ 'a' * 1000000 }}{% endfor %}{% endset %}{{ x | length }}",
     "{{ range(100000) | map('center', 1000000) | list | length }}",
+    "{{ ('%999999s' * 1000) % ((1,) * 1000) }}",
+    "{{ ('%*s' * 1000) % ((1000000, 'a') * 1000) }}",
+    "{{ ('{!r}' * 1) .format([('a' * 1000000)] * 1000) }}",
+    "{{ ('a ' * 100000) | wordwrap(1, wrapstring='b' * 100000) }}",
+    "{{ ('&' * 1000000)" + " | forceescape" * 60 + " }}",
 ]
 
 
@@ -103,6 +108,11 @@ def test_ordinary_uses_of_the_same_operations_still_work(text: str, expected: st
         ("{{ {'a': [1]} | tojson(indent=2) }}", '{\n  "a": [\n    1\n  ]\n}'),
         ("{{ 'a\\nb' | indent(2) }}", "a\n  b"),
         ("{{ 'a b/c' | urlencode }}", "a%20b/c"),
+        ("{{ '%5s|%-3d|%.2f' % ('ab', 7, 1.5) }}", "   ab|7  |1.50"),
+        ("{{ '%*d' % (4, 7) }}", "   7"),
+        ("{{ '{!r}'.format('a') }}", "'a'"),
+        ("{{ 'a b c' | wordwrap(1, wrapstring='|') }}", "a|b|c"),
+        ("{{ '<&>' | forceescape }}", "&lt;&amp;&gt;"),
         ("{{ ['a'] | string }}", "['a']"),
         ("{% set x %}a{{ 1 }}b{% endset %}{{ x }}", "a1b"),
         ("{% for i in range(3) %}{{ loop.index }}/{{ loop.length }} {% endfor %}", "1/3 2/3 3/3 "),
