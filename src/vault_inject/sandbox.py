@@ -171,6 +171,8 @@ def _measure(value: Any, *, limit: int) -> tuple[int, int, int]:
         item, depth = stack.pop()
         count += 1
         deepest = max(deepest, depth)
+        if not count % 4096:  # a value shared many times over (a DAG) can be a long walk
+            tick()
         if isinstance(item, str):  # the common case first: most values are strings
             chars += len(item) + 4  # quotes, separator and space in a container's text
         elif isinstance(item, dict | Mapping):

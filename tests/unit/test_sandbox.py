@@ -63,6 +63,8 @@ HOSTILE = [
     "{{ ('{!r}' * 1) .format([('a' * 1000000)] * 1000) }}",
     "{{ ('a ' * 100000) | wordwrap(1, wrapstring='b' * 100000) }}",
     "{{ ('&' * 1000000)" + " | forceescape" * 60 + " }}",
+    # a list that holds itself twice, 40 levels deep: 2**40 items as text, few bytes in memory
+    "{% macro d(x, n) %}{% if n %}{{ d([x, x], n - 1) }}{% else %}{{ x }}{% endif %}{% endmacro %}{{ d('a', 40) }}",
 ]
 
 
