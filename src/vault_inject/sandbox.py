@@ -217,6 +217,18 @@ def check_json(value: Any, indent: Any) -> None:
     check_chars("JSON text", chars + count * (1 + width * depth), limit=MAX_OUTPUT_CHARS)
 
 
+def _bounded_concat(parts: Iterable[str]) -> str:
+    """Every captured block (`{% set x %}`, `{% filter %}`, macro bodies) is joined here."""
+    collected, size = [], 0
+    for part in parts:
+        size += len(part)
+        if size > MAX_OUTPUT_CHARS:
+            raise _too_big("captured block")
+        collected.append(part)
+    check_chars("captured block", size, limit=MAX_OUTPUT_CHARS)
+    return "".join(collected)
+
+
 # --- the environment --------------------------------------------------------------------
 
 
@@ -238,8 +250,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.filters[_CONCAT_FILTER] = _checked_concat
         self.filters = {name: _ticking(func) for name, func in self.filters.items()}
 
-    # Every captured block (`{% set x %}`, `{% filter %}`, macro bodies) is joined here.
-    concat = staticmethod(lambda parts: _bounded_concat(parts))
+    concat = staticmethod(_bounded_concat)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """Parse, then route every for-loop iterable and every ``~`` through the checks."""
@@ -371,17 +382,6 @@ class _GuardedIter:
 def _checked_concat(items: list[Any]) -> str:
     check_chars("concatenation", sum(text_size(item, limit=MAX_VALUE_CHARS) for item in items))
     return "".join(map(str, items))
-
-
-def _bounded_concat(parts: Iterable[str]) -> str:
-    collected, size = [], 0
-    for part in parts:
-        size += len(part)
-        if size > MAX_OUTPUT_CHARS:
-            raise _too_big("captured block")
-        collected.append(part)
-    check_chars("captured block", size, limit=MAX_OUTPUT_CHARS)
-    return "".join(collected)
 
 
 def _checked_output(value: Any) -> Any:
