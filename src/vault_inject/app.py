@@ -22,7 +22,7 @@ from .config import (
 )
 from .engine import Engine, Job, render_job
 from .errors import UsageError
-from .log import redact
+from .log import masker
 from .model import Identity
 from .refs import looks_like_ref
 from .render import EnvSpec, Rendered, Renderer, secret_strings
@@ -196,8 +196,8 @@ def plan_lines(
 ) -> list[str]:
     """``+``/``~``/``=`` per destination and env name, with the secret versions it reads;
     masked like a log line (a path a template computed can hold a secret value)."""
-    values = secret_strings(rendered.secrets.values())
-    return [redact(line, also=values) for line in _plan_lines(rendered, current, environ)]
+    mask = masker(secret_strings(rendered.secrets.values()))
+    return [mask(line) for line in _plan_lines(rendered, current, environ)]
 
 
 def _plan_lines(
