@@ -30,6 +30,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -122,6 +123,10 @@ def dev_server(*, workdir: str | None = None) -> Iterator[DevServer]:
 
 
 def _start_server(bao: str, *, port: int, token: str, home: str) -> subprocess.Popen[bytes]:
+    if threading.current_thread() is not threading.main_thread():
+        # PR_SET_PDEATHSIG fires when the forking *thread* exits: from a worker thread the
+        # server would die with that thread, not with inject.
+        raise RuntimeError("the dev server must be started from the main thread")
     return subprocess.Popen(
         [bao, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}"],
         stdin=subprocess.DEVNULL,
