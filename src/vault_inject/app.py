@@ -24,9 +24,10 @@ from .config import (
 from .engine import Engine, Job, render_job
 from .errors import UsageError
 from .inbox import INBOX
+from .log import masker
 from .model import Identity
 from .refs import looks_like_ref
-from .render import EnvSpec, Rendered, Renderer
+from .render import EnvSpec, Rendered, Renderer, secret_strings
 from .sources import FileWatcher
 from .vault import Login, ServerSettings, VaultClient
 
@@ -65,7 +66,7 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
-    renderer = Renderer(template_environ(environ))
+    renderer = Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s)
     templates = {}
     sources = {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
     for spec in config.templates:
@@ -197,7 +198,15 @@ def _current_text(path: str) -> str | None:
 def plan_lines(
     rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
 ) -> list[str]:
-    """``+``/``~``/``=`` per destination and env name, with the secret versions it reads."""
+    """``+``/``~``/``=`` per destination and env name, with the secret versions it reads;
+    masked like a log line (a path a template computed can hold a secret value)."""
+    mask = masker(secret_strings(rendered.secrets.values()))
+    return [mask(line) for line in _plan_lines(rendered, current, environ)]
+
+
+def _plan_lines(
+    rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
+) -> list[str]:
     lines = []
     for dest, text in rendered.files.items():
         old = current(dest)

@@ -86,6 +86,7 @@ class Config:
     retry_timeout_s: float = 60.0
     poll_interval_s: float = 60.0
     reread_threshold: float = 0.9  # non-renewable leases are re-read at this fraction of their TTL
+    render_timeout_s: float = 10.0  # CPU time one render (all templates and env values) may use
     wait_min_s: float = 0.0
     wait_max_s: float = 0.0
     on_change: str = "restart"
@@ -232,6 +233,7 @@ _OPTIONS: tuple[_Opt, ...] = (
         _env("INJECT_LEASE_REREAD_THRESHOLD"),
         _as_fraction,
     ),
+    _Opt("render_timeout_s", "watch", "render_timeout", _env("INJECT_RENDER_TIMEOUT"), _as_duration),
     _Opt("on_change", "child", "on_change", _env("INJECT_ON_CHANGE"), _choice(*ON_CHANGE)),
     _Opt("reload_signal", "child", "reload_signal", _env("INJECT_RELOAD_SIGNAL"), parse_signal),
     _Opt("kill_signal", "child", "kill_signal", _env("INJECT_KILL_SIGNAL"), parse_signal),
@@ -477,6 +479,8 @@ def _validated(config: Config) -> Config:
         raise UsageError("config: wait.max is shorter than wait.min")
     if config.poll_interval_s <= 0:
         raise UsageError("config: poll interval must be greater than zero")
+    if config.render_timeout_s <= 0:
+        raise UsageError("config: render_timeout must be greater than zero")
     return config
 
 

@@ -24,13 +24,19 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import safe_range
 
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
-from .log import MASK, redact
+from .log import redact
 from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, pki_key, strings_in, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
-from .sandbox import MAX_OUTPUT_CHARS, Sandbox
+from .sandbox import (
+    DEFAULT_RENDER_TIMEOUT_S,
+    MAX_OUTPUT_CHARS,
+    BudgetExceeded,
+    Sandbox,
+    check_json,
+    render_budget,
+)
 
 _MISSING: Any = object()
-MIN_MASK_LEN = 3
 MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
 
 
@@ -156,7 +162,9 @@ def _b64decode(value: Any) -> str:
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
-    return json.dumps(_plain(value), indent=indent, sort_keys=False)
+    plain = _plain(value)
+    check_json(plain, indent)
+    return json.dumps(plain, indent=indent, sort_keys=False)
 
 
 def _plain(value: Any) -> Any:
@@ -179,10 +187,14 @@ class _FilterError(Exception):
 
 
 class Renderer:
-    """Compiles templates once and renders them against a per-render ReadCache."""
+    """Compiles templates once and renders them against a per-render ReadCache, each
+    render (all templates and env values together) within ``render_timeout_s`` of CPU time."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], *, render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S
+    ) -> None:
         self._environ = environ
+        self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -242,10 +254,11 @@ class Renderer:
         ``known`` holds secrets already fetched for this render (see static_keys)."""
         cache = ReadCache(reader, known)
         out = Rendered()
-        for destination, (name, template) in templates.items():
-            out.files[destination], out.deps[destination] = self.render_one(name, template, cache)
-        for spec in env:
-            out.env[spec.name], out.deps["env:" + spec.name] = self.render_env(spec, cache)
+        with render_budget(timeout_s=self._render_timeout_s):
+            for destination, (name, template) in templates.items():
+                out.files[destination], out.deps[destination] = self.render_one(name, template, cache)
+            for spec in env:
+                out.env[spec.name], out.deps["env:" + spec.name] = self.render_env(spec, cache)
         out.secrets = dict(cache.secrets)
         return out
 
@@ -275,11 +288,12 @@ class Renderer:
         used: set[SecretKey] = set()
         context = self._context(cache, used)
         try:
-            text = _bounded(name, template.generate(context))
+            with render_budget(timeout_s=self._render_timeout_s):  # no-op inside render_all's
+                text = _bounded(name, template.generate(context))
         except SecretError as exc:  # SPEC 4: name the template and line; keep the exit code
             line = _template_line(exc, name)
             where = f"template '{name}'" + (f" line {line}" if line else "")
-            raise type(exc)(f"{where}: {exc}") from None
+            raise type(exc)(_masked(f"{where}: {exc}", cache)) from None  # a computed path can hold a value
         except InjectError:
             raise
         except Exception as exc:  # the sandbox can raise anything (OverflowError, ...)
@@ -401,16 +415,18 @@ def as_text(value: Any) -> str:
 def _masked(message: str, cache: ReadCache) -> str:
     """Jinja and our own messages can quote a key that came from a secret: mask every
     value this render has seen (and every value the process has registered)."""
-    values = {v for s in cache.secrets.values() for v in strings_in(s.data) if len(v) >= MIN_MASK_LEN}
-    for value in sorted(values, key=len, reverse=True):
-        message = message.replace(value, MASK)
-    return redact(message)
+    return redact(message, also=secret_strings(cache.secrets.values()))
+
+
+def secret_strings(secrets: Iterable[Secret]) -> set[str]:
+    """Every string value inside these secrets (for masking)."""
+    return {v for s in secrets for v in strings_in(s.data)}
 
 
 def _describe(name: str, exc: BaseException) -> str:
     line = _template_line(exc, name)
     where = f"template '{name}'" + (f" line {line}" if line else "")
-    if isinstance(exc, _MissingKey | _FilterError):
+    if isinstance(exc, _MissingKey | _FilterError | BudgetExceeded):
         return f"{where}: {exc}"
     if isinstance(exc, jinja2.UndefinedError):
         return f"{where}: {exc.message}"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 from pathlib import Path
 
-from tests.e2e.helpers_e2e import error_line, inject_argv, refuses_connections, write
-from tests.support import record_output, run_inject, secret_value
+import psutil
+
+from tests.e2e.helpers_e2e import error_line, forbid, inject_argv, refuses_connections, write
+from tests.support import record_output, run_inject, secret_value, wait_for
 from vault_inject import __version__
 
 
@@ -136,3 +139,86 @@ def test_version_option(tmp_path: Path) -> None:
     record_output(result.stderr)
     assert result.returncode == 0, result.stderr
     assert __version__ in result.stdout
+
+
+def _start_dev_with_sleeping_child(tmp_path: Path) -> subprocess.Popen[str]:
+    """`inject dev` whose child writes ``ready`` then sleeps, with inject's stderr in a file."""
+    write(tmp_path / "secrets.toml", '["secret/app"]\nkey = "dev-only"\n')
+    with (tmp_path / "stderr").open("w") as stderr:
+        return subprocess.Popen(
+            inject_argv("dev", "--secrets", "secrets.toml", "--", "sh", "-c", "touch ready; exec sleep 60"),
+            env=_dev_env(),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+
+
+def _running_dev(tmp_path: Path, process: subprocess.Popen[str]) -> tuple[psutil.Process, Path]:
+    """The bao server `inject dev` started, and its state directory (from inject's log)."""
+    wait_for(lambda: (tmp_path / "ready").exists(), timeout_s=60, what="the dev child to start")
+    found = re.search(r"token in (\S+)/token", (tmp_path / "stderr").read_text())
+    assert found, (tmp_path / "stderr").read_text()
+    servers = [p for p in psutil.Process(process.pid).children(recursive=True) if p.name() == "bao"]
+    assert len(servers) == 1
+    return servers[0], Path(found.group(1))
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _stop(process: subprocess.Popen[str], tmp_path: Path) -> None:
+    """TERM a still-running inject dev and record what it printed."""
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=20)
+    record_output((tmp_path / "stderr").read_text())
+
+
+def _all_command_lines() -> list[bytes]:
+    lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                lines.append(Path("/proc", entry, "cmdline").read_bytes())
+    return lines
+
+
+def test_dev_root_token_is_on_no_command_line(tmp_path: Path) -> None:
+    """The dev server gets its root token from its environment: no /proc/*/cmdline holds it."""
+    process = _start_dev_with_sleeping_child(tmp_path)
+    try:
+        server, state_dir = _running_dev(tmp_path, process)
+        token = forbid((state_dir / "token").read_text().strip())
+        assert token not in " ".join(server.cmdline()), "the root token is on the server's command line"
+        assert not [line for line in _all_command_lines() if token.encode() in line], "token in a cmdline"
+    finally:
+        _stop(process, tmp_path)
+
+
+def test_dev_server_dies_with_a_killed_inject_and_its_state_is_removed_next_start(tmp_path: Path) -> None:
+    """After `kill -9` of inject dev its server exits at once; the next `inject dev` removes the
+    token directory the killed run left behind."""
+    process = _start_dev_with_sleeping_child(tmp_path)
+    child = None
+    try:
+        server, state_dir = _running_dev(tmp_path, process)
+        child = next(p for p in psutil.Process(process.pid).children() if p.name() == "sleep")
+        process.kill()
+        process.wait(timeout=10)
+        wait_for(lambda: _gone(server), timeout_s=10, what="the dev server to exit with inject")
+        assert (state_dir / "token").exists()  # nothing ran to remove it
+    finally:
+        _stop(process, tmp_path)
+        if child is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    again = run_inject("dev", "--secrets", "secrets.toml", "--", "true", env=_dev_env(), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not state_dir.exists()

@@ -205,6 +205,25 @@ def test_bad_file_value_error_names_file_section_and_key() -> None:
     assert "[child] kill_timeout" in message
 
 
+@pytest.mark.parametrize(
+    ("environ", "toml", "expected"),
+    [
+        ({}, "", 10.0),
+        ({}, '[watch]\nrender_timeout = "2s"\n', 2.0),
+        ({"INJECT_RENDER_TIMEOUT": "500ms"}, '[watch]\nrender_timeout = "2s"\n', 0.5),
+    ],
+)
+def test_render_timeout_precedence(environ: dict[str, str], toml: str, expected: float) -> None:
+    """Render budget: INJECT_RENDER_TIMEOUT > [watch] render_timeout > 10s, parsed as a duration."""
+    assert build(environ=environ, toml=toml).render_timeout_s == expected
+
+
+def test_zero_render_timeout_is_rejected() -> None:
+    """A render budget of zero is a UsageError (no template could render)."""
+    with pytest.raises(UsageError, match="render_timeout"):
+        build(environ={"INJECT_RENDER_TIMEOUT": "0s"})
+
+
 def test_zero_poll_interval_is_rejected() -> None:
     """A poll interval of zero is a UsageError (it would spin)."""
     with pytest.raises(UsageError, match="poll interval"):

@@ -10,18 +10,17 @@ from collections.abc import Iterator
 import pytest
 
 from vault_inject import log
+from vault_inject.model import Secret
+from vault_inject.render import Rendered
 
 SECRET = "s3cr3t-Value-91xQ"
 OTHER = "tok.abcdefXYZ-123"
 
 
 @pytest.fixture(autouse=True)
-def _forget_registered_secrets() -> Iterator[None]:
-    """Values registered by a test are forgotten after it, so tests do not leak masks."""
-    before = set(log._known)
-    yield
-    with log._lock:
-        log._known.intersection_update(before)
+def _forget_registered_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test registers into a fresh redactor, so tests do not leak masks."""
+    monkeypatch.setattr(log, "_redactor", log.Redactor())
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ def test_longest_secret_is_masked_first() -> None:
 
 
 def test_short_values_are_not_registered() -> None:
-    """Values shorter than MIN_REDACT_LEN are not masked (they would mangle every message)."""
+    """Values shorter than MIN_SECRET_CHARS are not masked (they would mangle every message)."""
     log.register_secret("ab")
     assert log.redact("a b ab abc") == "a b ab abc"
 
@@ -124,3 +123,105 @@ def test_level_filters_records(stream: io.StringIO) -> None:
     logging.getLogger("vault_inject.x").warning("nope")
     logging.getLogger("vault_inject.x").error("yes")
     assert stream.getvalue() == "inject: error: yes\n"
+
+
+# --- pruning and one threshold (issue 11) ------------------------------------------------
+
+
+def test_replaced_secret_values_stop_being_masked() -> None:
+    """replace_secrets(owner, new) drops the owner's old values and masks the new ones."""
+    log.replace_secrets(("secret/db", None), ["old-password-1"])
+    log.replace_secrets(("secret/db", None), ["new-password-2"])
+    assert log.redact("old-password-1 new-password-2") == f"old-password-1 {log.MASK}"
+
+
+def test_a_value_shared_by_two_owners_stays_masked_until_both_drop_it() -> None:
+    """A value two secrets hold (or one registered for good) is kept while anyone holds it."""
+    log.replace_secrets("a", ["shared-value-9"])
+    log.replace_secrets("b", ["shared-value-9"])
+    log.forget_secrets("a")
+    assert log.redact("shared-value-9") == log.MASK
+    log.forget_secrets("b")
+    assert log.redact("shared-value-9") == "shared-value-9"
+    log.register_secret("token-abcdef")
+    log.replace_secrets("c", ["token-abcdef"])
+    log.forget_secrets("c")
+    assert log.redact("token-abcdef") == log.MASK
+
+
+def test_unregister_removes_a_permanent_value() -> None:
+    """unregister_secret stops masking a value given to register_secret."""
+    log.register_secret("retired-token-77")
+    log.unregister_secret("retired-token-77")
+    assert log.redact("retired-token-77") == "retired-token-77"
+
+
+def test_values_are_sorted_once_per_change_not_per_line() -> None:
+    """Redacting reuses the sorted values (the same tuple) until the set changes."""
+    log.register_secret("abcd1234")
+    log.register_secret("abcd1234-extended")
+    before = log._redactor.values
+    for _ in range(3):
+        log.redact("abcd1234-extended abcd1234")
+    assert log._redactor.values is before
+    assert before == ("abcd1234-extended", "abcd1234")
+    log.register_secret("x" * 30)
+    assert log._redactor.values[0] == "x" * 30
+
+
+@pytest.mark.parametrize("value", ["k", "k9", "k9z", "k9zq", "k9zq5"])
+def test_one_minimum_length_for_logs_and_template_errors(value: str) -> None:
+    """A value is masked in a template error exactly when the log filter masks it (one minimum)."""
+    from tests.unit.test_render import FakeReader
+    from vault_inject.errors import RenderError
+    from vault_inject.render import Renderer
+
+    log.register_secret(value)
+    in_log = log.redact(f"key {value}!") != f"key {value}!"
+    renderer = Renderer({})
+    text = "{{ secret('secret/a')[secret('secret/a').name] }}"
+    template = renderer.compile("t.j2", text)
+    with pytest.raises(RenderError) as info:
+        renderer.render_all({"/o": ("t.j2", template)}, [], FakeReader({("secret/a", None): {"name": value}}))
+    in_error = f"'{value}'" not in str(info.value)
+    assert in_error == in_log == (len(value) >= log.MIN_SECRET_CHARS)
+
+
+def test_a_missing_computed_path_does_not_quote_the_value_it_was_built_from() -> None:
+    """secret('secret/' ~ value) that does not exist: the error masks the value in the path."""
+    from tests.unit.test_render import FakeReader
+    from vault_inject.errors import SecretNotFound
+    from vault_inject.render import Renderer
+
+    renderer = Renderer({})
+    template = renderer.compile("t.j2", "{{ secret('secret/' ~ secret('secret/a').tenant) }}")
+    reader = FakeReader({("secret/a", None): {"tenant": "acme-tenant-42"}})
+    with pytest.raises(SecretNotFound) as info:
+        renderer.render_all({"/o": ("t.j2", template)}, [], reader)
+    assert "acme-tenant-42" not in str(info.value)
+    assert f"secret/{log.MASK}" in str(info.value)
+
+
+def test_plan_lines_mask_a_path_segment_that_is_a_secret_value() -> None:
+    """`inject plan` output never shows a secret value, even as a segment of a path it read."""
+    from vault_inject.app import plan_lines
+
+    tenant = "acme-tenant-42"
+    rendered = Rendered(
+        files={"/out/app.yml": "x"},
+        env={"DB": "y"},
+        secrets={
+            ("secret/a", None): Secret(path="secret/a", data={"tenant": tenant}, version=1),
+            (f"secret/{tenant}/db", None): Secret(
+                path=f"secret/{tenant}/db", data={"p": "pw-123456"}, version=2
+            ),
+        },
+        deps={
+            "/out/app.yml": frozenset({("secret/a", None), (f"secret/{tenant}/db", None)}),
+            "env:DB": frozenset({(f"secret/{tenant}/db", None)}),
+        },
+    )
+    lines = plan_lines(rendered, lambda _path: None, {})
+    assert lines
+    assert not [line for line in lines if tenant in line]
+    assert f"secret/{log.MASK}/db" in lines[0]
