@@ -4,12 +4,13 @@
 #
 #   1. the seed guide's secret inventory (SEC-06, "Secret Inventory"), with fake values;
 #   2. least-privilege policies: `secret-reader` (each service reads only its own
-#      secret/services/<name>) and `api-brain` (the two infrastructure secrets it renders);
-#   3. an AppRole per service (api-brain, n8n), its role_id and secret_id written 0400
-#      into that service's own volume, never printed;
-#   4. dynamic PostgreSQL credentials: the database secrets engine and its `readonly`
+#      secret/services/<name>), `api-brain` (the two infrastructure secrets it renders)
+#      and `reports` (database credentials and its own certificate);
+#   3. dynamic PostgreSQL credentials: the database secrets engine and its `readonly`
 #      role (SEC-06, "Dynamic Secrets (Database)");
-#   5. TLS certificates: a PKI engine with its own root CA and a role for `reports`;
+#   4. TLS certificates: a PKI engine with its own root CA and a role for `reports`;
+#   5. an AppRole per service (api-brain, n8n, reports), its role_id and secret_id
+#      written 0400 into that service's own volume, never printed;
 #   6. a check that each role reads what it needs and is denied the rest, and that its
 #      tokens live 1 h and renew up to 4 h at most (SEC-06, "Least Privilege").
 #
@@ -76,16 +77,17 @@ enable() {
     fi
 }
 
-# --- 2b. dynamic database credentials ---------------------------------------------------
+# --- 3. dynamic database credentials ----------------------------------------------------
 # OpenBao logs in to PostgreSQL as its superuser (tier 1, "DB admin") and creates one
 # LOGIN role per lease; the role expires with the lease and is dropped when the lease is
 # revoked. The guide's TTLs are 24 h / 48 h; the example's are seconds (DB_CREDS_TTL,
 # DB_CREDS_MAX_TTL), so renewals and new credentials can be watched. The superuser's
-# password goes through stdin, never on a command line.
+# password goes through stdin as JSON (escaped), never on a command line.
 enable database
+password_json=$(printf '%s' "$POSTGRES_PASSWORD" | sed 's/[\\"]/\\&/g')
 printf '{"plugin_name": "postgresql-database-plugin", "allowed_roles": "readonly",
   "connection_url": "postgresql://{{username}}:{{password}}@postgres:5432/postgres?sslmode=disable",
-  "username": "postgres", "password": "%s"}\n' "$POSTGRES_PASSWORD" |
+  "username": "postgres", "password": "%s"}\n' "$password_json" |
     bao write database/config/postgresql - >/dev/null
 bao write database/roles/readonly db_name=postgresql \
     creation_statements="CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';" \
@@ -93,12 +95,13 @@ bao write database/roles/readonly db_name=postgresql \
     default_ttl="${DB_CREDS_TTL:-24h}" max_ttl="${DB_CREDS_MAX_TTL:-48h}" >/dev/null
 echo "bootstrap: database/roles/readonly (pg_read_all_data; ttl ${DB_CREDS_TTL:-24h}, max ${DB_CREDS_MAX_TTL:-48h})"
 
-# --- 2c. TLS certificates from PKI ------------------------------------------------------
+# --- 4. TLS certificates from PKI -------------------------------------------------------
 # A root CA kept inside OpenBao (its key never leaves it) and a role that issues short
 # certificates for the names `reports`, `localhost` and 127.0.0.1 only. Clients trust the
 # CA from pki/ca/pem.
 enable pki
 bao secrets tune -max-lease-ttl=87600h pki >/dev/null
+bao write pki/config/urls issuing_certificates=http://openbao:8200/v1/pki/ca >/dev/null
 if bao read pki/cert/ca >/dev/null 2>&1; then
     echo "bootstrap: kept    pki root CA"
 else
@@ -110,7 +113,7 @@ bao write pki/roles/reports allowed_domains=reports,localhost allow_bare_domains
     allow_subdomains=false allow_ip_sans=true key_type=ec key_bits=256 max_ttl=720h >/dev/null
 echo "bootstrap: pki/roles/reports (reports, localhost, 127.0.0.1; at most 30 days)"
 
-# --- 3. one AppRole per service -------------------------------------------------------
+# --- 5. one AppRole per service -------------------------------------------------------
 # role NAME POLICIES: short-lived tokens (1h, at most 4h, as the guide's "Least
 # Privilege" asks); inject logs in again with the same secret_id when a token cannot be
 # renewed, so the secret_id itself does not expire in this demo.
@@ -129,7 +132,7 @@ role api-brain secret-reader,api-brain
 role n8n secret-reader
 role reports reports
 
-# --- 4. check least privilege ---------------------------------------------------------
+# --- 6. check least privilege and token TTLs ------------------------------------------
 login() {
     dir=$APPROLE_DIR/$1
     bao write -field=token auth/approle/login role_id=@"$dir/role_id" secret_id=@"$dir/secret_id"
