@@ -6,11 +6,12 @@ renders, then either execs the command in place (``--no-watch``) or supervises i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 
-from . import auth, child, files
+from . import auth, child, files, safepath
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -22,9 +23,11 @@ from .config import (
 )
 from .engine import Engine, Job, render_job
 from .errors import UsageError
+from .inbox import INBOX
 from .model import Identity
 from .refs import looks_like_ref
 from .render import EnvSpec, Rendered, Renderer
+from .sources import FileWatcher
 from .vault import Login, ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
@@ -64,11 +67,14 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     renderer = Renderer(template_environ(environ))
     templates = {}
+    sources = {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
     for spec in config.templates:
         text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
+        if spec.source:
+            sources[spec.source] = hashlib.sha256(text.encode()).hexdigest()
     owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
-    return Job(config, renderer, templates, _env_specs(config, environ, renderer), owners)
+    return Job(config, renderer, templates, _env_specs(config, environ, renderer), owners, sources)
 
 
 def _env_specs(config: Config, environ: Mapping[str, str], renderer: Renderer) -> list[EnvSpec]:
@@ -89,15 +95,8 @@ def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
 
 def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth.Authenticator, Login]:
     """A logged-in client, the authenticator that can log in again, and the token's TTL."""
-    address = config.address or DEFAULT_ADDRESS
     authenticator = auth.Authenticator(config, environ)
-    client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
-    try:
-        grant = authenticator.login(client)
-    except BaseException:
-        client.close()
-        raise
-    log.debug("authenticated to %s (policies: %s)", address, ", ".join(client.policies))
+    client, grant = _login(config, authenticator)
     return client, authenticator, grant
 
 
@@ -144,13 +143,18 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     job, rendered = _render_in_memory(config, environ)
     commit = write_files(job, rendered, identity)
     log.info("rendered %d file(s), %d changed", len(rendered.files), len(commit.changed))
-    run_template_commands(config, commit.changed, child_environ(config, environ, rendered))
+    run_template_commands(config, commit.changed, child_environ(config, environ, rendered), identity)
     return 0
 
 
-def run_template_commands(config: Config, changed: Sequence[str], env: Mapping[str, str]) -> None:
-    """Run the ``command`` of every template whose file was just written (as consul-template)."""
-    child.run_commands(template_commands(config, changed), env=env, reaper=child.Reaper())
+def run_template_commands(
+    config: Config, changed: Sequence[str], env: Mapping[str, str], identity: Identity
+) -> None:
+    """Run the ``command`` of every template whose file was just written (as consul-template),
+    as the ``--user``."""
+    commands = child.Commands(child.Reaper(), identity)
+    INBOX.on_exit(commands.kill_all)
+    commands.run_all(template_commands(config, changed), env=env)
 
 
 def _render_in_memory(config: Config, environ: Mapping[str, str]) -> tuple[Job, Rendered]:
@@ -183,10 +187,10 @@ def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
 
 
 def _current_text(path: str) -> str | None:
+    data = safepath.read_regular_file(path)  # never blocks on a FIFO, never reads a huge file whole
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
+        return None if data is None else data.decode()
+    except UnicodeDecodeError:
         return None
 
 
@@ -230,45 +234,89 @@ def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
 def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
-    if job.templates or job.env:
-        client, authenticator, grant = login(config, environ)
-    else:  # nothing to render: a plain PID 1 needs no server, token or login
-        client, authenticator, grant = _offline_client(config), None, None
-    engine = Engine(job, client, client.read_many)
+    offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server
+    authenticator = None if offline else auth.Authenticator(config, environ)
+    auth_file = _watched_auth_file(authenticator)
+    events = INBOX.events
+    # Watching before the first render: an edit made while it runs is not lost.
+    watcher = FileWatcher(_watched_files(config, auth_file), events)
+    watcher.start()
+    reaper = child.Reaper()
+    commands = child.Commands(reaper, identity)
+    INBOX.on_exit(commands.kill_all)
     try:
-        rendered = engine.first_render()
-        commit = write_files(job, rendered, identity)
+        client, grant = _offline_client(config) if authenticator is None else _login(config, authenticator)
+        engine = Engine(job, client, client.read_many)
+        try:
+            rendered = engine.first_render()
+            with INBOX.deferred():
+                commit = write_files(job, rendered, identity)
+        except BaseException:
+            client.close()
+            raise
+    except BaseException:
+        watcher.stop()
+        raise
+    commands.run_all(template_commands(config, commit.changed), env=child_environ(config, environ, rendered))
+    if argv and config.no_watch:
+        watcher.stop()
+        client.close()
+        log.debug("exec %s in place of inject", argv[0])
+        child.exec_in_place(argv, child_environ(config, environ, rendered, identity), identity)
+    from . import wiring  # only long-running commands need the loop
+
+    startup = wiring.Startup(
+        config=config,
+        environ=environ,
+        engine=engine,
+        client=client,
+        authenticator=authenticator,
+        grant=grant,
+        base_env=child_environ(config, environ, Rendered(), identity),
+        auth_file=auth_file,
+        identity=identity,
+        reaper=reaper,
+        commands=commands,
+        rebuild_job=lambda: _rebuild(config, environ),
+        reconcile=lambda: changed_sources(engine.job),
+    )
+    try:
+        return wiring.supervise(startup, argv, events)
+    finally:
+        watcher.stop()
+        client.close()
+
+
+def _watched_auth_file(authenticator: auth.Authenticator | None) -> str:
+    if authenticator is None:
+        return ""
+    try:
+        return authenticator.watched_file
+    except UsageError:
+        return ""  # the login that follows reports it
+
+
+def _watched_files(config: Config, auth_file: str) -> list[str]:
+    paths = [spec.source for spec in config.templates if spec.source]
+    paths += [config.config_file or "", auth_file]
+    return [p for p in paths if p]
+
+
+def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
+    address = config.address or DEFAULT_ADDRESS
+    client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
+    try:
+        grant = authenticator.login(client)
     except BaseException:
         client.close()
         raise
-    env = child_environ(config, environ, rendered, identity)
-    run_template_commands(config, commit.changed, child_environ(config, environ, rendered))
-    if argv and config.no_watch:
-        client.close()
-        log.debug("exec %s in place of inject", argv[0])
-        child.exec_in_place(argv, env, identity)
-    from .supervisor import Supervisor  # only long-running commands need it
-
-    supervisor = Supervisor(
-        config=config,
-        engine=engine,
-        client=client,
-        base_env=child_environ(config, environ, Rendered(), identity),
-        identity=identity,
-        rebuild_job=lambda: _rebuild(config, environ),
-        authenticator=authenticator,
-        grant=grant,
-        watched_auth_file=authenticator.watched_file if authenticator else "",
-    )
-    try:
-        return supervisor.run(argv)
-    finally:
-        client.close()
+    log.debug("authenticated to %s (policies: %s)", address, ", ".join(client.policies))
+    return client, grant
 
 
-def _offline_client(config: Config) -> VaultClient:
+def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
     """A client that never logs in: nothing will ask it for a secret."""
-    return VaultClient(_settings(config, config.address or DEFAULT_ADDRESS), "", retry_timeout_s=0)
+    return VaultClient(_settings(config, config.address or DEFAULT_ADDRESS), "", retry_timeout_s=0), None
 
 
 def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:
@@ -278,3 +326,17 @@ def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:
             config.cli or CliOptions(), config.config_file, environ, config.cwd or os.getcwd()
         )
     return prepare(config, environ)
+
+
+def changed_sources(job: Job) -> frozenset[str]:
+    """Template sources and the config file whose content differs from what ``job`` compiled
+    (edited before the file watcher was up)."""
+    return frozenset(path for path, digest in job.sources.items() if _digest_of(path) != digest)
+
+
+def _digest_of(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return hashlib.sha256(handle.read().encode()).hexdigest()
+    except (OSError, UnicodeDecodeError):
+        return ""

@@ -17,6 +17,7 @@ import os
 import pwd
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
@@ -30,23 +31,6 @@ PR_SET_CHILD_SUBREAPER = 36
 WAIT_STEP_S = 0.02
 EXIT_TIMEOUT = 124  # as timeout(1)
 MAX_ID = 2**32 - 1  # uid_t/gid_t; (uid_t)-1 means "unchanged" to setuid
-
-# Signals forwarded to the child. The kernel drops unhandled signals sent to a PID 1,
-# so each gets a real handler. TTIN/TTOU are ignored by inject (tini does the same).
-FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-    signal.SIGCONT,
-    signal.SIGTSTP,
-    signal.SIGALRM,
-    signal.SIGPWR,
-)
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
 def resolve_user(spec: str) -> Identity:
@@ -81,19 +65,8 @@ def _resolve_user(spec: str) -> Identity:
         raise UsageError(
             f"--user {spec}: switching user needs inject to run as root (it runs as uid {os.geteuid()})"
         )
-    return Identity(uid=uid, gid=gid, name=name, home=home)
-
-
-def run_commands(
-    commands: Sequence[tuple[str, str, float]], *, env: Mapping[str, str], reaper: Reaper
-) -> None:
-    """Run ``(what, shell command, timeout)`` in order, logging how each ended."""
-    for what, command, timeout_s in commands:
-        code = run_shell(command, env=env, timeout_s=timeout_s, reaper=reaper, what=what)
-        if code == 0:
-            log.info("%s succeeded", what)
-        else:
-            log.error("%s exited with code %d", what, code)
+    groups = tuple(os.getgrouplist(name, gid)) if name else ()
+    return Identity(uid=uid, gid=gid, name=name, home=home, groups=groups)
 
 
 def exit_code_from_status(status: int) -> int:
@@ -192,10 +165,8 @@ def _reset_signals() -> None:
 def _drop_privileges(identity: Identity) -> None:
     if identity.uid == -1:
         return
-    if identity.name:
-        os.initgroups(identity.name, identity.gid)
-    else:
-        os.setgroups([identity.gid])
+    # The group list was looked up in the parent: no name-service lookups after fork.
+    os.setgroups(list(identity.groups or (identity.gid,)))
     os.setgid(identity.gid)
     os.setuid(identity.uid)
 
@@ -235,36 +206,42 @@ def signal_group(pid: int, signum: int) -> None:
 
 class Reaper:
     """The one reaper loop: ``waitpid(-1)`` until nothing is left, recording the status of
-    the processes we started (zombies of orphans are reaped and forgotten)."""
+    the processes we started (zombies of orphans are reaped and forgotten).
+
+    Thread-safe: the loop reaps on SIGCHLD while a worker waits for a command it started."""
 
     def __init__(self) -> None:
         self.tracked: set[int] = set()
         self.exited: dict[int, int] = {}
+        self._lock = threading.Lock()
 
     def track(self, pid: int) -> int:
         """Remember ``pid`` so its exit code is kept; return it."""
-        self.tracked.add(pid)
+        with self._lock:
+            self.tracked.add(pid)
         return pid
 
     def reap(self) -> None:
         """Reap every exited child without blocking."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self.tracked:
-                self.tracked.discard(pid)
-                self.exited[pid] = exit_code_from_status(status)
-            else:
-                log.debug("reaped orphan pid %d", pid)
+        with self._lock:
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if pid == 0:
+                    return
+                if pid in self.tracked:
+                    self.tracked.discard(pid)
+                    self.exited[pid] = exit_code_from_status(status)
+                else:
+                    log.debug("reaped orphan pid %d", pid)
 
     def pop(self, pid: int) -> int | None:
         """The exit code of ``pid`` if it has exited (reaping first), else None."""
         self.reap()
-        return self.exited.pop(pid, None)
+        with self._lock:
+            return self.exited.pop(pid, None)
 
     def wait(self, pid: int, timeout_s: float) -> int | None:
         """Wait up to ``timeout_s`` for ``pid``; its exit code, or None on timeout."""
@@ -276,17 +253,120 @@ class Reaper:
             time.sleep(WAIT_STEP_S)
 
 
-def run_shell(command: str, *, env: Mapping[str, str], timeout_s: float, reaper: Reaper, what: str) -> int:
-    """Run ``sh -c command`` (no terminal takeover); its exit code, 124 on timeout."""
+class Commands:
+    """The shell commands inject runs (check, template commands), each in its own process
+    group, so that an exiting inject can stop those still running."""
+
+    def __init__(self, reaper: Reaper, identity: Identity | None = None) -> None:
+        self.reaper = reaper
+        self.identity = identity or Identity()
+        self._running: set[int] = set()
+        self._lock = threading.Lock()
+
+    def run(self, command: str, *, env: Mapping[str, str], timeout_s: float, what: str) -> int:
+        """Run ``sh -c command`` as the ``--user`` (no terminal takeover); its exit code, 124 on
+        timeout."""
+        try:
+            pid = spawn(["/bin/sh", "-c", command], env, self.identity, take_terminal=False)
+        except CommandError as exc:
+            log.error("%s: %s", what, exc)
+            return EXIT_NOT_FOUND
+        self.reaper.track(pid)
+        with self._lock:
+            self._running.add(pid)
+        try:
+            return self._wait(pid, timeout_s, what)
+        finally:
+            with self._lock:
+                self._running.discard(pid)
+
+    def _wait(self, pid: int, timeout_s: float, what: str) -> int:
+        code = self.reaper.wait(pid, timeout_s)
+        if code is None:
+            log.error("%s timed out after %.3gs; killing it", what, timeout_s)
+            signal_group(pid, signal.SIGKILL)
+            self.reaper.wait(pid, 5.0)
+            return EXIT_TIMEOUT
+        return code
+
+    def run_all(self, commands: Sequence[tuple[str, str, float]], *, env: Mapping[str, str]) -> None:
+        """Run ``(what, shell command, timeout)`` in order, logging how each ended."""
+        for what, command, timeout_s in commands:
+            code = self.run(command, env=env, timeout_s=timeout_s, what=what)
+            if code == 0:
+                log.info("%s succeeded", what)
+            else:
+                log.error("%s exited with code %d", what, code)
+
+    def kill_all(self) -> None:
+        """SIGKILL every command still running (inject is exiting)."""
+        with self._lock:
+            running = list(self._running)
+        for pid in running:
+            signal_group(pid, signal.SIGKILL)
+
+
+class Processes:
+    """The real processes behind the child controller (see ``controller.ProcessPort``)."""
+
+    def __init__(self, reaper: Reaper) -> None:
+        self.reaper = reaper
+
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str], identity: Identity) -> int:
+        """Start the child in its own process group and track its exit code."""
+        return self.reaper.track(spawn(argv, env, identity))
+
+    def signal_group(self, pgid: int, signum: int) -> None:
+        """Send ``signum`` to a process group."""
+        signal_group(pgid, signum)
+
+    def signal_pid(self, pid: int, signum: int) -> None:
+        """Send ``signum`` to one process (gone already is fine)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+    def descendants(self, pid: int) -> frozenset[int]:
+        """The live descendants of ``pid`` that left its process group (psutil): a signal to
+        the group does not reach them."""
+        import psutil
+
+        try:
+            found = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return frozenset()
+        return frozenset(p.pid for p in found if _pgid_of(p.pid) not in (pid, -1))
+
+    def alive(self, pgid: int, pids: frozenset[int]) -> bool:
+        """True while the process group or any of ``pids`` still has a running process."""
+        self.reaper.reap()  # orphans reparented to inject would otherwise linger as zombies
+        return _group_alive(pgid) or any(_running(pid) for pid in pids)
+
+    def exited(self, pid: int) -> int | None:
+        """The exit code of our child ``pid`` once it has exited."""
+        return self.reaper.pop(pid)
+
+
+def _group_alive(pgid: int) -> bool:
     try:
-        pid = reaper.track(spawn(["/bin/sh", "-c", command], env, Identity(), take_terminal=False))
-    except CommandError as exc:
-        log.error("%s: %s", what, exc)
-        return EXIT_NOT_FOUND
-    code = reaper.wait(pid, timeout_s)
-    if code is None:
-        log.error("%s timed out after %.3gs; killing it", what, timeout_s)
-        signal_group(pid, signal.SIGKILL)
-        reaper.wait(pid, 5.0)
-        return EXIT_TIMEOUT
-    return code
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member switched user: still there
+        return True
+    return True
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _pgid_of(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return -1

@@ -54,6 +54,7 @@ class TemplateSpec:
     contents: str | None = None
     perms: int = DEFAULT_PERMS
     allow_symlink: bool = False
+    allow_shared_dir: bool = False  # a directory on the path others may write is accepted
     command: str | None = None
     command_timeout_s: float = 30.0
     owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
@@ -256,7 +257,17 @@ _PATH_ATTRS = frozenset(
 )
 _SECTIONS = frozenset({"vault", "auth", "watch", "child", "log", "template", "env"})
 _TEMPLATE_KEYS = frozenset(
-    {"source", "contents", "destination", "perms", "allow_symlink", "command", "command_timeout", "user"}
+    {
+        "source",
+        "contents",
+        "destination",
+        "perms",
+        "allow_symlink",
+        "allow_shared_dir",
+        "command",
+        "command_timeout",
+        "user",
+    }
 )
 
 
@@ -399,6 +410,7 @@ def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
         contents=_as_str(contents, f"{where}: contents") if contents is not None else None,
         perms=_perms(item.get("perms", DEFAULT_PERMS), f"{where}: perms"),
         allow_symlink=_as_bool(item.get("allow_symlink", False), f"{where}: allow_symlink"),
+        allow_shared_dir=_as_bool(item.get("allow_shared_dir", False), f"{where}: allow_shared_dir"),
         command=_as_str(item["command"], f"{where}: command") if item.get("command") else None,
         command_timeout_s=parse_duration(item.get("command_timeout", 30), where=f"{where}: command_timeout"),
         owner=_as_str(item.get("user", ""), f"{where}: user"),

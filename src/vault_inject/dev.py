@@ -33,6 +33,9 @@ def cmd_dev(config: Config, environ: Mapping[str, str], secrets_file: str | None
         )
         env = {k: v for k, v in environ.items() if k not in ("VAULT_TOKEN", "BAO_TOKEN")}
         env["VAULT_ADDR"] = server.address
+        # A runtime-fetch app (``vault_inject.Secrets``) in the child finds the throwaway
+        # server's token file here; the token itself stays out of the environment.
+        env["INJECT_TOKEN_FILE"] = server.token_file
         if argv:
             return app.cmd_run(dev_config, env, argv)
         log.info("dev server at %s; token in %s; Ctrl-C to stop", server.address, server.token_file)

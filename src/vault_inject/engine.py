@@ -17,8 +17,8 @@ import jinja2
 from .config import Config
 from .errors import InjectError
 from .files import FileWrite
-from .model import PKI_PREFIX, Identity, Secret
-from .render import EnvSpec, ReadCache, Rendered, Renderer, SecretKey, SecretReader
+from .model import PKI_PREFIX, Identity, Secret, SecretKey
+from .render import EnvSpec, ReadCache, Rendered, Renderer, SecretReader
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class Job:
     templates: dict[str, tuple[str, jinja2.Template]]
     env: list[EnvSpec]
     owners: dict[str, Identity] = field(default_factory=dict)  # per-template owner
+    sources: dict[str, str] = field(default_factory=dict)  # source file -> sha256 compiled
 
     def writes(self, contents: Mapping[str, str], default_owner: Identity) -> list[FileWrite]:
         """What to write for rendered ``contents`` (destination -> text), with mode and owner."""
@@ -44,6 +45,7 @@ class Job:
                 content=text,
                 perms=by_dest[dest].perms,
                 allow_symlink=by_dest[dest].allow_symlink,
+                allow_shared_dir=by_dest[dest].allow_shared_dir,
                 uid=self.owners.get(dest, default_owner).uid,
                 gid=self.owners.get(dest, default_owner).gid,
             )
@@ -108,8 +110,10 @@ class Engine:
         return rendered
 
     def accept(self, rendered: Rendered) -> None:
-        """Make ``rendered`` the last good state (after its files were written)."""
-        self.secrets.update(rendered.secrets)
+        """Make ``rendered`` the last good state (after its files were written). A secret
+        polled while the render ran on a worker is newer than the render's: it is kept."""
+        for key, secret in rendered.secrets.items():
+            self.secrets.setdefault(key, secret)
         self.files.update(rendered.files)
         self.env.update(rendered.env)
         self.deps.update(rendered.deps)
@@ -143,9 +147,16 @@ class Engine:
         """Every destination and ``env:NAME``."""
         return set(self.job.templates) | {ENV_PREFIX + spec.name for spec in self.job.env}
 
-    def rerender(self, outputs: Iterable[str]) -> tuple[Outcome, Rendered]:
-        """Re-render ``outputs`` from the known secrets; failures keep their last good value."""
-        cache = ReadCache(self.reader, self.secrets)
+    def snapshot(self) -> dict[SecretKey, Secret]:
+        """The known secrets as of now, for a re-render on another thread."""
+        return dict(self.secrets)
+
+    def rerender(
+        self, outputs: Iterable[str], known: Mapping[SecretKey, Secret] | None = None
+    ) -> tuple[Outcome, Rendered]:
+        """Re-render ``outputs`` from the known secrets (``known``: a ``snapshot``); failures
+        keep their last good value."""
+        cache = ReadCache(self.reader, self.secrets if known is None else known)
         outcome, result = Outcome(), Rendered()
         env_by_name = {spec.name: spec for spec in self.job.env}
         for out in sorted(outputs):

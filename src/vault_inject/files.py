@@ -1,38 +1,52 @@
-"""The only module that writes rendered files.
+"""The only module that writes rendered files (with its helpers ``safepath``, the walk to a
+destination's directory, and ``tempfiles``, the locked temp files and their sweep).
 
-Each file is written atomically: a temp file in the destination directory created
-0600, written, fsynced, chmod to the wanted mode (and chown), renamed over the
-destination, then the directory is fsynced. A set of files is staged completely
-before the first rename, so a failure while staging leaves every destination as it
-was. Unchanged content is not rewritten. ``Commit.rollback`` puts the previous
-contents back (used when a check command rejects the new files).
+Destinations may sit on a volume other users can write, so every step works on an open
+directory descriptor, never on a path the kernel resolves again (``safepath`` explains
+the walk and what it refuses: symlinks on the path, directories others may write,
+entries other users planted in a sticky directory, anything but a regular file at the
+destination).
+
+For each file:
+
+1. ``safepath.open_parent`` opens the destination's directory (creating missing ones 0700,
+   owned by the file's owner); ``allow_symlink`` resolves the path once, first.
+2. What is there now must be absent or a regular file (``fstatat``, no open before that).
+   If its size equals the new content's, it is read (``O_NONBLOCK|O_NOFOLLOW``, never more
+   than that size) and compared; unchanged content is not rewritten, only its mode and
+   owner are corrected.
+3. Staging: the old file is read for rollback (bounded by ``MAX_FILE_BYTES``) with its
+   mode and owner; a temp file is created in the directory descriptor (``tempfiles``:
+   ``O_CREAT|O_EXCL|O_NOFOLLOW``, 0600, locked), written, fsynced, chowned and chmodded.
+4. Only when every file is staged: each temp file is renamed over its destination with
+   ``renameat`` (both names relative to the same directory descriptor), then each
+   directory is fsynced. A failure before this step leaves every destination as it was.
+
+``Commit.rollback`` walks to each directory the same way and puts back the old content,
+mode and owner (or removes a file that did not exist), used when a check command rejects
+the new files.
 
 Every write also sweeps the destination directories for temp files a killed writer
-left behind, and warns once per directory that is world-writable without the sticky
-bit (anyone there can replace the rendered files).
+left behind (a live writer holds an flock on its own until the rename).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import stat
-import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import safepath, tempfiles
 from .errors import FileWriteError
+from .safepath import MAX_FILE_BYTES, Owner, Place, Rules
+from .tempfiles import STALE_TEMP_S as STALE_TEMP_S
+from .tempfiles import TEMP_PREFIX as TEMP_PREFIX
+from .tempfiles import sweep_stale_temps as sweep_stale_temps
 
 log = logging.getLogger(__name__)
-
-DIR_MODE = 0o700
-TEMP_PREFIX = ".inject-"
-STALE_TEMP_S = 2.0
-
-_warned_dirs: set[str] = set()  # world-writable directories already warned about
 
 
 @dataclass(frozen=True)
@@ -45,13 +59,18 @@ class FileWrite:
     allow_symlink: bool = False
     uid: int = -1
     gid: int = -1
+    allow_shared_dir: bool = False
 
 
 @dataclass(frozen=True)
 class _Previous:
-    destination: str
+    destination: str  # as configured, for messages
+    real: str  # the path replaced (allow_symlink resolved), so rollback resolves nothing
     content: bytes | None  # None: the file did not exist
-    mode: int
+    mode: int = 0
+    uid: int = -1
+    gid: int = -1
+    allow_shared_dir: bool = False
 
 
 @dataclass
@@ -62,55 +81,49 @@ class Commit:
     previous: list[_Previous] = field(default_factory=list)
 
     def rollback(self) -> None:
-        """Restore every replaced file (atomically) and remove the ones that were created."""
+        """Restore every replaced file (atomically, with its owner and mode); remove created ones."""
         for prev in reversed(self.previous):
-            if prev.content is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(prev.destination)
-            else:
-                _stage_and_replace(prev.destination, prev.content, prev.mode, -1, -1)
+            _restore(prev)
+
+
+@dataclass
+class _Target:
+    """One destination, its directory open, and what is there now."""
+
+    write: FileWrite
+    place: Place
+    data: bytes
+    current: os.stat_result | None
 
 
 def write_all(writes: Iterable[FileWrite]) -> Commit:
     """Write every changed file, all or nothing; return what changed (FileWriteError names it)."""
-    writes = list(writes)
-    pending = [w for w in writes if _needs_write(w)]
-    for directory in dict.fromkeys(_directory_of(w) for w in writes):
-        _warn_if_world_writable(directory)
-        sweep_stale_temps(directory)  # also when nothing changed: a crash may have left them
-    staged: list[tuple[FileWrite, _Temp]] = []
-    commit = Commit()
-    try:
-        for write in pending:
-            staged.append((write, _stage(write)))
-    except FileWriteError:
-        for _, temp in staged:
-            temp.discard()
-        raise
-    directories = []
-    for write, temp in staged:
-        commit.previous.append(_snapshot(write.destination))
-        directories.append(temp.replace(write.destination))
-        commit.changed.append(write.destination)
-        log.info("wrote %s", write.destination)
-    for directory in dict.fromkeys(directories):  # each directory once, after all renames
-        _fsync_dir(directory)
-    return commit
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for write in writes:
+            targets.append(_open_target(write))
+            stack.callback(targets[-1].place.close)
+        for target in _one_per_directory(targets):
+            tempfiles.sweep(target.place.dir_fd, target.place.dir_path)  # also when nothing changed
+        pending = [t for t in targets if not _unchanged(t)]
+        staged = _stage_all(pending)
+        return _replace_all(staged)
 
 
-def _needs_write(write: FileWrite) -> bool:
-    _check_destination(write)
+def _one_per_directory(targets: list[_Target]) -> list[_Target]:
+    return list({t.place.dir_path: t for t in targets}.values())
+
+
+def _open_target(write: FileWrite) -> _Target:
     data = _encoded(write)
+    rules = Rules(Owner(write.uid, write.gid), write.allow_shared_dir)
+    path = safepath.resolve_once(write.destination, rules.owner) if write.allow_symlink else write.destination
+    place = safepath.open_parent(path, rules)
     try:
-        with open(write.destination, "rb") as handle:
-            same = handle.read() == data
-        if same:
-            _fix_mode(write)
-        return not same
-    except FileNotFoundError:
-        return True
-    except OSError as exc:
-        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
+        return _Target(write, place, data, safepath.existing(place, rules.owner, write.destination))
+    except BaseException:
+        place.close()
+        raise
 
 
 def _encoded(write: FileWrite) -> bytes:
@@ -123,175 +136,110 @@ def _encoded(write: FileWrite) -> bytes:
         ) from None
 
 
-def _fix_mode(write: FileWrite) -> None:
+def _unchanged(target: _Target) -> bool:
+    """True when the file there already holds the content (sizes first, then a bounded read)."""
+    if target.current is None or target.current.st_size != len(target.data):
+        return False
+    fd = safepath.open_existing(target.place, target.current, target.write.destination)
     try:
-        if stat.S_IMODE(os.stat(write.destination).st_mode) != write.perms:
-            os.chmod(write.destination, write.perms)
+        same = safepath.read_upto(fd, len(target.data) + 1) == target.data
+        if same:
+            _fix_mode_and_owner(fd, target.write)
+        return same
+    except OSError as exc:
+        raise FileWriteError(f"cannot read {target.write.destination}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _fix_mode_and_owner(fd: int, write: FileWrite) -> None:
+    info = os.fstat(fd)
+    try:
+        if (write.uid not in (-1, info.st_uid)) or (write.gid not in (-1, info.st_gid)):
+            os.fchown(fd, write.uid, write.gid)
+        if stat.S_IMODE(info.st_mode) != write.perms:
+            os.fchmod(fd, write.perms)
     except OSError as exc:
         raise FileWriteError(f"cannot set mode of {write.destination}: {exc.strerror}") from None
 
 
-def _check_destination(write: FileWrite) -> None:
+def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, tempfiles.Temp]]:
+    staged: list[tuple[_Target, _Previous, tempfiles.Temp]] = []
     try:
-        info = os.lstat(write.destination)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise FileWriteError(f"cannot inspect {write.destination}: {exc.strerror}") from None
-    if stat.S_ISLNK(info.st_mode) and not write.allow_symlink:
-        raise FileWriteError(
-            f"destination {write.destination} is a symlink; refusing to write through it "
-            "(set allow_symlink = true on the template to allow)"
-        )
-    if stat.S_ISDIR(info.st_mode):
-        raise FileWriteError(f"destination {write.destination} is a directory")
+        for target in pending:
+            staged.append(_stage(target))
+    except BaseException:
+        for _, _, temp in staged:
+            temp.discard()
+        raise
+    return staged
 
 
-def _directory_of(write: FileWrite) -> str:
-    return os.path.dirname(os.path.realpath(write.destination) if write.allow_symlink else write.destination)
-
-
-def _warn_if_world_writable(directory: str) -> None:
-    """Warn once per directory that any local user may write and rename in (no sticky bit).
-
-    Not refused: Kubernetes emptyDir volumes, the usual sidecar volume, are 0777."""
+def _stage(target: _Target) -> tuple[_Target, _Previous, tempfiles.Temp]:
+    write = target.write
+    previous = _snapshot(target)
     try:
-        mode = os.stat(directory or ".").st_mode
-    except OSError:
-        return  # missing: make_dirs creates it 0700
-    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX and directory not in _warned_dirs:
-        _warned_dirs.add(directory)
-        log.warning(
-            "destination directory %s is world-writable: any local user can replace the files "
-            "rendered there (render into a directory only inject and the app can write, or set "
-            "the sticky bit)",
-            directory or ".",
-        )
-
-
-def _stage(write: FileWrite) -> _Temp:
-    directory = _directory_of(write)
-    try:
-        make_dirs(directory)
-        return _write_temp(directory, _encoded(write), write.perms, write.uid, write.gid)
+        temp = tempfiles.write_temp(target.place.dir_fd, target.data, write.perms, write.uid, write.gid)
     except OSError as exc:
         raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
+    return target, previous, temp
 
 
-def make_dirs(directory: str) -> None:
-    """Create ``directory`` and missing parents with mode 0700 whatever the umask."""
-    if not directory or os.path.isdir(directory):
-        return
-    make_dirs(os.path.dirname(directory))
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(directory, DIR_MODE)
-        os.chmod(directory, DIR_MODE)
-
-
-@dataclass
-class _Temp:
-    """A fully written temp file, locked (flock) until it is renamed or discarded, so a
-    sweeper can tell a live writer's temp file from one a killed writer left behind."""
-
-    path: str
-    fd: int
-
-    def replace(self, destination: str) -> str:
-        """Rename over ``destination``; return the directory to fsync afterwards."""
-        target = os.path.realpath(destination) if os.path.islink(destination) else destination
-        try:
-            os.replace(self.path, target)
-        except OSError as exc:
-            self.discard()
-            raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
-        os.close(self.fd)
-        return os.path.dirname(target)
-
-    def discard(self) -> None:
-        _remove_quietly(self.path)
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
-def _write_temp(directory: str, data: bytes, mode: int, uid: int, gid: int) -> _Temp:
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=directory)  # 0600
+def _snapshot(target: _Target) -> _Previous:
+    write, place = target.write, target.place
+    if target.current is None:
+        return _Previous(write.destination, place.path, None, allow_shared_dir=write.allow_shared_dir)
+    fd = safepath.open_existing(place, target.current, write.destination)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-    except BaseException:
-        _Temp(temp, fd).discard()
-        raise
-    return _Temp(temp, fd)
-
-
-def sweep_stale_temps(directory: str) -> int:
-    """Remove temp files that a killed writer left in ``directory``; return how many.
-
-    A live writer holds an exclusive flock on its temp file until the rename, and a
-    file younger than STALE_TEMP_S may be between creation and locking: both stay."""
-    removed = 0
-    try:
-        names = [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX) and n.endswith(".tmp")]
-    except OSError:
-        return 0
-    for name in names:
-        removed += _remove_if_abandoned(os.path.join(directory, name))
-    return removed
-
-
-def _remove_if_abandoned(path: str) -> int:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return 0
-    try:
-        if time.time() - os.fstat(fd).st_mtime < STALE_TEMP_S:
-            return 0
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return 0  # locked: a writer is alive
+        content = safepath.read_bounded(fd, MAX_FILE_BYTES, write.destination)
+        info = os.fstat(fd)
+    except OSError as exc:
+        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
     finally:
         os.close(fd)
-    _remove_quietly(path)
-    log.debug("removed abandoned temp file %s", path)
-    return 1
+    mode = stat.S_IMODE(info.st_mode)
+    return _Previous(
+        write.destination, place.path, content, mode, info.st_uid, info.st_gid, write.allow_shared_dir
+    )
 
 
-def _stage_and_replace(destination: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-    directory = os.path.dirname(destination)
+def _replace_all(staged: list[tuple[_Target, _Previous, tempfiles.Temp]]) -> Commit:
+    commit = Commit()
+    for n, (target, previous, temp) in enumerate(staged):
+        try:
+            temp.replace(target.place, target.write.destination)
+        except FileWriteError:
+            for _, _, later in staged[n + 1 :]:
+                later.discard()
+            raise
+        commit.previous.append(previous)
+        commit.changed.append(target.write.destination)
+        log.info("wrote %s", target.write.destination)
+    for target in _one_per_directory([s[0] for s in staged]):  # each directory once, after all renames
+        _fsync_dir(target.place)
+    return commit
+
+
+def _restore(prev: _Previous) -> None:
+    place = safepath.open_parent(prev.real, Rules(Owner(prev.uid, prev.gid), prev.allow_shared_dir))
     try:
-        temp = _write_temp(directory, data, mode, uid, gid)
+        if prev.content is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(place.name, dir_fd=place.dir_fd)
+        else:
+            tempfiles.write_temp(place.dir_fd, prev.content, prev.mode, prev.uid, prev.gid).replace(
+                place, prev.destination
+            )
+        _fsync_dir(place)
     except OSError as exc:
-        raise FileWriteError(f"cannot restore {destination}: {exc.strerror}") from None
-    _fsync_dir(temp.replace(destination))
+        raise FileWriteError(f"cannot restore {prev.destination}: {exc.strerror}") from None
+    finally:
+        place.close()
 
 
-def _snapshot(destination: str) -> _Previous:
-    try:
-        with open(destination, "rb") as handle:
-            return _Previous(destination, handle.read(), stat.S_IMODE(os.fstat(handle.fileno()).st_mode))
-    except FileNotFoundError:
-        return _Previous(destination, None, 0)
-
-
-def _fsync_dir(directory: str) -> None:
+def _fsync_dir(place: Place) -> None:
     # The renames are done: a directory that cannot be synced is worth a note, not a failure.
     try:
-        fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(place.dir_fd)
     except OSError as exc:
-        log.debug("could not fsync directory %s: %s", directory, exc.strerror)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+        log.debug("could not fsync directory %s: %s", place.dir_path, exc.strerror)

@@ -17,8 +17,7 @@ from typing import Protocol
 from . import backoff, leases
 from .errors import InjectError, UnreachableError
 from .leases import Plan
-from .model import Secret
-from .render import SecretKey
+from .model import Secret, SecretKey
 from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
@@ -224,10 +223,9 @@ class Lifecycle:
 
     def revoke_all(self) -> None:
         """Revoke every lease issued during this run (best effort, short timeout)."""
-        self._client.retry_timeout_s = REVOKE_TIMEOUT_S
         for lease_id in self.issued_leases:
             try:
-                self._client.revoke_lease(lease_id)
+                self._client.revoke_lease(lease_id, budget_s=REVOKE_TIMEOUT_S)
                 log.info("revoked lease %s", lease_id)
             except InjectError as exc:
                 log.warning("could not revoke lease %s: %s", lease_id, exc)

@@ -11,6 +11,8 @@ from .refs import normalize_path
 
 READ_WORKERS = 8  # concurrent reads for a render or a poll (requests' default pool is 10)
 
+SecretKey = tuple[str, int | None]  # (path as written, pinned version or None)
+
 
 @dataclass(frozen=True)
 class Secret:
@@ -69,6 +71,7 @@ class Identity:
     gid: int = -1
     name: str = ""
     home: str = ""
+    groups: tuple[int, ...] = ()  # supplementary groups, looked up before any fork
 
 
 def strings_in(data: Any) -> Iterator[str]:

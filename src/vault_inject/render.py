@@ -25,11 +25,10 @@ from jinja2.sandbox import safe_range
 
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
 from .log import MASK, redact
-from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, pki_key, strings_in, transit_key
+from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, pki_key, strings_in, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
 from .sandbox import MAX_OUTPUT_CHARS, Sandbox
 
-SecretKey = tuple[str, int | None]
 _MISSING: Any = object()
 MIN_MASK_LEN = 3
 MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"

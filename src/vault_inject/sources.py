@@ -1,41 +1,37 @@
 """Change producers. Each turns one kind of outside change into events on one queue:
 
-* signal handlers -> ``Signal`` (put from the handler: ``SimpleQueue.put`` is reentrant);
-* ``Poller`` (a thread) -> ``PollDone`` with the freshly read secrets, or the error;
+* signal handlers (``inbox``) -> ``Signal``;
+* ``Workers`` run anything slow (server calls, commands, file reads) on daemon threads,
+  one job per name at a time -> ``WorkDone`` with the job's result or error;
+* ``read_all`` is the poll job: one read per secret, concurrently -> ``PollDone``;
 * ``FileWatcher`` (a thread around ``watchfiles.watch`` on *directories*, since an
   atomic rename breaks a single-file watch) -> ``FilesChanged``.
 
-The supervisor's loop is the only consumer, so all decisions happen in one thread.
+The supervisor's loop is the only consumer, so all decisions happen in one thread and
+the loop never waits on anything but its queue.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from .errors import InjectError, UnreachableError
-from .model import READ_WORKERS, Secret
-from .render import SecretKey
+from .fanout import fan_out
+from .inbox import Signal
+from .model import READ_WORKERS, Secret, SecretKey
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A signal inject received."""
-
-    signum: int
 
 
 @dataclass
 class PollDone:
     """One poll finished: the secrets read, per-secret errors, and the outage that stopped it."""
 
-    purpose: str = "poll"  # "poll": the KV version check; "refresh": lease/cert re-reads
     fresh: dict[SecretKey, Secret] = field(default_factory=dict)
     failed: dict[SecretKey, InjectError] = field(default_factory=dict)
     outage: UnreachableError | None = None
@@ -48,77 +44,79 @@ class FilesChanged:
     paths: frozenset[str]
 
 
-Event = Signal | PollDone | FilesChanged
-EventQueue = queue.SimpleQueue[Event]
+@dataclass(frozen=True)
+class WorkDone:
+    """A job run by ``Workers`` finished, with its result or the exception it raised."""
+
+    name: str
+    value: Any = None
+    error: BaseException | None = None
 
 
-class Poller:
-    """Reads a list of secrets in a background thread, one poll at a time."""
+Event = Signal | FilesChanged | WorkDone
 
-    def __init__(
-        self, read: Callable[[str, int | None], Secret], events: EventQueue, *, purpose: str = "poll"
-    ) -> None:
-        self._read = read
+
+class EventQueue(Protocol):
+    """The loop's one queue (``queue.SimpleQueue``; a scripted fake in the unit tests)."""
+
+    def put(self, item: Any) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
+
+
+class Workers:
+    """Runs slow work off the loop: one daemon thread per job, one job per name at a time.
+
+    Daemon threads: a job stalled on a hung server must never hold inject's exit."""
+
+    def __init__(self, events: EventQueue) -> None:
         self._events = events
-        self._purpose = purpose
-        self._busy = threading.Lock()
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
 
-    @property
-    def busy(self) -> bool:
-        """True while a poll is in flight."""
-        return self._busy.locked()
+    def busy(self, name: str) -> bool:
+        """True while a job of that name runs."""
+        with self._lock:
+            return name in self._busy
 
-    def start(self, keys: Sequence[SecretKey]) -> bool:
-        """Begin polling ``keys``; False when a poll is already running."""
-        if not self._busy.acquire(blocking=False):
-            return False
-        threading.Thread(target=self._run, args=(list(keys),), name="inject-poll", daemon=True).start()
+    def start(self, name: str, job: Callable[[], object]) -> bool:
+        """Run ``job`` on a worker; False (nothing started) when one of that name still runs."""
+        with self._lock:
+            if name in self._busy:
+                return False
+            self._busy.add(name)
+        threading.Thread(target=self._run, args=(name, job), name=f"inject-{name}", daemon=True).start()
         return True
 
-    def _run(self, keys: list[SecretKey]) -> None:
-        done = PollDone(purpose=self._purpose)
+    def _run(self, name: str, job: Callable[[], object]) -> None:
+        done = WorkDone(name)
         try:
-            self._read_all(keys, done)
+            done = WorkDone(name, value=job())
+        except BaseException as exc:  # reported to the loop, never lost with the thread
+            done = WorkDone(name, error=exc)
         finally:
-            self._busy.release()
+            with self._lock:
+                self._busy.discard(name)
             self._events.put(done)
 
-    def _read_all(self, keys: list[SecretKey], done: PollDone) -> None:
-        """One request per distinct path, READ_WORKERS at a time, on daemon threads: a
-        ThreadPoolExecutor's workers are joined at interpreter exit, so a read stalled on a
-        hung server would hold inject's exit (after TERM) for the whole request timeout."""
-        pending = iter(keys)
-        lock = threading.Lock()
 
-        def work() -> None:
-            while True:
-                with lock:
-                    key = next(pending, None)
-                if key is None:
-                    return
-                self._read_one(key, done)
+def read_all(read: Callable[[str, int | None], Secret], keys: Sequence[SecretKey]) -> PollDone:
+    """Read ``keys`` (one request per distinct path, READ_WORKERS at a time); every result,
+    per-key error and outage is collected, nothing raised."""
+    done = PollDone()
 
-        if len(keys) <= 1:
-            work()
-            return
-        workers = [
-            threading.Thread(target=work, name=f"inject-{self._purpose}-{n}", daemon=True)
-            for n in range(min(READ_WORKERS, len(keys)))
-        ]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
-
-    def _read_one(self, key: SecretKey, done: PollDone) -> None:
+    def read_one(key: SecretKey) -> None:
         try:
-            done.fresh[key] = self._read(*key)
+            done.fresh[key] = read(*key)
         except UnreachableError as exc:
             done.outage = exc
         except InjectError as exc:
             done.failed[key] = exc
-        except Exception as exc:  # never let the thread die silently
+        except Exception as exc:  # never let a worker die silently
             done.failed[key] = InjectError(f"reading '{key[0]}' failed: {type(exc).__name__}")
+
+    fan_out(list(keys), read_one, workers=READ_WORKERS, name="inject-read")
+    return done
 
 
 class FileWatcher:

@@ -1,18 +1,21 @@
 """The loop that keeps secrets fresh and owns the running child.
 
-One queue of events (signals, poll results, file changes), one decision per event:
+One queue of events, one decision per event; the loop never waits on anything but the
+queue. Everything slow runs on a worker and comes back as a ``WorkDone``:
 
-* a forwarded signal goes to the child's process group; TERM/INT/QUIT also start the
-  stop clock (kill timeout, then SIGKILL) and end inject when the child is gone;
-* SIGCHLD runs the one reaper loop (every zombie reaped, our children's codes kept);
-* a poll reads every KV secret in use (one request per distinct path) in a thread;
-  new versions mark the outputs that used them, debounced by ``wait`` min/max;
-* an edit of a template source or the config file re-renders; a token file edit
-  swaps the token;
-* when the debounce is due, only the marked outputs are re-rendered; changed files
-  are written (all of them or none), the ``check`` command may veto and roll back,
-  per-template commands run, then the child is restarted, signalled or left alone.
+* a signal goes to the child controller (forward; TERM/INT/QUIT stop inject once the child
+  is all gone); SIGCHLD makes the controller reap;
+* ``poll``: every KV secret in use is read (one request per distinct path); new versions mark
+  the outputs that used them, debounced by ``wait`` min/max;
+* ``life``: lease and token renewals, re-logins (``Lifecycle``); ``refresh``: re-reads of
+  leases and certificates that cannot be renewed further;
+* ``apply``: re-render the marked outputs, write (all or none), ``check`` and roll back,
+  template commands (``Applier``); then the loop restarts, signals or leaves the child;
+* ``reload``: a template source or the config file changed; ``reconcile``: sources edited
+  before the file watcher was up.
 
+``Lifecycle`` is used by one thread at a time: by its worker while a ``life`` job runs,
+otherwise by the loop (what the loop wants meanwhile waits in ``_life_later``).
 Without a command (``inject watch``) the same loop runs with no child.
 """
 
@@ -22,29 +25,48 @@ import logging
 import queue
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import FrameType
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
-from . import backoff, child, files
-from .child import FORWARDED_SIGNALS, STOP_SIGNALS, Reaper
-from .config import Config, template_commands
+from .apply import Applied, Applier, ApplyRequest
+from .config import Config
+from .controller import ChildController
 from .debounce import Debouncer
 from .engine import Engine, Job, Outcome
-from .errors import InjectError, PermissionDenied
-from .lifecycle import Lifecycle, Relogin
-from .model import Identity
-from .sources import Event, EventQueue, FilesChanged, FileWatcher, PollDone, Poller, Signal
-from .vault import Login, VaultClient
+from .errors import InjectError
+from .inbox import STOP_SIGNALS, Signal
+from .lifecycle import Lifecycle
+from .model import Secret
+from .pending import Pending
+from .polling import PollTimer
+from .renewals import Renewals
+from .sources import Event, EventQueue, FilesChanged, PollDone, WorkDone, Workers, read_all
 
 log = logging.getLogger(__name__)
 
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
-POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll; the loop itself backs off
-RUNNING_RETRY_TIMEOUT_S = 2.0
-WRITE_RETRY_S = 2.0  # first retry of a failed write; doubles up to WRITE_RETRY_MAX_S
-WRITE_RETRY_MAX_S = 60.0
-IN_FLIGHT_ATTEMPT = 4  # a re-read in flight is not started again for ~8s
-OUTAGE_INITIAL_S = 1.0
+RECONCILE_AFTER_S = (0.0, 1.0)  # compare template sources once the watcher is up
+SETTLE_S = 2.0  # at exit, wait this long for a file commit in progress
+
+Reader = Callable[[str, int | None], Secret]
+
+
+@dataclass
+class Collaborators:
+    """What the loop works with, built by ``app`` (fakes in the unit tests)."""
+
+    events: EventQueue
+    workers: Workers
+    life: Lifecycle
+    applier: Applier
+    poll_read: Reader
+    refresh_read: Reader
+    reap: Callable[[], None]
+    child: ChildController | None = None
+    rebuild_job: Callable[[], Job] | None = None
+    reconcile: Callable[[], frozenset[str]] | None = None
+    auth_file: str = ""
+    base_env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -55,394 +77,233 @@ class Supervisor:
         *,
         config: Config,
         engine: Engine,
-        client: VaultClient,
-        base_env: Mapping[str, str],
-        identity: Identity | None = None,
-        rebuild_job: Callable[[], Job] | None = None,
-        authenticator: Relogin | None = None,
-        grant: Login | None = None,
-        watched_auth_file: str = "",
+        parts: Collaborators,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.engine = engine
-        self.client = client
-        self._base_env = dict(base_env)
-        self._identity = identity or Identity()
-        self._rebuild_job = rebuild_job
-        self._auth_file = watched_auth_file
+        self.p = parts
         self._clock = clock
-        self._events: EventQueue = queue.SimpleQueue()
-        self._reaper = Reaper()
-        client.retry_timeout_s = RUNNING_RETRY_TIMEOUT_S  # the loop backs off, not each request
-        self._poll_client = client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
-        self._refresh_client = client.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
-        self._poller = Poller(self._poll_client.read, self._events)
-        self._refresher = Poller(self._refresh_client.read, self._events, purpose="refresh")
-        self._life = Lifecycle(
-            client,
-            authenticator=authenticator,
-            grant=grant,
-            on_new_token=self._new_token,
-            reread_threshold=config.reread_threshold,
-            clock=clock,
-        )
-        self._life.track(engine.secrets)
-        self._refresh_attempts = 0
-        self._relogin_tried = False
-        self._debounce = Debouncer(config.wait_min_s, config.wait_max_s)
-        self._pending: set[str] = set()
-        self._causes: list[str] = []
-        self._write_retry: tuple[float, set[str], str] | None = None
-        self._write_failures = 0
-        self._write_error = ""
-        self._pid = 0
-        self._argv: Sequence[str] = ()
-        self._restarting = False
-        self._stopping: int | None = None
-        self._kill_at: float | None = None
-        self._next_poll_at = 0.0
-        self._poll_started_at: float | None = None
-        self._outage_attempts = 0
-        self._poll_errors: dict[str, str] = {}
+        self._polls = PollTimer(config.poll_interval_s, clock=clock)
+        self._pending = Pending(Debouncer(config.wait_min_s, config.wait_max_s), clock=clock)
+        self._renewals = Renewals(parts.life, parts.workers, parts.refresh_read)
+        self._new_job: Job | None = None
+        self._reload_causes = "templates changed"
+        self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
-
-    # --- set up -------------------------------------------------------------------------
-
-    def install_handlers(self) -> None:
-        """Handle every forwardable signal and SIGCHLD by queueing an event."""
-        for signum in (*FORWARDED_SIGNALS, signal.SIGCHLD):
-            signal.signal(signum, self._on_signal)
-        for signum in (signal.SIGTTIN, signal.SIGTTOU):
-            signal.signal(signum, signal.SIG_IGN)
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._events.put(Signal(signum))  # SimpleQueue.put is safe in a signal handler
-
-    def run(self, argv: Sequence[str] | None) -> int:
-        """Run until the child exits (or, with no command, until TERM/INT); the exit code."""
-        self.install_handlers()
-        child.become_subreaper()
-        watcher = FileWatcher(self._watched_files(), self._events)
-        watcher.start()
-        self._schedule_poll()
-        try:
-            if argv:
-                self._argv = argv
-                self._start_child()
-            return self._loop()
-        finally:
-            watcher.stop()
-            if self._pid:  # never leave an orphaned child behind
-                self._stop_child_now()
-            if self.config.revoke_on_exit:
-                self._life.revoke_all()
-
-    def _watched_files(self) -> list[str]:
-        paths = [spec.source for spec in self.config.templates if spec.source]
-        paths += [self.config.config_file or "", self._auth_file]
-        return [p for p in paths if p]
+        self._renewals.track(engine.secrets)
 
     # --- the loop -----------------------------------------------------------------------
 
-    def _loop(self) -> int:
+    def run(self) -> int:
+        """Run until the child is gone (or, with no command, until TERM/INT); the exit code."""
+        if self.p.child is not None:
+            self.p.child.start()
         while True:
-            self._reap()
+            self._after_event()
             if self._exit is not None:
                 return self._exit
             self._dispatch(self._next_event())
+
+    def _after_event(self) -> None:
+        child = self.p.child
+        if child is None:
+            self.p.reap()
+        else:
+            child.poll()
+            if child.exit_code is not None:
+                self._exit = child.exit_code
+                return
+        if not self._stopping:
             self._run_timers()
 
     def _next_event(self) -> Event | None:
         now = self._clock()
-        deadlines = [now + IDLE_WAKE_S, self._next_poll_at]
-        retry_at = self._write_retry[0] if self._write_retry is not None else None
-        for at in (self._kill_at, self._debounce.due_at(), self._life.next_at(), retry_at):
-            if at is not None:
-                deadlines.append(at)
         try:
-            return self._events.get(timeout=max(0.0, min(deadlines) - now))
+            event: Event = self.p.events.get(timeout=max(0.0, min(self._wake_times(now)) - now))
         except queue.Empty:
             return None
+        return event
+
+    def _wake_times(self, now: float) -> list[float]:
+        """Every timer the loop must wake for; while stopping, only the child's."""
+        child_at = self.p.child.next_at() if self.p.child is not None else None
+        times = [now + IDLE_WAKE_S] + ([child_at] if child_at is not None else [])
+        if self._stopping:
+            return times
+        due = [self._renewals.next_at(), self._pending.retry_at()]
+        if not self._apply_blocked:
+            due.append(self._pending.next_at())
+        return times + [self._polls.next_at, *self._reconcile_at] + [t for t in due if t is not None]
 
     def _dispatch(self, event: Event | None) -> None:
         if isinstance(event, Signal):
-            self._on_signal_event(event.signum)
-        elif isinstance(event, PollDone):
-            self._on_poll(event)
+            self._on_signal(event.signum)
         elif isinstance(event, FilesChanged):
             self._on_files(event.paths)
+        elif isinstance(event, WorkDone):
+            self._on_done(event)
+
+    def _on_done(self, done: WorkDone) -> None:
+        value = done.value
+        if isinstance(done.error, InjectError):
+            value = done.error
+        elif done.error is not None:  # a bug in a job: say so, carry on
+            log.error("internal error in %s: %s", done.name, type(done.error).__name__)
+        handlers: dict[str, Callable[[object], None]] = {
+            "poll": self._on_poll,
+            "refresh": self._on_refresh,
+            "life": self._renewals.on_life,
+            "apply": self._on_applied,
+            "reload": self._on_reload,
+            "reconcile": self._on_reconciled,
+        }
+        handlers[done.name](value)
+
+    @property
+    def _stopping(self) -> bool:
+        return self.p.child is not None and self.p.child.stop_signal is not None
 
     def _run_timers(self) -> None:
         now = self._clock()
-        if self._kill_at is not None and now >= self._kill_at and self._pid:
-            log.warning(
-                "child pid %d still running after %.3gs; sending SIGKILL", self._pid, self._kill_timeout_s
-            )
-            child.signal_group(self._pid, signal.SIGKILL)
-            self._kill_at = None
-        if now >= self._next_poll_at and not self._poller.busy and self._stopping is None:
-            self._poll()
-        if self._stopping is None:
-            self._refresh_due()
-        if self._write_retry is not None and now >= self._write_retry[0]:
-            _, outputs, causes = self._write_retry
-            self._write_retry = None
-            self._mark(outputs, [causes])
-        if self._debounce.due(now) and not self._restarting and self._stopping is None:
-            self._debounce.reset()
-            self._act()
+        if self._polls.due() and not self.p.workers.busy("poll"):
+            self._start_poll()
+        self._renewals.run_due(now)
+        while self._reconcile_at and self._reconcile_at[0] <= now and self.p.reconcile:
+            self._reconcile_at.pop(0)
+            self.p.workers.start("reconcile", self.p.reconcile)
+        self._maybe_apply()
 
-    @property
-    def _kill_timeout_s(self) -> float:
-        return self.config.kill_timeout_s
+    # --- signals ------------------------------------------------------------------------
 
-    # --- signals and the child ----------------------------------------------------------
-
-    def _on_signal_event(self, signum: int) -> None:
+    def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
-            return  # reaping happens at the top of every loop turn
-        if not self._argv:  # sidecar: TERM/INT/QUIT end the watch, HUP polls now
-            if signum in STOP_SIGNALS:
-                log.info("received %s; stopping", signal.Signals(signum).name)
-                self._exit = 0
-            elif signum == signal.SIGHUP:
-                self._next_poll_at = self._clock()
-            return
-        if signum in STOP_SIGNALS and self._stopping is None:
-            self._stopping = signum
-            self._restarting = False
-        if self._pid:
-            log.debug("forwarding %s to pid %d", signal.Signals(signum).name, self._pid)
-            child.signal_group(self._pid, signum)
-            if signum in STOP_SIGNALS and self._kill_at is None:
-                self._kill_at = self._clock() + self._kill_timeout_s
+            return  # the controller reaps after every event
+        if self.p.child is not None:
+            self.p.child.forward(signum)
+        elif signum in STOP_SIGNALS:  # sidecar: TERM/INT/QUIT end the watch, HUP polls now
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            self._exit = 0
+        elif signum == signal.SIGHUP:
+            self._polls.now()
 
-    def _reap(self) -> None:
-        if not self._pid:
-            self._reaper.reap()
-            return
-        code = self._reaper.pop(self._pid)
-        if code is None:
-            return
-        old_pid, self._pid, self._kill_at = self._pid, 0, None
-        if self._restarting and self._stopping is None:
-            self._restarting = False
-            log.debug("child pid %d stopped (code %d) for restart", old_pid, code)
-            self._start_child()
-            return
-        log.info("child pid %d exited with code %d", old_pid, code)
-        self._exit = code
+    # --- polls and re-reads -------------------------------------------------------------
 
-    def _start_child(self) -> None:
-        env = {**self._base_env, **self.engine.env}
-        try:
-            self._pid = self._reaper.track(child.spawn(self._argv, env, self._identity))
-        except InjectError as exc:
-            log.error("%s", exc)
-            self._exit = exc.exit_code
-            return
-        log.info("started %s (pid %d)", self._argv[0], self._pid)
-
-    def _restart_child(self, reason: str) -> None:
-        if not self._pid:
-            if self._argv and self._stopping is None:
-                self._start_child()
-            return
-        log.info("%s; restarting child pid %d", reason, self._pid)
-        self._restarting = True
-        child.signal_group(self._pid, self.config.kill_signal)
-        self._kill_at = self._clock() + self._kill_timeout_s
-
-    def _stop_child_now(self) -> None:
-        child.signal_group(self._pid, self.config.kill_signal)
-        if self._reaper.wait(self._pid, self._kill_timeout_s) is None:
-            child.signal_group(self._pid, signal.SIGKILL)
-            self._reaper.wait(self._pid, 5.0)
-        self._pid = 0
-
-    # --- polling ------------------------------------------------------------------------
-
-    def _schedule_poll(self, delay_s: float | None = None) -> None:
-        now = self._clock()
-        if delay_s is not None:
-            self._next_poll_at = now + delay_s
-            return
-        # Fixed rate: the interval counts from the start of the last poll, not its end.
-        start = self._poll_started_at if self._poll_started_at is not None else now
-        self._next_poll_at = max(now, start + backoff.jittered(self.config.poll_interval_s))
-
-    def _poll(self) -> None:
+    def _start_poll(self) -> None:
         keys = self.engine.polled_keys()
-        self._poll_started_at = self._clock()
-        self._next_poll_at = float("inf")  # rescheduled when the poll reports back
-        if not keys or not self._poller.start(keys):
-            self._schedule_poll()
-
-    def _refresh_due(self) -> None:
-        keys = self._life.run_due()
-        if keys and self._refresher.start(keys):
-            for key in keys:
-                self._life.postpone(key, IN_FLIGHT_ATTEMPT)
-
-    def _on_refresh(self, done: PollDone) -> None:
-        if done.outage is not None:
-            self._refresh_attempts += 1
-            for key in self._life.plans:
-                if key not in done.fresh:
-                    self._life.postpone(key, self._refresh_attempts)
-        else:
-            self._refresh_attempts = 0
-        self._note_poll_errors(done)
-        self._life.track(done.fresh)
-        changed = self.engine.absorb(done.fresh)
-        if changed:
-            self._mark(self.engine.outputs_using(changed), changed.values())
-
-    def _new_token(self, token: str) -> None:
-        for other in (self._poll_client, self._refresh_client):
-            other.set_token(token)
-
-    def _on_poll(self, done: PollDone) -> None:
-        if done.purpose == "refresh":
-            self._on_refresh(done)
+        if not keys:
+            self._polls.skipped()
             return
-        if done.outage is not None:
-            self._outage_attempts += 1
-            if self._outage_attempts == 1:
-                log.warning("server unreachable, keeping the last good secrets: %s", done.outage)
-            interval = self.config.poll_interval_s
-            delay = backoff.delay_s(
-                self._outage_attempts, initial_s=OUTAGE_INITIAL_S, max_s=interval, jitter_s=interval / 4
-            )
-            self._schedule_poll(delay)
-        else:
-            if self._outage_attempts:
-                log.info("server reachable again after %d failed poll(s)", self._outage_attempts)
-            self._outage_attempts = 0
-            self._schedule_poll()
-        self._note_poll_errors(done)
+        self._polls.started()
+        self.p.workers.start("poll", lambda: read_all(self.p.poll_read, keys))
+
+    def _on_poll(self, value: object) -> None:
+        done = value if isinstance(value, PollDone) else PollDone()
+        self._polls.finished(done.outage)
+        self._take_in(done)
+
+    def _on_refresh(self, value: object) -> None:
+        done = value if isinstance(value, PollDone) else PollDone()
+        self._renewals.on_refresh(done)
+        self._take_in(done)
+
+    def _take_in(self, done: PollDone) -> None:
+        if not self._renewals.token_rejected(done):
+            self._polls.report(done.failed, done.fresh)
+        self._renewals.track(done.fresh)
         changed = self.engine.absorb(done.fresh)
         if changed:
-            self._mark(self.engine.outputs_using(changed), changed.values())
-
-    def _note_poll_errors(self, done: PollDone) -> None:
-        rejected = any(isinstance(e, PermissionDenied) and e.token_rejected for e in done.failed.values())
-        if rejected and not self._relogin_tried and self._life.can_relogin:
-            # Revoked or expired from outside: log in once more (the next poll catches up).
-            self._relogin_tried = True
-            if self._life.relogin(reason="the server no longer accepts inject's token"):
-                return
-        self._relogin_tried = self._relogin_tried and rejected
-        for (path, _), exc in done.failed.items():
-            if self._poll_errors.get(path) != str(exc):
-                self._poll_errors[path] = str(exc)
-                log.error("%s (keeping the last good version)", exc)
-        for path, _ in done.fresh:
-            self._poll_errors.pop(path, None)
-
-    def _mark(self, outputs: set[str], causes: Iterable[str]) -> None:
-        if outputs:
-            self._pending |= outputs
-            self._causes.extend(c for c in causes if c not in self._causes)
-            self._debounce.touch(self._clock())
+            self._pending.mark(self.engine.outputs_using(changed), changed.values())
 
     # --- file changes -------------------------------------------------------------------
 
     def _on_files(self, paths: frozenset[str]) -> None:
-        auth_file = {self._auth_file} if self._auth_file else set()
+        auth_file = {self.p.auth_file} if self.p.auth_file else set()
         if paths & auth_file:
-            self._life.relogin(reason=f"{self._auth_file} changed")
-        if (paths - auth_file) and self._rebuild_job is not None:
-            self._reload_job(paths)
+            self._renewals.relogin(f"{self.p.auth_file} changed")
+        others = paths - auth_file
+        if others and self.p.rebuild_job is not None:
+            self._reload_causes = f"{', '.join(sorted(others))} changed"
+            self.p.workers.start("reload", self.p.rebuild_job)
 
-    def _reload_job(self, paths: frozenset[str]) -> None:
-        if self._rebuild_job is None:
-            return
-        try:
-            job = self._rebuild_job()
-        except InjectError as exc:
-            log.error("%s (keeping the previous templates)", exc)
+    def _on_reconciled(self, value: object) -> None:
+        if isinstance(value, frozenset) and value:
+            self._on_files(value)
+
+    def _on_reload(self, value: object) -> None:
+        if isinstance(value, InjectError):
+            log.error("%s (keeping the previous templates)", value)
+        elif isinstance(value, Job):
+            self._new_job = value
+
+    def _swap_job(self) -> None:
+        job, self._new_job = self._new_job, None
+        if job is None:
             return
         removed = self.engine.all_outputs()
         self.engine.job = job
         self.config = job.config
-        self._debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
+        self._pending.debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
         self.engine.forget(removed - self.engine.all_outputs())
-        self._mark(self.engine.all_outputs(), [f"{', '.join(sorted(paths))} changed"])
+        self._pending.mark(self.engine.all_outputs(), [self._reload_causes])
 
     # --- acting on changes --------------------------------------------------------------
 
-    def _act(self) -> None:
-        outputs, self._pending = self._pending, set()
-        causes, self._causes = "; ".join(self._causes) or "change", []
-        outcome, rendered = self.engine.rerender(outputs)
-        if not outcome.changed:
-            self.engine.accept(rendered)
-            log.info("%s; output unchanged", causes)
-            return
-        commit = self._write(outcome)
-        if commit is None:
-            self._retry_write_later(outputs, causes)
-            return
-        self._write_failures, self._write_error = 0, ""
-        if not self._check_passes(commit):
-            return
-        self.engine.accept(rendered)
-        self._run_template_commands(commit.changed)
-        self._tell_child(outcome, causes)
+    @property
+    def _apply_blocked(self) -> bool:
+        """A change is being applied, or the child is being restarted: the next one waits
+        (and is looked at again when that job or restart reports back)."""
+        return self.p.workers.busy("apply") or (self.p.child is not None and self.p.child.busy)
 
-    def _write(self, outcome: Outcome) -> files.Commit | None:
-        writes = self.engine.job.writes(outcome.files, self._identity)
-        try:
-            commit = files.write_all(writes)
-        except InjectError as exc:
-            if str(exc) != self._write_error:  # once per distinct failure, not every retry
-                self._write_error = str(exc)
-                log.error("%s; files left as they were, child not told; will retry", exc)
-            return None
-        if self._write_failures:
-            log.info("files written after %d failed attempt(s)", self._write_failures)
-        return commit
-
-    def _retry_write_later(self, outputs: set[str], causes: str) -> None:
-        """The secrets were taken in but the files could not be written (disk full, read-only):
-        try again later, or the update would wait for the next secret change."""
-        self._write_failures += 1
-        delay = backoff.delay_s(self._write_failures, initial_s=WRITE_RETRY_S, max_s=WRITE_RETRY_MAX_S)
-        self._write_retry = (self._clock() + delay, outputs, causes)
-
-    def _check_passes(self, commit: files.Commit) -> bool:
-        if not self.config.check or not commit.changed:
-            return True
-        code = child.run_shell(
-            self.config.check,
-            env=self._base_env,
-            timeout_s=self.config.kill_timeout_s * 3,
-            reaper=self._reaper,
-            what="check command",
+    def _maybe_apply(self) -> None:
+        if self._apply_blocked:
+            return
+        self._swap_job()
+        due = self._pending.take_due()
+        if due is None:
+            return
+        outputs, causes = due
+        known, engine = self.engine.snapshot(), self.engine
+        request = ApplyRequest(
+            outputs=outputs,
+            causes=causes,
+            job=engine.job,
+            rerender=lambda: engine.rerender(outputs, known),
+            env={**self.p.base_env, **engine.env},
         )
-        if code == 0:
-            return True
-        log.error("check command failed (exit %d); restoring the previous files, child not told", code)
-        try:
-            commit.rollback()
-        except InjectError as exc:
-            log.error("%s", exc)
-        return False
+        self.p.workers.start("apply", lambda: self.p.applier.apply(request))
 
-    def _run_template_commands(self, changed: Sequence[str]) -> None:
-        env = {**self._base_env, **self.engine.env}
-        child.run_commands(template_commands(self.config, changed), env=env, reaper=self._reaper)
+    def _on_applied(self, value: object) -> None:
+        if not isinstance(value, Applied):
+            return
+        request = value.request
+        if value.status == "unchanged":
+            self.engine.accept(value.rendered)
+            log.info("%s; output unchanged", request.causes)
+        elif value.status == "write_failed":
+            self._pending.write_failed(request.outputs, request.causes, value.error)
+        elif value.status == "written":
+            self._pending.written()
+            self.engine.accept(value.rendered)
+            self._tell_child(value.outcome, request.causes)
 
     def _tell_child(self, outcome: Outcome, causes: str) -> None:
-        mode = self.config.on_change
-        if not self._argv or mode == "none" or not self._pid:
+        child, mode = self.p.child, self.config.on_change
+        if child is None or mode == "none" or not child.pid:
             log.info("%s; %d file(s) updated", causes, len(outcome.files))
             return
         if outcome.env_changed or mode == "restart":
-            self._restart_child(causes + ("; env changed" if outcome.env_changed else ""))
+            child.restart(causes + ("; env changed" if outcome.env_changed else ""))
             return
         name = signal.Signals(self.config.reload_signal).name
-        log.info("%s; sending %s to child pid %d", causes, name, self._pid)
-        child.signal_group(self._pid, self.config.reload_signal)
+        log.info("%s; sending %s to child pid %d", causes, name, child.pid)
+        child.reload(self.config.reload_signal)
+
+
+def stop_everything(parts: Collaborators, *, revoke: bool) -> None:
+    """inject is exiting: finish a commit in progress, stop commands and the child, revoke."""
+    parts.applier.settle(SETTLE_S)
+    if parts.child is not None:
+        parts.child.stop_now()
+    if revoke:
+        parts.life.revoke_all()

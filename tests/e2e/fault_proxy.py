@@ -12,7 +12,16 @@ contain ``match``, so a test can break secret reads and leave, say, the token lo
 * status (``status``): answer 429/500/502/503 (with ``Retry-After`` if given) and a JSON
   body that carries ``body_marker``, so a test can check the body never reaches a log;
 * truncate (``truncate``): forward, then answer with the full ``Content-Length`` but only
-  the first half of the body, and close.
+  the first half of the body, and close;
+* trickle (``trickle``): answer ``200`` with its headers at once, then one body byte every
+  0.5 s (``phase="body"``); or send the status line and headers themselves a byte every
+  0.5 s (``phase="status"``); never finishing until the mode changes (or MAX_STALL_S);
+* oversized (``oversized``): answer ``200`` with a 20 MiB JSON body (``Content-Length``, or
+  ``chunked=True`` for a chunked answer that declares no length);
+* redirect (``redirect``): answer ``307`` with ``Location: <location>``, never forwarding.
+
+``Listener`` is a tiny loopback HTTP server that records the requests it receives (and
+whether they carried ``X-Vault-Token``): the far end of a redirect that must not be followed.
 
 Keep-alive connections are served request by request (``HTTP/1.1``), so a mode change
 applies to the very next request, not only to new connections. Each forwarded request
@@ -36,6 +45,10 @@ from typing import Any
 LOOPBACK = "127.0.0.1"
 UPSTREAM_TIMEOUT_S = 10.0
 MAX_STALL_S = 60.0  # a forgotten stall still ends
+TRICKLE_INTERVAL_S = 0.5
+TRICKLE_BODY_BYTES = 4096  # declared; at 2 bytes/s it would take over half an hour
+OVERSIZED_BYTES = 20 * 1024 * 1024
+_CHUNK = 64 * 1024
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 )
@@ -45,10 +58,13 @@ _HOP_BY_HOP = frozenset(
 class Fault:
     """What to do with a request whose path contains ``match`` ("" matches every request)."""
 
-    kind: str  # "stall", "status" or "truncate"
+    kind: str  # "stall", "status", "truncate", "trickle", "oversized" or "redirect"
     match: str = ""
     status: int = 0
     retry_after_s: int | None = None
+    phase: str = "body"  # trickle: "body" or "status"
+    chunked: bool = False  # oversized: no Content-Length
+    location: str = ""  # redirect
 
     def applies(self, path: str) -> bool:
         """True when this fault is meant for a request to ``path``."""
@@ -112,6 +128,21 @@ class FaultProxy:
     def truncate(self, *, match: str = "") -> None:
         """Forward matching requests, then send only the first half of the answer's body."""
         self._apply(Fault("truncate", match))
+
+    def trickle(self, *, phase: str = "body", match: str = "") -> None:
+        """Answer matching requests a byte every 0.5 s: the body after prompt headers
+        (``phase="body"``) or the status line and headers themselves (``phase="status"``)."""
+        if phase not in ("body", "status"):
+            raise ValueError(f"trickle phase is 'body' or 'status', not {phase!r}")
+        self._apply(Fault("trickle", match, phase=phase))
+
+    def oversized(self, *, chunked: bool = False, match: str = "") -> None:
+        """Answer matching requests ``200`` with a 20 MiB JSON body (chunked: no length declared)."""
+        self._apply(Fault("oversized", match, chunked=chunked))
+
+    def redirect(self, location: str, *, match: str = "", status: int = 307) -> None:
+        """Answer matching requests ``status`` with ``Location: location``."""
+        self._apply(Fault("redirect", match, status=status, location=location))
 
     @property
     def hits(self) -> int:
@@ -211,6 +242,12 @@ class FaultProxy:
             request.close_connection = True  # closed without a word
         elif fault.kind == "status":
             _answer(request, fault.status, self._fault_headers(fault), self._fault_body(fault))
+        elif fault.kind == "trickle":
+            _trickle(request, fault.phase, release)
+        elif fault.kind == "oversized":
+            _oversized(request, chunked=fault.chunked)
+        elif fault.kind == "redirect":
+            _answer(request, fault.status, [("Location", fault.location)], b"")
         else:
             status, headers, full = self._forward(request, body)
             _answer(request, status, headers, full[: len(full) // 2], content_length=len(full))
@@ -270,13 +307,13 @@ def _handler_for(proxy: FaultProxy) -> type[_Handler]:
     return type("FaultHandler", (_Handler,), {"proxy": proxy})
 
 
-def _read_body(request: _Handler) -> bytes:
+def _read_body(request: BaseHTTPRequestHandler) -> bytes:
     length = int(request.headers.get("Content-Length") or 0)
     return request.rfile.read(length) if length > 0 else b""
 
 
 def _answer(
-    request: _Handler,
+    request: BaseHTTPRequestHandler,
     status: int,
     headers: list[tuple[str, str]],
     body: bytes,
@@ -292,6 +329,89 @@ def _answer(
     if request.command != "HEAD":
         request.wfile.write(body)
     request.wfile.flush()
+
+
+def _trickle(request: _Handler, phase: str, release: threading.Event) -> None:
+    """A 200 whose bytes come one every TRICKLE_INTERVAL_S until ``release`` (or MAX_STALL_S)."""
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {TRICKLE_BODY_BYTES}\r\n"
+    if phase == "body":
+        request.wfile.write(head.encode() + b"\r\n")
+        request.wfile.flush()
+        stream = b" " * TRICKLE_BODY_BYTES  # JSON whitespace: never a complete answer
+    else:
+        stream = head.encode() + b"X-Pad: " + b"a" * TRICKLE_BODY_BYTES  # a header line without end
+    request.close_connection = True
+    deadline = time.monotonic() + MAX_STALL_S
+    for byte in stream:
+        if release.wait(TRICKLE_INTERVAL_S) or time.monotonic() > deadline:
+            return
+        request.wfile.write(bytes([byte]))  # an OSError (the client hung up) ends the handler
+        request.wfile.flush()
+
+
+def _oversized(request: _Handler, *, chunked: bool) -> None:
+    """A 200 with a 20 MiB JSON secret, written in pieces (the client may hang up early)."""
+    start, end = b'{"data": {"data": {"v": "', b'"}, "metadata": {"version": 1}}}'
+    filler = OVERSIZED_BYTES - len(start) - len(end)
+    pieces = [start, *([b"x" * _CHUNK] * (filler // _CHUNK)), b"x" * (filler % _CHUNK), end]
+    request.send_response(200)
+    request.send_header("Content-Type", "application/json")
+    if chunked:
+        request.send_header("Transfer-Encoding", "chunked")
+    else:
+        request.send_header("Content-Length", str(OVERSIZED_BYTES))
+    request.end_headers()
+    request.close_connection = True
+    for piece in pieces:
+        if piece:
+            request.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+    if chunked:
+        request.wfile.write(b"0\r\n\r\n")
+    request.wfile.flush()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request a Listener received."""
+
+    method: str
+    path: str
+    had_token: bool
+
+
+class Listener:
+    """A loopback HTTP server answering ``200 {}`` to anything, recording what it received."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        seen = self.seen
+
+        class Recorder(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_any(self) -> None:
+                _read_body(self)
+                seen.append(Seen(self.command, self.path, "X-Vault-Token" in self.headers))
+                _answer(self, 200, [("Content-Type", "application/json")], b"{}")
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_LIST = do_any
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), Recorder)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 def _close(sock: socket.socket) -> None:

@@ -421,14 +421,15 @@ def test_dotdot_in_a_configured_destination_is_the_operators_choice(
 def test_world_writable_destination_directory_is_warned_about_once(
     bao: Bao, prefix: str, tmp_path: Path
 ) -> None:
-    """Rendering two files into a 0777 directory (no sticky bit) works and logs one warning naming it."""
+    """Rendering two files into a 0777 directory (no sticky bit) that the templates allow with
+    `allow_shared_dir` works and logs one warning naming it (refused without: test_hostile_volume_e2e)."""
     _small_render(bao, prefix, tmp_path)
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    result = run_inject(
-        "render", "-t", "t.j2:shared/a.conf", "-t", "t.j2:shared/b.conf", env=inject_env(bao), cwd=tmp_path
-    )
+    entry = '[[template]]\nsource = "t.j2"\ndestination = "shared/{}.conf"\nallow_shared_dir = true\n'
+    write(tmp_path / "inject.toml", entry.format("a") + entry.format("b"))
+    result = run_inject("render", env=inject_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "world-writable" in line]
     assert len(warnings) == 1, result.stderr

@@ -11,12 +11,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers_e2e import closed_port
 from tests.e2e.supervise_helpers import (
     SignalChild,
     alive,
@@ -198,3 +200,20 @@ def test_child_ignoring_stop_signal_is_killed_and_inject_exits_137(
         assert child.signals(pid) == [name]
         assert not alive(pid)
         assert inject.lines(f"child pid {pid} still running after 0.3s; sending SIGKILL")
+
+
+@pytest.mark.parametrize(("name", "code"), [("TERM", 143), ("INT", 130), ("QUIT", 131)])
+def test_pid1_stop_signal_during_startup_retries_exits_at_once(
+    bao: Bao, tmp_path: Path, name: str, code: int
+) -> None:
+    """As PID 1, a TERM/INT/QUIT while inject still retries an unreachable server (60 s budget)
+    ends it at once with 128+N: `docker stop` never needs its SIGKILL."""
+    args = ["--address", f"http://127.0.0.1:{closed_port()}", "--retry-timeout", "60s"]
+    args += ["-e", "X=vault:secret/x#k", "--", "sleep", "60"]
+    with as_pid1(args, bao=bao, cwd=tmp_path) as ns:
+        time.sleep(0.5)  # inside the retry loop by now
+        sent = time.monotonic()
+        ns.kill(getattr(signal, "SIG" + name))
+        assert ns.wait(timeout_s=5) == code
+        assert time.monotonic() - sent < 1.0
+        assert f"received SIG{name} during startup" in ns.stderr()

@@ -43,9 +43,14 @@ NOBODY = pwd.getpwnam("nobody")
 
 
 def test_user_by_name() -> None:
-    """'nobody' resolves to its uid, primary gid, name and home (for HOME in the child)."""
+    """'nobody' resolves to its uid, primary gid, name, home (for HOME in the child) and its
+    group list, looked up before any fork."""
     assert resolve_user("nobody") == Identity(
-        uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, name="nobody", home=NOBODY.pw_dir
+        uid=NOBODY.pw_uid,
+        gid=NOBODY.pw_gid,
+        name="nobody",
+        home=NOBODY.pw_dir,
+        groups=tuple(os.getgrouplist("nobody", NOBODY.pw_gid)),
     )
 
 

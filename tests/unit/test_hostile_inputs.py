@@ -171,14 +171,14 @@ def test_env_value_over_the_kernel_limit_is_a_render_error() -> None:
 
 @pytest.fixture
 def file_log() -> Iterator[list[str]]:
-    """Messages logged by vault_inject.files during the test."""
+    """Messages logged by vault_inject (files and safepath) during the test."""
     messages: list[str] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             messages.append(record.getMessage())
 
-    logger = logging.getLogger("vault_inject.files")
+    logger = logging.getLogger("vault_inject")  # files and safepath
     handler, old_level = Collect(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -190,15 +190,16 @@ def file_log() -> Iterator[list[str]]:
 
 
 def test_world_writable_directory_is_warned_about_once(tmp_path: Path, file_log: list[str]) -> None:
-    """A 0777 destination directory (no sticky bit) gets one warning naming it, however many writes."""
+    """A 0777 destination directory (no sticky bit) allowed by allow_shared_dir gets one warning
+    naming it, however many writes (without the option it is refused: test_files_hostile.py)."""
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
     for n in range(3):
         files.write_all(
             [
-                files.FileWrite(destination=str(shared / "a.conf"), content=f"a{n}\n"),
-                files.FileWrite(destination=str(shared / "b.conf"), content=f"b{n}\n"),
+                files.FileWrite(destination=str(shared / "a.conf"), content=f"a{n}\n", allow_shared_dir=True),
+                files.FileWrite(destination=str(shared / "b.conf"), content=f"b{n}\n", allow_shared_dir=True),
             ]
         )
     warnings = [m for m in file_log if "world-writable" in m]

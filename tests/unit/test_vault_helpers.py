@@ -1,4 +1,5 @@
-"""Small pure helpers of the server adapter: Retry-After parsing, TLS reasons, KV v2 messages."""
+"""Small pure helpers of the server adapter: Retry-After parsing and TLS reasons (transport),
+KV v2 messages and redaction of values (vault)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from vault_inject import vault
+from vault_inject import transport, vault
 
 
 @pytest.mark.parametrize(
@@ -16,19 +17,19 @@ from vault_inject import vault
 )
 def test_retry_after_seconds(header: str | None, expected: float) -> None:
     """Retry-After in delta-seconds is taken as is; absent, odd or non-ASCII digits give 0."""
-    assert vault._retry_after_s(header) == expected
+    assert transport._retry_after_s(header) == expected
 
 
 def test_retry_after_is_capped() -> None:
     """A huge Retry-After (seconds or a far date) is capped at MAX_RETRY_AFTER_S, never infinity."""
-    assert vault._retry_after_s("9" * 400) == vault.MAX_RETRY_AFTER_S
+    assert transport._retry_after_s("9" * 400) == transport.MAX_RETRY_AFTER_S
     far = email.utils.formatdate(time.time() + 10 * 86400, usegmt=True)
-    assert vault._retry_after_s(far) == vault.MAX_RETRY_AFTER_S
+    assert transport._retry_after_s(far) == transport.MAX_RETRY_AFTER_S
 
 
 def test_retry_after_http_date_in_the_past_is_zero() -> None:
     """An HTTP date already past means 'retry now'."""
-    assert vault._retry_after_s(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+    assert transport._retry_after_s(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_retry_after_http_date_in_the_past_is_zero() -> None:
 )
 def test_tls_reasons_name_the_fix(text: str, needle: str) -> None:
     """TLS failures are explained with the option that fixes them, never the raw SSL text."""
-    reason = vault._tls_reason(Exception(text))
+    reason = transport._tls_reason(Exception(text))
     assert needle in reason
     assert "SSL:" not in reason
 

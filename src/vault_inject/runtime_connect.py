@@ -1,0 +1,88 @@
+"""How a ``Secrets`` gets its settings and its token: the CLI's own rules, for a library.
+
+Settings come from the same layers as inject's (keyword overrides > ``VAULT_*``/``BAO_*``
+and ``INJECT_*`` environment > ``config=`` / ``INJECT_CONFIG`` / ``./inject.toml`` >
+defaults), and the token from the same ``auth.Authenticator`` (token, approle, jwt,
+kubernetes). Nothing here installs logging handlers or touches the templates of the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import auth
+from .config import CliOptions, Config, build_config, parse_toml, resolve_config_path
+from .errors import UsageError
+from .log import register_secret
+from .vault import Login, ServerSettings, VaultClient
+
+DEFAULT_ADDRESS = "https://127.0.0.1:8200"  # as the CLI (app.DEFAULT_ADDRESS)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A logged-in client, the authenticator that can log in again, and the token's grant."""
+
+    config: Config
+    client: VaultClient
+    authenticator: auth.Authenticator
+    grant: Login
+
+
+def load_config(
+    config_path: str | None, overrides: Mapping[str, Any], environ: Mapping[str, str], cwd: str
+) -> Config:
+    """The merged Config; ``overrides`` play the part of command-line options."""
+    path = resolve_config_path(config_path, environ, os.path.isfile)
+    data: dict[str, object] = parse_toml(_read_text(path), path) if path is not None else {}
+    cli = CliOptions(values={k: v for k, v in overrides.items() if v is not None})
+    return build_config(cli, environ, data, config_path=path, cwd=cwd)
+
+
+def with_token(
+    config: Config, environ: Mapping[str, str], token: str | None
+) -> tuple[Config, dict[str, str]]:
+    """An explicit ``token=`` wins over every other way of finding one."""
+    if token is None:
+        return config, dict(environ)
+    if not token.strip():
+        raise UsageError("token= is empty")
+    register_secret(token)
+    config = dataclasses.replace(config, auth_method="token", token_file="")
+    return config, {**environ, "VAULT_TOKEN": token.strip()}
+
+
+def connect(config: Config, environ: Mapping[str, str]) -> Connection:
+    """Log in once (retried while the server is unreachable, up to the retry timeout)."""
+    settings = ServerSettings(
+        address=config.address or DEFAULT_ADDRESS,
+        namespace=config.namespace,
+        ca_cert=config.ca_cert,
+        client_cert=config.client_cert,
+        client_key=config.client_key,
+        tls_skip_verify=config.tls_skip_verify,
+    )
+    authenticator = auth.Authenticator(config, environ)
+    client = VaultClient(settings, "", retry_timeout_s=config.retry_timeout_s)
+    try:
+        grant = authenticator.login(client)
+    except BaseException:
+        client.close()
+        raise
+    return Connection(config, client, authenticator, grant)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise UsageError(f"config file {path}: not found") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"config file {path}: {exc.strerror}") from None

@@ -1,0 +1,661 @@
+"""The HTTP transport to the server: the only hvac/requests importer (the Vault operations
+on top of it are in ``vault.py``, as httpx splits its transport from its client).
+
+One call of ``Transport.request`` is::
+
+    request(budget_s) ── attempt ──> exchange (helper thread, wall-clock deadline)
+        │                  │            └─ status + headers + body (capped at 16 MiB)
+        │                  ├─ 3xx to the same scheme+host+port: follow (at most 5 hops)
+        │                  ├─ 3xx anywhere else: UnreachableError, not retried (the token
+        │                  │  would go with it; the message names only the target's origin)
+        │                  ├─ body over 16 MiB: SecretError naming the request, not retried
+        │                  └─ status -> dict, or one of our errors (``check_status``)
+        └─ TransientError (connection error, timeout, 412/429/5xx, cut-short body):
+           back off (or honour Retry-After) and try again until the budget is spent,
+           then UnreachableError "<address> did not answer <what> within <budget>s: ..."
+
+Budget: ``budget_s`` seconds from ``since`` (default: now) for all attempts of one call;
+``0`` means one attempt with the full request timeout. One attempt may take
+min(request timeout, what is left of the budget, but at least MIN_ATTEMPT_TIMEOUT_S).
+
+Deadline: that limit is wall-clock time for the whole attempt, not a socket timeout (a
+server that trickles a byte every 0.5 s never trips a read timeout). The attempt runs on a
+daemon helper thread; the caller waits for it until the deadline and then gives up
+("timed out"). So nothing the helper is stuck in (DNS, connect, a trickled status line,
+headers or body) can hold the caller. To make the abandoned helper end too, every
+connection it uses registers itself (``_Watch``, through urllib3 connection subclasses),
+and giving up shuts those sockets down: the helper's blocked read returns at once.
+A daemon thread never holds inject's exit.
+
+Bodies are streamed and read in chunks up to MAX_BODY_BYTES; a bigger answer (declared or
+actual) is an error naming the request, never read whole. Redirects are never followed
+by requests itself: hvac sends ``X-Vault-Token`` on every request, and requests only
+strips ``Authorization`` on a cross-host redirect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json as jsonlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, urljoin, urlsplit
+
+import hvac
+import requests
+import urllib3
+from hvac.adapters import RawAdapter
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from . import backoff
+from .errors import (
+    AuthError,
+    InjectError,
+    PermissionDenied,
+    SecretError,
+    SecretNotFound,
+    TransientError,
+    UnreachableError,
+)
+from .log import register_secret
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 30.0
+MAX_RETRY_AFTER_S = 3600.0
+MIN_ATTEMPT_TIMEOUT_S = 1.0  # an attempt near the retry deadline still gets this long
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_REDIRECTS = 5
+CHUNK_BYTES = 64 * 1024
+_TRANSIENT_STATUS = frozenset({412, 429, 500, 502, 503, 504})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PATH_SAFE = "/-_.~@:"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How to reach the server."""
+
+    address: str
+    namespace: str = ""
+    ca_cert: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    tls_skip_verify: bool = False
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, read whole (within the cap) on the helper thread."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
+    body: bytes
+    url: str  # where it came from (redirect targets are resolved against it)
+
+
+class Wire(Protocol):
+    """One HTTP exchange at a time with one server; ``_HvacWire`` is the real one."""
+
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None,
+        json: Mapping[str, Any] | None,
+        timeout_s: float,
+    ) -> Answer:
+        """Send one request (``url`` relative to the address) and read its answer within
+        ``timeout_s`` wall-clock seconds, or raise TransientError / UnreachableError."""
+        ...  # pragma: no cover - a protocol
+
+    def set_token(self, token: str) -> None:
+        """Send this token from now on."""
+        ...  # pragma: no cover - a protocol
+
+    def clone(self) -> Wire:
+        """Another wire to the same server with its own connections."""
+        ...  # pragma: no cover - a protocol
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        ...  # pragma: no cover - a protocol
+
+
+class NoRoute(SecretNotFound):
+    """A 404 for a path no secrets engine (or auth method) is mounted at."""
+
+
+class _RetryAfter(TransientError):
+    """A 429 or 503 whose ``Retry-After`` asks for a pause before the next attempt."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one ``request`` sends, as the wire needs it."""
+
+    method: str
+    url: str  # "/v1/..." relative to the address
+    what: str
+    params: Mapping[str, str] | None
+    json: Mapping[str, Any] | None
+    allow_404_body: bool
+
+
+class Transport:
+    """Requests to one server: retries within a per-call budget, wall-clock attempt
+    deadlines, same-origin redirects only, statuses mapped to our errors."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        token: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wire: Wire | None = None,
+    ) -> None:
+        register_secret(token)
+        self.settings = settings
+        self.sleep = sleep
+        self.clock = clock
+        self._token = token
+        self._wire = wire if wire is not None else _HvacWire(settings, token)
+
+    @property
+    def token(self) -> str:
+        """The token sent with every request."""
+        return self._token
+
+    @property
+    def wire(self) -> Wire:
+        """The HTTP exchanges underneath (``clone()`` it for another thread's connections)."""
+        return self._wire
+
+    def set_token(self, token: str) -> None:
+        """Send a new token from now on."""
+        register_secret(token)
+        self._token = token
+        self._wire.set_token(token)
+
+    def clone(self) -> Transport:
+        """Another transport to the same server (own connections, same token and clocks)."""
+        return Transport(
+            self.settings, self._token, sleep=self.sleep, clock=self.clock, wire=self._wire.clone()
+        )
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        self._wire.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        budget_s: float,
+        since: float | None = None,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        allow_404_body: bool = False,
+    ) -> dict[str, Any]:
+        """``method`` on ``/v1/<path>``: the JSON answer, retried for ``budget_s`` seconds from
+        ``since`` (a ``clock`` reading; default now). ``what`` names the request in errors."""
+        call = _Call(method, "/v1/" + quote(path, safe=_PATH_SAFE), what, params, json, allow_404_body)
+        deadline = (self.clock() if since is None else since) + budget_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(call, self._attempt_timeout_s(budget_s, deadline))
+            except TransientError as exc:
+                # Honour the server's Retry-After; when that lands past the deadline, give
+                # up now rather than sleep through the deadline for an answer that cannot come.
+                retry_after_s = exc.retry_after_s if isinstance(exc, _RetryAfter) else 0.0
+                wait_s = max(backoff.delay_s(attempt), retry_after_s)
+                if self.clock() + wait_s > deadline:
+                    raise self._gave_up(what, exc, retry_after_s, budget_s) from None
+                log.debug("retrying %s in %.2fs: %s", what, wait_s, exc)
+                self.sleep(wait_s)
+
+    def _attempt_timeout_s(self, budget_s: float, deadline: float) -> float:
+        """How long one attempt may take: the request timeout, but no longer than what is
+        left of the budget (so a stalled server at startup ends near ``--retry-timeout``).
+        A call with no budget (one attempt, e.g. per poll) keeps the full request timeout."""
+        if budget_s <= 0:
+            return self.settings.request_timeout_s
+        left_s = deadline - self.clock()
+        return min(self.settings.request_timeout_s, max(MIN_ATTEMPT_TIMEOUT_S, left_s))
+
+    def _attempt(self, call: _Call, timeout_s: float) -> dict[str, Any]:
+        """One attempt, same-origin redirects included, all within ``timeout_s``."""
+        ends_at = self.clock() + timeout_s
+        method, url, params, body = call.method, call.url, call.params, call.json
+        for _ in range(MAX_REDIRECTS + 1):
+            left_s = max(0.0, ends_at - self.clock())
+            answer = self._wire.exchange(
+                method, url, what=call.what, params=params, json=body, timeout_s=left_s
+            )
+            location = answer.headers.get("Location")
+            if answer.status not in _REDIRECT_STATUS or not location:
+                return check_status(answer, call.what, call.allow_404_body)
+            url = self._follow(urljoin(answer.url, location), call.what)
+            method, body = redirected_method(answer.status, method, body)
+            params = None  # the Location carries its own query
+        raise UnreachableError(
+            f"{self.settings.address} redirected {call.what} more than {MAX_REDIRECTS} times; giving up"
+        )
+
+    def _follow(self, target: str, what: str) -> str:
+        """The address-relative URL of a redirect target on the same origin; anywhere else is
+        refused (naming only the target's origin: its path or query may carry data)."""
+        relative = same_origin_path(self.settings.address, target)
+        if relative is None:
+            raise UnreachableError(
+                f"{self.settings.address} redirected {what} to {origin_of(target)}, another server:"
+                " refused, the token is only sent to the configured address"
+                " (point VAULT_ADDR at the server that should answer)"
+            )
+        log.debug("following a redirect of %s on %s", what, self.settings.address)
+        return relative
+
+    def _gave_up(
+        self, what: str, exc: TransientError, retry_after_s: float, budget_s: float
+    ) -> UnreachableError:
+        within = f" within {budget_s:g}s" if budget_s > 0 else ""
+        asked = f" (the server asked to retry after {retry_after_s:g}s)" if retry_after_s else ""
+        return UnreachableError(f"{self.settings.address} did not answer {what}{within}: {exc}{asked}")
+
+
+# --- redirects (pure) ----------------------------------------------------------------------
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of ``url``, default ports filled in; None when it has none."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:  # a port that is not a number
+        return None
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url`` for messages (never its path or query)."""
+    found = _origin(url)
+    if found is None:
+        return "an address that is not http(s)"
+    scheme, host, port = found
+    return f"{scheme}://{host}:{port}"
+
+
+def same_origin_path(address: str, target: str) -> str | None:
+    """``target`` relative to ``address`` (path and query) when both have the same scheme,
+    host and port and the target is under the address's path; None otherwise."""
+    if _origin(address) is None or _origin(address) != _origin(target):
+        return None
+    prefix = urlsplit(address).path.rstrip("/")
+    parts = urlsplit(target)
+    if not parts.path.startswith(prefix + "/"):
+        return None
+    relative = parts.path[len(prefix) :]
+    return f"{relative}?{parts.query}" if parts.query else relative
+
+
+def redirected_method(
+    status: int, method: str, body: Mapping[str, Any] | None
+) -> tuple[str, Mapping[str, Any] | None]:
+    """The method and body of the redirected request: 307/308 keep both; 303 (and 301/302
+    after a POST, as clients do) turn into a GET without a body."""
+    if status in (307, 308) or method.upper() in ("GET", "HEAD"):
+        return method, body
+    if status == 303 or method.upper() == "POST":
+        return "GET", None
+    return method, body
+
+
+# --- status mapping (pure) -----------------------------------------------------------------
+
+
+def check_status(answer: Answer, what: str, allow_404_body: bool) -> dict[str, Any]:
+    """The JSON body of a successful answer, or the error the status means."""
+    status = answer.status
+    if status in _TRANSIENT_STATUS:
+        retry_after_s = _retry_after_s(answer.headers.get("Retry-After"))
+        if retry_after_s and status in (429, 503):
+            raise _RetryAfter(f"HTTP {status}", retry_after_s=retry_after_s)
+        raise TransientError(f"HTTP {status}")
+    if status == 204:
+        return {}
+    if 200 <= status < 300:
+        return _success_body(answer.body)
+    body = _json_body(answer.body)
+    if status == 404 and allow_404_body and isinstance(body.get("data"), dict):
+        return body  # KV v2 answers 404 with metadata for a deleted version
+    if status == 404 and any("no handler for route" in str(e) for e in body.get("errors") or ()):
+        raise NoRoute(f"nothing is mounted for {what}")
+    if status == 404:
+        raise SecretNotFound(f"no secret at {what}")
+    if status == 403:
+        # The server answers a bare "permission denied" for an unknown token and wraps the
+        # ACL refusal of a valid token ("1 error occurred: ... permission denied").
+        raise PermissionDenied(
+            f"permission denied reading {what}", token_rejected=body.get("errors") == ["permission denied"]
+        )
+    if status == 401:
+        raise AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
+    # Not the server's error text: a response body may echo request data (SECURITY.md).
+    raise SecretError(f"server refused {what}: HTTP {status}{_STATUS_HINTS.get(status, '')}")
+
+
+_STATUS_HINTS = {
+    400: " (the server rejected the request: check the path, role and parameters)",
+    405: " (this path does not support the operation)",
+}
+
+
+def _retry_after_s(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); 0 when absent or bad."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(MAX_RETRY_AFTER_S, max(0.0, when.timestamp() - time.time()))
+
+
+def _success_body(raw: bytes) -> dict[str, Any]:
+    # A 2xx whose body does not parse was cut short or mangled on the way: try again.
+    # The parser's message is not passed on (it quotes the body).
+    if not raw.strip():
+        return {}
+    try:
+        body = jsonlib.loads(raw)
+    except ValueError:
+        raise TransientError("the answer was not valid JSON (cut short?)") from None
+    return body if isinstance(body, dict) else {}
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = jsonlib.loads(raw)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _tls_reason(exc: Exception) -> str:
+    # SSLError is a ConnectionError: without this it would read "connection refused"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "the server's certificate is not trusted (give --ca-cert, or --tls-skip-verify)"
+    if "CERTIFICATE_REQUIRED" in str(exc) or "HANDSHAKE_FAILURE" in str(exc):
+        return "the server wants a client certificate (give --client-cert and --client-key)"
+    return "TLS handshake failed"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return "the answer was cut short"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection refused or reset"
+    return type(exc).__name__
+
+
+# --- the wire: hvac's adapter, one attempt on a helper thread ------------------------------
+
+
+class _HvacWire:
+    """hvac's raw adapter over a requests session whose connections report to the attempt's
+    watch; each exchange runs on a daemon helper thread bounded by a wall-clock deadline."""
+
+    def __init__(self, settings: ServerSettings, token: str) -> None:
+        self._settings = settings
+        self._client = hvac.Client(
+            url=settings.address,
+            token=token,
+            namespace=settings.namespace or None,
+            verify=_verify(settings),
+            cert=_cert(settings),
+            timeout=settings.request_timeout_s,
+            adapter=RawAdapter,
+            allow_redirects=False,  # followed (same origin only) by Transport
+            session=_session(settings),
+        )
+
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None,
+        json: Mapping[str, Any] | None,
+        timeout_s: float,
+    ) -> Answer:
+        """Send and read the answer on a helper thread; give up on it after ``timeout_s``."""
+        return _Attempt(lambda: self._send(method, url, what, params, json, timeout_s)).run(timeout_s)
+
+    def set_token(self, token: str) -> None:
+        """Send this token from now on."""
+        self._client.token = token
+
+    def clone(self) -> _HvacWire:
+        """A wire with its own session."""
+        return _HvacWire(self._settings, str(self._client.token))
+
+    def close(self) -> None:
+        """Close the keep-alive session (an abandoned helper on it fails, unheard)."""
+        self._client.adapter.close()
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        params: Mapping[str, str] | None,
+        json: Mapping[str, Any] | None,
+        timeout_s: float,
+    ) -> Answer:
+        # The socket timeout is a backstop for the helper; the caller's deadline is the bound.
+        try:
+            response = self._client.adapter.request(
+                method, url, params=params, json=json, raise_exception=False, timeout=timeout_s, stream=True
+            )
+            with contextlib.closing(response):
+                body = _read_capped(response, what)
+                return Answer(response.status_code, response.headers, body, str(response.url))
+        except requests.exceptions.SSLError as exc:
+            raise UnreachableError(
+                f"TLS error talking to {self._settings.address}: {_tls_reason(exc)}"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(_reason(exc)) from None
+
+
+def _read_capped(response: requests.Response, what: str) -> bytes:
+    """The body, read in chunks; larger than MAX_BODY_BYTES (declared or read) is an error."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large(what)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large(what)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(what: str) -> SecretError:
+    limit_mib = MAX_BODY_BYTES // (1024 * 1024)
+    return SecretError(
+        f"the answer to {what} is larger than {limit_mib} MiB; not read (is VAULT_ADDR right?)"
+    )
+
+
+def _verify(settings: ServerSettings) -> bool | str:
+    if settings.tls_skip_verify:
+        # asked for: no raw Python warning (breaking text/JSON logs) on every request
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        return False
+    return settings.ca_cert or True
+
+
+def _cert(settings: ServerSettings) -> tuple[str, str] | None:
+    if settings.client_cert and settings.client_key:
+        return (settings.client_cert, settings.client_key)
+    return None
+
+
+def _session(settings: ServerSettings) -> requests.Session:
+    # hvac takes verify/cert from a given session, so they are set here as well.
+    session = requests.Session()
+    session.verify = _verify(settings)
+    session.cert = _cert(settings)
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _WatchedAdapter())
+    return session
+
+
+class _Attempt:
+    """One exchange on a daemon helper thread that the caller waits for until a deadline."""
+
+    def __init__(self, work: Callable[[], Answer]) -> None:
+        self._work = work
+        self._done = threading.Event()
+        self._answer: Answer | None = None
+        self._error: InjectError | None = None
+        self._watch = _Watch()
+
+    def run(self, timeout_s: float) -> Answer:
+        """The answer, or the helper's error; TransientError("timed out") at the deadline."""
+        threading.Thread(target=self._main, name="inject-request", daemon=True).start()
+        if not self._done.wait(timeout_s):
+            self._watch.abort()
+            raise TransientError("timed out")
+        if self._error is not None:
+            raise self._error
+        assert self._answer is not None  # noqa: S101 - set whenever no error was
+        return self._answer
+
+    def _main(self) -> None:
+        _CURRENT.watch = self._watch
+        try:
+            self._answer = self._work()
+        except InjectError as exc:
+            self._error = exc
+        except Exception as exc:  # never let the helper die silently
+            self._error = TransientError(f"the request failed: {type(exc).__name__}")
+        finally:
+            self._done.set()
+
+
+class _Watch:
+    """The connections one attempt uses, so giving up on it can shut their sockets down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conns: list[HTTPConnection] = []
+        self._aborted = False
+
+    def add(self, conn: HTTPConnection) -> None:
+        """Remember ``conn``; shut it down at once if the attempt was already given up."""
+        with self._lock:
+            self._conns.append(conn)
+            aborted = self._aborted
+        if aborted:
+            _shutdown(conn)
+
+    def abort(self) -> None:
+        """Shut down every socket of the attempt: a read blocked on one returns now."""
+        with self._lock:
+            self._aborted = True
+            conns = list(self._conns)
+        for conn in conns:
+            _shutdown(conn)
+
+
+class _Current(threading.local):
+    watch: _Watch | None = None
+
+
+_CURRENT = _Current()  # the helper thread's attempt
+
+
+def _watched(conn: HTTPConnection) -> None:
+    watch = _CURRENT.watch
+    if watch is not None:
+        watch.add(conn)
+
+
+def _shutdown(conn: HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        # socket.socket's own shutdown, also for an SSLSocket: its override would reset the
+        # TLS object under the helper thread that is reading from it.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> Any:  # the status line, headers and body are read from here on
+        _watched(self)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> Any:
+        _watched(self)
+        return super().getresponse()
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter whose pools make connections that report to the attempt's watch."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:  # not SOCKS: those pools are its own
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager

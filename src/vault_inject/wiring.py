@@ -1,0 +1,105 @@
+"""Builds the long-running loop's collaborators from what startup produced, and runs it.
+
+One client per thread that talks to the server (poll, refresh, lifecycle and re-render
+reads), each with its own retry budget: after startup the loop backs off, not each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from . import child, files
+from .apply import Applier
+from .auth import Authenticator
+from .config import Config
+from .controller import ChildController
+from .engine import Engine, Job
+from .inbox import INBOX
+from .lifecycle import Lifecycle
+from .model import Identity
+from .sources import EventQueue, Workers
+from .supervisor import Collaborators, Supervisor, stop_everything
+from .vault import Login, VaultClient
+
+RUNNING_RETRY_TIMEOUT_S = 2.0  # lifecycle and re-render reads
+POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll or refresh; the loop backs off
+
+
+@dataclass(frozen=True)
+class Startup:
+    """What the first render left: the engine, the logged-in client, the commands runner."""
+
+    config: Config
+    environ: Mapping[str, str]
+    engine: Engine
+    client: VaultClient
+    authenticator: Authenticator | None
+    grant: Login | None
+    base_env: Mapping[str, str]
+    auth_file: str
+    identity: Identity
+    reaper: child.Reaper
+    commands: child.Commands
+    rebuild_job: Callable[[], Job]
+    reconcile: Callable[[], frozenset[str]]
+
+
+def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> int:
+    """Run the loop until the child is gone (or TERM without a child); the exit code."""
+    parts = collaborators(startup, argv, events)
+    supervisor = Supervisor(config=startup.config, engine=startup.engine, parts=parts)
+    child.become_subreaper()
+    INBOX.hand_over()
+    try:
+        return supervisor.run()
+    finally:
+        stop_everything(parts, revoke=supervisor.config.revoke_on_exit)
+
+
+def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> Collaborators:
+    """Clients per worker, lifecycle, applier and child controller."""
+    base = startup.client
+    running = base.clone(retry_timeout_s=RUNNING_RETRY_TIMEOUT_S)
+    poll = base.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
+    refresh = base.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
+    engine = startup.engine
+    engine.reader = running  # re-render reads run on the apply worker
+
+    def new_token(token: str) -> None:
+        for other in (poll, refresh):
+            other.set_token(token)
+
+    life = Lifecycle(
+        running,
+        authenticator=startup.authenticator,
+        grant=startup.grant,
+        on_new_token=new_token,
+        reread_threshold=startup.config.reread_threshold,
+    )
+    return Collaborators(
+        events=events,
+        workers=Workers(events),
+        life=life,
+        applier=Applier(write=files.write_all, commands=startup.commands, identity=startup.identity),
+        poll_read=poll.read,
+        refresh_read=refresh.read,
+        reap=startup.reaper.reap,
+        child=_controller(startup, argv) if argv else None,
+        rebuild_job=startup.rebuild_job,
+        reconcile=startup.reconcile,
+        auth_file=startup.auth_file,
+        base_env=startup.base_env,
+    )
+
+
+def _controller(startup: Startup, argv: Sequence[str]) -> ChildController:
+    engine, base_env, config = startup.engine, startup.base_env, startup.config
+    return ChildController(
+        child.Processes(startup.reaper),
+        argv=argv,
+        identity=startup.identity,
+        env=lambda: {**base_env, **engine.env},
+        kill_signal=config.kill_signal,
+        kill_timeout_s=config.kill_timeout_s,
+    )
