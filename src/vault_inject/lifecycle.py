@@ -10,6 +10,7 @@ saw when inject exits (unless told to keep them).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -55,7 +56,7 @@ class Lifecycle:
         self._clock = clock
         self._wall = wall_clock
         self.plans: dict[SecretKey, Plan] = {}
-        self.issued_leases: list[str] = []
+        self.issued_leases: dict[str, float] = {}  # lease id -> when it ends (monotonic)
         self._token_plan: Plan | None = None
         self._token_expires_at: float | None = None
         self._generation = 0  # bumped at every new login
@@ -69,15 +70,24 @@ class Lifecycle:
     def track(self, secrets: Mapping[SecretKey, Secret]) -> None:
         """Plan renewal or re-read for every leased secret and certificate in ``secrets``."""
         now = self._clock()
+        self._prune_ended(now)
         for key, secret in secrets.items():
             plan = self._plan_for(secret, now)
             if plan is None:
                 self.plans.pop(key, None)
                 continue
             if secret.lease_id and secret.lease_id not in self.issued_leases:
-                self.issued_leases.append(secret.lease_id)
+                ttl_s = secret.lease_duration_s
+                self.issued_leases[secret.lease_id] = now + ttl_s if ttl_s > 0 else math.inf
             self.plans[key] = plan
             self._lease_generation[key] = self._generation
+
+    def _prune_ended(self, now: float) -> None:
+        """Forget leases that have ended by themselves: nothing left to revoke, and a long run
+        that re-reads credentials every hour must not keep every id it ever saw."""
+        for lease_id, ends_at in list(self.issued_leases.items()):
+            if ends_at < now:
+                del self.issued_leases[lease_id]
 
     def _plan_for(self, secret: Secret, now: float) -> Plan | None:
         if secret.expires_at and secret.issued_at:
@@ -143,6 +153,8 @@ class Lifecycle:
             self.plans[key] = plan.at_time(now, "reread")
             return
         self._retries.pop(plan.lease_id, None)
+        if plan.lease_id in self.issued_leases:
+            self.issued_leases[plan.lease_id] = now + grant.ttl_s
         self.plans[key] = leases.after_renewal(
             plan, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
         )
@@ -222,11 +234,16 @@ class Lifecycle:
                 self.plans[key] = plan.at_time(min(due, plan.at), "reread")
 
     def revoke_all(self) -> None:
-        """Revoke every lease issued during this run (best effort, short timeout)."""
-        for lease_id in self.issued_leases:
+        """Revoke every lease issued during this run that has not ended (best effort: short
+        timeout, and a server that does not answer is not asked about the rest)."""
+        self._prune_ended(self._clock())
+        for lease_id in list(self.issued_leases):
             try:
                 self._client.revoke_lease(lease_id, budget_s=REVOKE_TIMEOUT_S)
                 log.info("revoked lease %s", lease_id)
+            except UnreachableError as exc:
+                log.warning("could not revoke %d lease(s): %s", len(self.issued_leases), exc)
+                break
             except InjectError as exc:
                 log.warning("could not revoke lease %s: %s", lease_id, exc)
         self.issued_leases.clear()

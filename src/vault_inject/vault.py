@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from .errors import AuthError, PermissionDenied, SecretError, SecretNotFound, UsageError
 from .fanout import fan_out
-from .log import register_secret
+from .log import register_secret, replace_secrets
 from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, strings_in
 from .refs import normalize_path
 from .transport import NoRoute, ServerSettings, Transport, Wire
@@ -304,7 +304,7 @@ class VaultClient:
         data = body.get("data")
         if not isinstance(data, dict):
             raise SecretNotFound(f"'{logical}' returned no data")
-        _register_values(data)
+        _register_values(data, owner=("write", logical))
         return Secret(
             path=logical,
             data=data,
@@ -324,7 +324,7 @@ class VaultClient:
             return _decrypt(send, path)
         logical = normalize_path(path)
         secret = self._kv.read(send, logical, version)
-        _register_values(secret.data)
+        _register_values(secret.data, owner=("secret", path, version))
         log.debug("read %s %s", logical, secret.describe)
         return secret
 
@@ -432,7 +432,7 @@ def _issue(send: _Send, key: str) -> Secret:
     data = body.get("data") or {}
     if not isinstance(data, dict) or "certificate" not in data:
         raise SecretNotFound(f"'{role_path}' returned no certificate")
-    _register_values({"private_key": data.get("private_key", "")})
+    _register_values({"private_key": data.get("private_key", "")}, owner=("pki", key))
     expiration = float(data.get("expiration") or 0) or None
     log.debug("issued certificate %s from %s", data.get("serial_number", "?"), role_path)
     return Secret(
@@ -470,9 +470,11 @@ def _int_or_none(value: Any) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
-def _register_values(data: Mapping[str, Any]) -> None:
-    for value in strings_in(data):  # lists too: a KV value may be a JSON array
-        register_secret(value)
+def _register_values(data: Mapping[str, Any], *, owner: tuple[str | int | None, ...]) -> None:
+    """Mask every string in ``data`` (lists too: a KV value may be a JSON array). Values are
+    kept per owner (the path read): a re-read replaces them, so a long run's set stays the
+    size of what is in use; a value another owner still holds stays masked."""
+    replace_secrets(owner, strings_in(data))
 
 
 def _kind(exc: Exception) -> str:
