@@ -72,5 +72,19 @@ def test_values_inside_lists_are_registered_for_redaction() -> None:
     """A KV value that is a JSON array (or nested in one) is masked in logs like any string value."""
     from vault_inject.log import MASK, redact
 
-    vault._register_values({"keys": ["list-held-secret-1", {"inner": "nested-held-secret-2"}]})
+    vault._register_values(
+        {"keys": ["list-held-secret-1", {"inner": "nested-held-secret-2"}]}, owner=("secret", "a", None)
+    )
     assert redact("a list-held-secret-1 b nested-held-secret-2") == f"a {MASK} b {MASK}"
+
+
+def test_a_reread_replaces_the_values_masked_for_that_path() -> None:
+    """Values are kept per path read: a new version's values replace the old ones, so the set
+    stays the size of what is in use; a value another path still holds stays masked."""
+    from vault_inject.log import MASK, redact
+
+    vault._register_values({"v": "rotated-away-value", "s": "shared-held-value"}, owner=("secret", "a", None))
+    vault._register_values({"v": "shared-held-value"}, owner=("secret", "b", None))
+    vault._register_values({"v": "the-new-value-1"}, owner=("secret", "a", None))
+    assert redact("rotated-away-value") == "rotated-away-value"
+    assert redact("shared-held-value the-new-value-1") == f"{MASK} {MASK}"
