@@ -16,8 +16,9 @@ from typing import Protocol
 
 from . import backoff, leases
 from .errors import InjectError, UnreachableError
+from .health import Expiry
 from .leases import Plan
-from .model import Secret, SecretKey
+from .model import PKI_PREFIX, Secret, SecretKey
 from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,18 @@ class Lifecycle:
             times.append(self._token_plan.at)
         return min(times) if times else None
 
+    def expiries(self) -> list[Expiry]:
+        """When each lease, certificate and the token end unless renewed or re-read."""
+        found = [
+            Expiry(_kind(key[0]), _what(key[0]), plan.expires_at, plan.ttl_s)
+            for key, plan in self.plans.items()
+            if plan.expires_at is not None
+        ]
+        if self._token_expires_at is not None:
+            ttl_s = self._token_plan.ttl_s if self._token_plan is not None else 0.0
+            found.append(Expiry("token", "inject's token", self._token_expires_at, ttl_s))
+        return found
+
     # --- acting -------------------------------------------------------------------------
 
     def run_due(self) -> list[SecretKey]:
@@ -128,9 +141,7 @@ class Lifecycle:
         plan = self.plans.get(key)
         if plan is not None:
             delay = backoff.delay_s(attempt, initial_s=1.0, max_s=30.0)
-            self.plans[key] = Plan(
-                plan.action, self._clock() + delay, plan.ttl_s, plan.wanted_ttl_s, plan.lease_id
-            )
+            self.plans[key] = plan.at_time(self._clock() + delay)
 
     def _renew(self, key: SecretKey, plan: Plan, now: float) -> None:
         try:
@@ -230,3 +241,12 @@ class Lifecycle:
             except InjectError as exc:
                 log.warning("could not revoke lease %s: %s", lease_id, exc)
         self.issued_leases.clear()
+
+
+def _kind(path: str) -> str:
+    return "certificate" if path.startswith(PKI_PREFIX) else "lease"
+
+
+def _what(path: str) -> str:
+    """The configured path (a certificate's role path, without its parameters)."""
+    return path.removeprefix(PKI_PREFIX).partition("?")[0]
