@@ -237,7 +237,9 @@ def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
 
 
 def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
-    observer = _start_observer(config)  # before the first render: it says "pending" meanwhile
+    # Up before the first render (it says "pending" meanwhile); with --no-watch nothing stays
+    # to report on once the command replaces inject.
+    observer = None if argv and config.no_watch else _start_observer(config)
     try:
         return _render_and_supervise(config, environ, argv, observer.board.publish if observer else None)
     finally:
