@@ -59,6 +59,7 @@ class Lifecycle:
         self.issued_leases: list[str] = []
         self._token_plan: Plan | None = None
         self._token_expires_at: float | None = None
+        self._token_ttl_s = 0.0  # as last granted (the plan's is 0 after a failed login)
         self._generation = 0  # bumped at every new login
         self._lease_generation: dict[SecretKey, int] = {}
         self._retries: dict[str, int] = {}
@@ -99,6 +100,7 @@ class Lifecycle:
             now=now, lease_id="token", ttl_s=grant.ttl_s, renewable=grant.renewable
         )
         self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
+        self._token_ttl_s = float(grant.ttl_s)
 
     def next_at(self) -> float | None:
         """When the next renewal or re-read is due."""
@@ -115,8 +117,7 @@ class Lifecycle:
             if plan.expires_at is not None
         ]
         if self._token_expires_at is not None:
-            ttl_s = self._token_plan.ttl_s if self._token_plan is not None else 0.0
-            found.append(Expiry("token", "inject's token", self._token_expires_at, ttl_s))
+            found.append(Expiry("token", "inject's token", self._token_expires_at, self._token_ttl_s))
         return found
 
     # --- acting -------------------------------------------------------------------------
@@ -188,6 +189,7 @@ class Lifecycle:
                     plan, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
                 )
                 self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
+                self._token_ttl_s = float(grant.ttl_s)
                 log.debug("renewed token for %ds", grant.ttl_s)
                 return
         self.relogin(reason="token cannot be renewed further")

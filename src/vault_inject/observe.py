@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -163,7 +164,7 @@ class ObserveServer:
         """Bind and serve; a bad address or a port in use is a usage error."""
         host, port = split_listen(self.listen, "option --listen")
         try:
-            server = ThreadingHTTPServer((host, port), _handler_for(self))
+            server = _server_class(host)((host, port), _handler_for(self))
         except OSError as exc:
             raise UsageError(f"option --listen {self.listen}: cannot listen there: {exc.strerror}") from None
         server.daemon_threads = True
@@ -188,6 +189,15 @@ class ObserveServer:
     def metrics(self) -> bytes:
         """The body of ``/metrics``."""
         return bytes(generate_latest(self.registry))
+
+
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _server_class(host: str) -> type[ThreadingHTTPServer]:
+    """IPv6 for ``[::1]:9102``-style addresses, IPv4 (or a host name) otherwise."""
+    return _Server6 if ":" in host else ThreadingHTTPServer
 
 
 def _handler_for(observer: ObserveServer) -> type[BaseHTTPRequestHandler]:

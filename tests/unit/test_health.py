@@ -9,14 +9,17 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.unit.loop_fakes import Server
 from vault_inject import leases
 from vault_inject.config import parse_listen, split_listen
 from vault_inject.errors import PermissionDenied, SecretNotFound, UnreachableError, UsageError
 from vault_inject.health import Expiry, Snapshot, earliest_expiry_s, verdict
+from vault_inject.lifecycle import Lifecycle
 from vault_inject.model import Secret
 from vault_inject.observe import Board, SnapshotCollector
 from vault_inject.sources import PollDone
 from vault_inject.stats import Stats
+from vault_inject.vault import Login
 
 HEALTHY = Snapshot(rendered=True, supervising=True, child_pid=7, poll_interval_s=10.0, last_poll_ok_at=0.0)
 
@@ -174,3 +177,25 @@ def test_metrics_come_from_the_snapshot_with_fixed_labels_only() -> None:
     assert found[("inject_child_cpu_seconds_total", ())] == 1.5
     assert found[("inject_healthy", ())] == 1
     assert "database/creds" not in text
+
+
+def test_lifecycle_reports_lease_certificate_and_token_expiries() -> None:
+    """The lifecycle says when each lease, certificate (by role path) and its token end."""
+    clock = _Clock()
+    clock.now = 100.0
+    life = Lifecycle(
+        Server(),  # type: ignore[arg-type]
+        authenticator=None,
+        grant=Login(token="t", ttl_s=3600, renewable=True),
+        on_new_token=lambda token: None,
+        clock=clock,
+        wall_clock=lambda: 5_000.0,
+    )
+    lease = Secret(path="database/creds/ro", data={}, lease_id="L1", lease_duration_s=60, renewable=True)
+    cert = Secret(path="pki:pki/issue/web?cn=a", data={}, issued_at=4_900.0, expires_at=5_300.0)
+    life.track({("database/creds/ro", None): lease, ("pki:pki/issue/web?cn=a", None): cert})
+    assert sorted(life.expiries(), key=lambda e: e.kind) == [
+        Expiry("certificate", "pki/issue/web", 400.0, 400.0),
+        Expiry("lease", "database/creds/ro", 160.0, 60.0),
+        Expiry("token", "inject's token", 3700.0, 3600.0),
+    ]
