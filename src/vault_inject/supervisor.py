@@ -10,13 +10,15 @@ queue. Everything slow runs on a worker and comes back as a ``WorkDone``:
 * ``life``: lease and token renewals, re-logins (``Lifecycle``); ``refresh``: re-reads of
   leases and certificates that cannot be renewed further;
 * ``apply``: re-render the marked outputs, write (all or none), ``check`` and roll back,
-  template commands (``Applier``); then the loop restarts, signals or leaves the child;
+  template commands (``Applier``); then the loop restarts, signals or leaves the child
+  (the strongest action of what changed, ``actions``), after a random ``splay`` if set;
 * ``reload``: a template source or the config file changed; ``reconcile``: sources edited
   before the file watcher was up.
 
 ``Lifecycle`` is used by one thread at a time: by its worker while a ``life`` job runs,
 otherwise by the loop (what the loop wants meanwhile waits in ``_life_later``).
-Without a command (``inject watch``) the same loop runs with no child.
+Without a command (``inject watch``) the same loop runs with no child. After every turn the
+loop hands a frozen snapshot of its state to ``publish`` (the health and metrics endpoints).
 """
 
 from __future__ import annotations

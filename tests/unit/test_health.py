@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.loop_fakes import Server
 from vault_inject import leases
-from vault_inject.config import parse_listen, split_listen
+from vault_inject.config import CliOptions, build_config, parse_listen, split_listen
 from vault_inject.errors import PermissionDenied, SecretNotFound, UnreachableError, UsageError
 from vault_inject.health import Expiry, Snapshot, earliest_expiry_s, verdict
 from vault_inject.lifecycle import Lifecycle
@@ -199,3 +199,21 @@ def test_lifecycle_reports_lease_certificate_and_token_expiries() -> None:
         Expiry("lease", "database/creds/ro", 160.0, 60.0),
         Expiry("token", "inject's token", 3700.0, 3600.0),
     ]
+
+
+def test_observe_listen_from_file_environment_and_command_line() -> None:
+    """[observe] listen, INJECT_LISTEN and --listen set the address, in that rising order; off by default."""
+
+    def listen(data: dict[str, object], environ: dict[str, str], cli: dict[str, str]) -> str:
+        config = build_config(CliOptions(values=cli), environ, data, config_path="inject.toml", cwd="/srv")
+        return config.listen
+
+    file_data: dict[str, object] = {"observe": {"listen": "127.0.0.1:9102"}}
+    assert listen({}, {}, {}) == ""
+    assert listen(file_data, {}, {}) == "127.0.0.1:9102"
+    assert listen(file_data, {"INJECT_LISTEN": ":9200"}, {}) == ":9200"
+    assert listen(file_data, {"INJECT_LISTEN": ":9200"}, {"listen": "[::1]:9300"}) == "[::1]:9300"
+    with pytest.raises(UsageError, match=r"unknown key 'observe\.port'"):
+        listen({"observe": {"port": 9102}}, {}, {})
+    with pytest.raises(UsageError, match=r"\[observe\] listen: '9102' is not HOST:PORT"):
+        listen({"observe": {"listen": "9102"}}, {}, {})
