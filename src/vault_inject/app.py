@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from . import auth, child, files, safepath
 from .config import (
@@ -30,6 +31,10 @@ from .refs import looks_like_ref
 from .render import EnvSpec, Rendered, Renderer, secret_strings
 from .sources import FileWatcher
 from .vault import Login, ServerSettings, VaultClient
+
+if TYPE_CHECKING:
+    from .health import Snapshot
+    from .observe import ObserveServer
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +246,33 @@ def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
 
 
 def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
+    # Up before the first render (it says "pending" meanwhile); with --no-watch nothing stays
+    # to report on once the command replaces inject.
+    observer = None if argv and config.no_watch else _start_observer(config)
+    try:
+        return _render_and_supervise(config, environ, argv, observer.board.publish if observer else None)
+    finally:
+        if observer is not None:
+            observer.stop()
+
+
+def _start_observer(config: Config) -> ObserveServer | None:
+    """The health and metrics endpoints, when ``--listen`` asks for them."""
+    if not config.listen:
+        return None
+    from .observe import Board, ObserveServer  # prometheus_client only when listening
+
+    observer = ObserveServer(config.listen, Board())
+    observer.start()
+    return observer
+
+
+def _render_and_supervise(
+    config: Config,
+    environ: Mapping[str, str],
+    argv: Sequence[str] | None,
+    publish: Callable[[Snapshot], None] | None,
+) -> int:
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
     offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server
@@ -288,6 +320,7 @@ def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] 
         commands=commands,
         rebuild_job=lambda: _rebuild(config, environ),
         reconcile=lambda: changed_sources(engine.job),
+        publish=publish,
     )
     try:
         return wiring.supervise(startup, argv, events)

@@ -40,6 +40,12 @@ _VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("--kill-signal",), "kill_signal", "Signal that stops the child (default SIGTERM)."),
     (("--kill-timeout",), "kill_timeout_s", "Wait this long before SIGKILL (default 10s)."),
     (("--user",), "user", "Run the child as USER[:GROUP]; files are owned by it."),
+    (("--splay",), "splay_s", "Act on a change after a random delay up to this (default 0)."),
+    (
+        ("--listen",),
+        "listen",
+        "Serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9102 (env INJECT_LISTEN; default off).",
+    ),
     (("--log-format",), "log_format", "text (default) or json."),
     (("--log-level",), "log_level", "debug, info (default), warning, error."),
 )

@@ -58,6 +58,8 @@ class TemplateSpec:
     command: str | None = None
     command_timeout_s: float = 30.0
     owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
+    on_change: str | None = None  # restart | signal | none; None: the [child] setting
+    reload_signal: int | None = None  # with on_change "signal"; None: the [child] setting
 
     @property
     def name(self) -> str:
@@ -93,6 +95,8 @@ class Config:
     reload_signal: int = int(signal.SIGHUP)
     kill_signal: int = int(signal.SIGTERM)
     kill_timeout_s: float = 10.0
+    splay_s: float = 0.0  # act on a change after a random delay in 0..splay_s
+    listen: str = ""  # HOST:PORT of the health and metrics endpoints; "" = off
     user: str = ""
     check: str = ""
     pass_env: tuple[str, ...] = ()
@@ -193,6 +197,24 @@ def _as_fraction(value: Any, where: str) -> float:
     return number
 
 
+def parse_listen(value: Any, where: str = "listen") -> str:
+    """``127.0.0.1:9102``, ``[::1]:9102`` or ``:9102`` (every address); checked, kept as text."""
+    text = _as_str(value, where).strip()
+    split_listen(text, where)
+    return text
+
+
+def split_listen(text: str, where: str = "listen") -> tuple[str, int]:
+    """``HOST:PORT`` -> ``(host, port)``; a UsageError that shows the expected form otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{where}: {text[:80]!r} is not HOST:PORT (like 127.0.0.1:9102)")
+    if any(c.isspace() or c in "/[]@" for c in host):
+        raise UsageError(f"{where}: {text[:80]!r} is not HOST:PORT (like 127.0.0.1:9102)")
+    return host, int(port)
+
+
 def _env(*names: str) -> tuple[str, ...]:
     return names
 
@@ -238,6 +260,8 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("reload_signal", "child", "reload_signal", _env("INJECT_RELOAD_SIGNAL"), parse_signal),
     _Opt("kill_signal", "child", "kill_signal", _env("INJECT_KILL_SIGNAL"), parse_signal),
     _Opt("kill_timeout_s", "child", "kill_timeout", _env("INJECT_KILL_TIMEOUT"), _as_duration),
+    _Opt("splay_s", "child", "splay", _env("INJECT_SPLAY"), _as_duration),
+    _Opt("listen", "observe", "listen", _env("INJECT_LISTEN"), parse_listen),
     _Opt("user", "child", "user", _env("INJECT_USER"), _as_str),
     _Opt("check", "child", "check", _env("INJECT_CHECK"), _as_str),
     _Opt("pass_env", "child", "pass_env", _env("INJECT_PASS_ENV"), _as_str_list),
@@ -257,7 +281,7 @@ _PATH_ATTRS = frozenset(
         "jwt_file",
     }
 )
-_SECTIONS = frozenset({"vault", "auth", "watch", "child", "log", "template", "env"})
+_SECTIONS = frozenset({"vault", "auth", "watch", "child", "observe", "log", "template", "env"})
 _TEMPLATE_KEYS = frozenset(
     {
         "source",
@@ -269,6 +293,8 @@ _TEMPLATE_KEYS = frozenset(
         "command",
         "command_timeout",
         "user",
+        "on_change",
+        "reload_signal",
     }
 )
 
@@ -416,6 +442,12 @@ def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
         command=_as_str(item["command"], f"{where}: command") if item.get("command") else None,
         command_timeout_s=parse_duration(item.get("command_timeout", 30), where=f"{where}: command_timeout"),
         owner=_as_str(item.get("user", ""), f"{where}: user"),
+        on_change=_choice(*ON_CHANGE)(item["on_change"], f"{where}: on_change")
+        if "on_change" in item
+        else None,
+        reload_signal=parse_signal(item["reload_signal"], f"{where}: reload_signal")
+        if "reload_signal" in item
+        else None,
     )
 
 

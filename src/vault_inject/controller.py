@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .actions import Action
 from .errors import EXIT_SIGNAL_BASE, InjectError
 from .inbox import STOP_SIGNALS
 from .model import Identity
@@ -84,6 +86,8 @@ class ChildController:
         self._restart = False
         self._stopping: _Stopping | None = None
         self._last_code = 0
+        self.restarts = 0  # for the metrics: restarts begun, signals sent on a change
+        self.reloads: Counter[int] = Counter()
 
     # --- state --------------------------------------------------------------------------
 
@@ -127,10 +131,21 @@ class ChildController:
         elif stop and self._stopping is None and self.exit_code is None:
             self.exit_code = EXIT_SIGNAL_BASE + signum  # nothing running (e.g. between restarts)
 
+    def act(self, action: Action, causes: str) -> None:
+        """Tell the child about a change: restart it, or send each signal of ``action``."""
+        if action.restart:
+            self.restart(causes + (f"; {action.note}" if action.note else ""))
+            return
+        for signum in action.signals:
+            if self.pid and self.stop_signal is None:
+                log.info("%s; sending %s to child pid %d", causes, signal.Signals(signum).name, self.pid)
+                self.reload(signum)
+
     def reload(self, signum: int) -> None:
         """Send the reload signal to the child's group."""
         if self.pid:
             self._procs.signal_group(self.pid, signum)
+            self.reloads[signum] += 1
 
     def restart(self, reason: str) -> None:
         """Stop the child (kill signal, then SIGKILL) and start it again once it is all gone."""
@@ -141,6 +156,7 @@ class ChildController:
                 self.start()
             return
         log.info("%s; restarting child pid %d", reason, self.pid)
+        self.restarts += 1
         self._restart = True
         self._begin_stop(self.kill_signal)
 

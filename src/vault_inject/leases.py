@@ -29,10 +29,11 @@ class Plan:
     ttl_s: float
     wanted_ttl_s: float
     lease_id: str = ""
+    expires_at: float | None = None  # monotonic; when what it plans for ends unless acted on
 
     def at_time(self, at: float, action: str | None = None) -> Plan:
         """The same plan moved to ``at`` (optionally with another action)."""
-        return Plan(action or self.action, at, self.ttl_s, self.wanted_ttl_s, self.lease_id)
+        return Plan(action or self.action, at, self.ttl_s, self.wanted_ttl_s, self.lease_id, self.expires_at)
 
 
 def after_read(
@@ -48,8 +49,8 @@ def after_read(
     if not lease_id or ttl_s <= 0:
         return None
     if renewable:
-        return Plan("renew", now + _delay(ttl_s * renew_fraction), ttl_s, ttl_s, lease_id)
-    return Plan("reread", now + _delay(ttl_s * reread_threshold), ttl_s, ttl_s, lease_id)
+        return Plan("renew", now + _delay(ttl_s * renew_fraction), ttl_s, ttl_s, lease_id, now + ttl_s)
+    return Plan("reread", now + _delay(ttl_s * reread_threshold), ttl_s, ttl_s, lease_id, now + ttl_s)
 
 
 def after_renewal(
@@ -64,9 +65,8 @@ def after_renewal(
     tolerance_s = min(GRANT_TOLERANCE_S, plan.wanted_ttl_s * GRANT_TOLERANCE_FRACTION)
     extended = granted_ttl_s + tolerance_s >= plan.wanted_ttl_s
     action = "renew" if renewable and extended else "reread"
-    return Plan(
-        action, now + _delay(granted_ttl_s * renew_fraction), granted_ttl_s, plan.wanted_ttl_s, plan.lease_id
-    )
+    at = now + _delay(granted_ttl_s * renew_fraction)
+    return Plan(action, at, granted_ttl_s, plan.wanted_ttl_s, plan.lease_id, now + granted_ttl_s)
 
 
 def for_certificate(
@@ -80,7 +80,7 @@ def for_certificate(
     """Re-issue a certificate at ``renew_fraction`` of its lifetime."""
     lifetime = max(0.0, expires_at - issued_at)
     due_in = issued_at + lifetime * renew_fraction - wall_now
-    return Plan("reread", now + _delay(due_in), lifetime, lifetime)
+    return Plan("reread", now + _delay(due_in), lifetime, lifetime, expires_at=now + expires_at - wall_now)
 
 
 def _delay(seconds: float) -> float:

@@ -17,8 +17,9 @@ from typing import Protocol
 
 from . import backoff, leases
 from .errors import InjectError, UnreachableError
+from .health import Expiry
 from .leases import Plan
-from .model import Secret, SecretKey
+from .model import PKI_PREFIX, Secret, SecretKey
 from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Lifecycle:
         self.issued_leases: dict[str, float] = {}  # lease id -> when it ends (monotonic)
         self._token_plan: Plan | None = None
         self._token_expires_at: float | None = None
+        self._token_ttl_s = 0.0  # as last granted (the plan's is 0 after a failed login)
         self._generation = 0  # bumped at every new login
         self._lease_generation: dict[SecretKey, int] = {}
         self._retries: dict[str, int] = {}
@@ -108,6 +110,7 @@ class Lifecycle:
             now=now, lease_id="token", ttl_s=grant.ttl_s, renewable=grant.renewable
         )
         self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
+        self._token_ttl_s = float(grant.ttl_s)
 
     def next_at(self) -> float | None:
         """When the next renewal or re-read is due."""
@@ -115,6 +118,17 @@ class Lifecycle:
         if self._token_plan is not None:
             times.append(self._token_plan.at)
         return min(times) if times else None
+
+    def expiries(self) -> list[Expiry]:
+        """When each lease, certificate and the token end unless renewed or re-read."""
+        found = [
+            Expiry(_kind(key[0]), _what(key[0]), plan.expires_at, plan.ttl_s)
+            for key, plan in self.plans.items()
+            if plan.expires_at is not None
+        ]
+        if self._token_expires_at is not None:
+            found.append(Expiry("token", "inject's token", self._token_expires_at, self._token_ttl_s))
+        return found
 
     # --- acting -------------------------------------------------------------------------
 
@@ -138,9 +152,7 @@ class Lifecycle:
         plan = self.plans.get(key)
         if plan is not None:
             delay = backoff.delay_s(attempt, initial_s=1.0, max_s=30.0)
-            self.plans[key] = Plan(
-                plan.action, self._clock() + delay, plan.ttl_s, plan.wanted_ttl_s, plan.lease_id
-            )
+            self.plans[key] = plan.at_time(self._clock() + delay)
 
     def _renew(self, key: SecretKey, plan: Plan, now: float) -> None:
         try:
@@ -189,6 +201,7 @@ class Lifecycle:
                     plan, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
                 )
                 self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
+                self._token_ttl_s = float(grant.ttl_s)
                 log.debug("renewed token for %ds", grant.ttl_s)
                 return
         self.relogin(reason="token cannot be renewed further")
@@ -247,3 +260,12 @@ class Lifecycle:
             except InjectError as exc:
                 log.warning("could not revoke lease %s: %s", lease_id, exc)
         self.issued_leases.clear()
+
+
+def _kind(path: str) -> str:
+    return "certificate" if path.startswith(PKI_PREFIX) else "lease"
+
+
+def _what(path: str) -> str:
+    """The configured path (a certificate's role path, without its parameters)."""
+    return path.removeprefix(PKI_PREFIX).partition("?")[0]

@@ -10,30 +10,35 @@ queue. Everything slow runs on a worker and comes back as a ``WorkDone``:
 * ``life``: lease and token renewals, re-logins (``Lifecycle``); ``refresh``: re-reads of
   leases and certificates that cannot be renewed further;
 * ``apply``: re-render the marked outputs, write (all or none), ``check`` and roll back,
-  template commands (``Applier``); then the loop restarts, signals or leaves the child;
+  template commands (``Applier``); then the loop restarts, signals or leaves the child
+  (the strongest action of what changed, ``actions``), after a random ``splay`` if set;
 * ``reload``: a template source or the config file changed; ``reconcile``: sources edited
   before the file watcher was up.
 
 ``Lifecycle`` is used by one thread at a time: by its worker while a ``life`` job runs,
 otherwise by the loop (what the loop wants meanwhile waits in ``_life_later``).
-Without a command (``inject watch``) the same loop runs with no child.
+Without a command (``inject watch``) the same loop runs with no child. After every turn the
+loop hands a frozen snapshot of its state to ``publish`` (the health and metrics endpoints).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import random
 import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from . import actions
 from .apply import Applied, Applier, ApplyRequest
 from .config import Config
 from .controller import ChildController
 from .debounce import Debouncer
-from .engine import Engine, Job, Outcome
+from .engine import Engine, Job
 from .errors import InjectError
+from .health import Snapshot
 from .inbox import STOP_SIGNALS, Signal
 from .lifecycle import Lifecycle
 from .model import Secret
@@ -41,6 +46,8 @@ from .pending import Pending
 from .polling import PollTimer
 from .renewals import Renewals
 from .sources import Event, EventQueue, FilesChanged, PollDone, WorkDone, Workers, read_all
+from .splay import Splay
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ class Collaborators:
     reconcile: Callable[[], frozenset[str]] | None = None
     auth_file: str = ""
     base_env: Mapping[str, str] = field(default_factory=dict)
+    publish: Callable[[Snapshot], None] | None = None  # health and metrics (``observe``)
 
 
 class Supervisor:
@@ -79,6 +87,7 @@ class Supervisor:
         engine: Engine,
         parts: Collaborators,
         clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -87,6 +96,8 @@ class Supervisor:
         self._polls = PollTimer(config.poll_interval_s, clock=clock)
         self._pending = Pending(Debouncer(config.wait_min_s, config.wait_max_s), clock=clock)
         self._renewals = Renewals(parts.life, parts.workers, parts.refresh_read)
+        self._splay = Splay(config.splay_s, clock=clock, rand=rand)
+        self._stats = Stats(clock=clock)
         self._new_job: Job | None = None
         self._reload_causes = "templates changed"
         self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
@@ -116,6 +127,12 @@ class Supervisor:
                 return
         if not self._stopping:
             self._run_timers()
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.p.publish is not None:  # the lifecycle's expiries only while no worker has it
+            expiries = None if self._renewals.busy else self.p.life.expiries()
+            self.p.publish(self._stats.snapshot(self.p.child, self.config.poll_interval_s, expiries))
 
     def _next_event(self) -> Event | None:
         now = self._clock()
@@ -131,7 +148,7 @@ class Supervisor:
         times = [now + IDLE_WAKE_S] + ([child_at] if child_at is not None else [])
         if self._stopping:
             return times
-        due = [self._renewals.next_at(), self._pending.retry_at()]
+        due = [self._renewals.next_at(), self._pending.retry_at(), self._splay.next_at()]
         if not self._apply_blocked:
             due.append(self._pending.next_at())
         return times + [self._polls.next_at, *self._reconcile_at] + [t for t in due if t is not None]
@@ -173,6 +190,7 @@ class Supervisor:
             self._reconcile_at.pop(0)
             self.p.workers.start("reconcile", self.p.reconcile)
         self._maybe_apply()
+        self._act_due()
 
     # --- signals ------------------------------------------------------------------------
 
@@ -200,6 +218,7 @@ class Supervisor:
     def _on_poll(self, value: object) -> None:
         done = value if isinstance(value, PollDone) else PollDone()
         self._polls.finished(done.outage)
+        self._stats.polled(done)
         self._take_in(done)
 
     def _on_refresh(self, value: object) -> None:
@@ -208,6 +227,7 @@ class Supervisor:
         self._take_in(done)
 
     def _take_in(self, done: PollDone) -> None:
+        self._stats.read(done)
         if not self._renewals.token_rejected(done):
             self._polls.report(done.failed, done.fresh)
         self._renewals.track(done.fresh)
@@ -244,6 +264,7 @@ class Supervisor:
         self.engine.job = job
         self.config = job.config
         self._pending.debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
+        self._splay.splay_s = self.config.splay_s
         self.engine.forget(removed - self.engine.all_outputs())
         self._pending.mark(self.engine.all_outputs(), [self._reload_causes])
 
@@ -277,6 +298,7 @@ class Supervisor:
         if not isinstance(value, Applied):
             return
         request = value.request
+        self._stats.applied(status=value.status, failed=value.outcome.failed, rendered=value.rendered.deps)
         if value.status == "unchanged":
             self.engine.accept(value.rendered)
             log.info("%s; output unchanged", request.causes)
@@ -285,19 +307,22 @@ class Supervisor:
         elif value.status == "written":
             self._pending.written()
             self.engine.accept(value.rendered)
-            self._tell_child(value.outcome, request.causes)
+            self._tell_child(value)
 
-    def _tell_child(self, outcome: Outcome, causes: str) -> None:
-        child, mode = self.p.child, self.config.on_change
-        if child is None or mode == "none" or not child.pid:
+    def _tell_child(self, value: Applied) -> None:
+        """The strongest action of the outputs that changed, after the splay delay (if any)."""
+        outcome, causes = value.outcome, value.request.causes
+        action = actions.decide(self.config, files=outcome.files, env_changed=outcome.env_changed)
+        if self.p.child is None or action.nothing or not self.p.child.pid:
             log.info("%s; %d file(s) updated", causes, len(outcome.files))
             return
-        if outcome.env_changed or mode == "restart":
-            child.restart(causes + ("; env changed" if outcome.env_changed else ""))
-            return
-        name = signal.Signals(self.config.reload_signal).name
-        log.info("%s; sending %s to child pid %d", causes, name, child.pid)
-        child.reload(self.config.reload_signal)
+        self._splay.hold(action, causes)
+        self._act_due()
+
+    def _act_due(self) -> None:
+        due = self._splay.take_due()
+        if due is not None and self.p.child is not None:
+            self.p.child.act(*due)
 
 
 def stop_everything(parts: Collaborators, *, revoke: bool) -> None:

@@ -15,6 +15,7 @@ from .auth import Authenticator
 from .config import Config
 from .controller import ChildController
 from .engine import Engine, Job
+from .health import Snapshot
 from .inbox import INBOX
 from .lifecycle import Lifecycle
 from .model import Identity
@@ -43,6 +44,7 @@ class Startup:
     commands: child.Commands
     rebuild_job: Callable[[], Job]
     reconcile: Callable[[], frozenset[str]]
+    publish: Callable[[Snapshot], None] | None = None  # health and metrics, when listening
 
 
 def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> int:
@@ -90,6 +92,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         reconcile=startup.reconcile,
         auth_file=startup.auth_file,
         base_env=startup.base_env,
+        publish=startup.publish,
     )
 
 

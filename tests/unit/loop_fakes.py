@@ -4,6 +4,7 @@ a server. The supervisor under test is the real one; only its edges are fake."""
 from __future__ import annotations
 
 import queue
+import random
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from vault_inject.controller import ChildController
 from vault_inject.engine import Engine
 from vault_inject.errors import UnreachableError
 from vault_inject.files import Commit, FileWrite
+from vault_inject.health import Snapshot
 from vault_inject.inbox import Signal
 from vault_inject.lifecycle import Lifecycle
 from vault_inject.model import Identity, Secret
@@ -192,6 +194,8 @@ class Files:
         self.content: dict[str, str] = {}
         self.fail = False
         self.rollbacks = 0
+        self.clock: Clock | None = None
+        self.written_at: list[tuple[float, str]] = []  # (when, destination) of every changed file
 
     def write_all(self, writes: list[FileWrite]) -> Commit:
         if self.fail:
@@ -202,6 +206,7 @@ class Files:
         changed = [w.destination for w in writes if self.content.get(w.destination) != w.content]
         for write in writes:
             self.content[write.destination] = write.content
+        self.written_at += [(self.clock.now if self.clock else 0.0, dest) for dest in changed]
         files = self
 
         class _Commit(Commit):
@@ -217,6 +222,7 @@ class Server:
 
     def __init__(self) -> None:
         self.version = 1
+        self.versions: dict[str, int] = {}  # per-path versions; others follow ``version``
         self.down = False
         self.renewals: list[str] = []
         self.tokens_set: list[str] = []
@@ -225,7 +231,8 @@ class Server:
     def read(self, path: str, version: int | None = None) -> Secret:
         if self.down:
             raise UnreachableError("http://127.0.0.1:1 did not answer")
-        return Secret(path=path, data={"k": f"v{self.version}"}, version=self.version, kv_version=2)
+        version = self.versions.get(path, self.version)
+        return Secret(path=path, data={"k": f"v{version}"}, version=version, kv_version=2)
 
     # Lifecycle's client
     def renew_self(self, increment_s: int | None = None) -> Login:
@@ -266,6 +273,7 @@ class Rig:
     toml: dict[str, Any] = field(default_factory=dict)
     argv: Sequence[str] | None = ("app",)
     clock: Clock = field(default_factory=Clock)
+    rand: Callable[[], float] = field(default_factory=lambda: random.Random(0).random)
 
     def __post_init__(self) -> None:
         self.script = Script(self.clock)
@@ -274,6 +282,8 @@ class Rig:
         self.procs.clock = self.clock
         self.commands = Commands()
         self.files = Files()
+        self.files.clock = self.clock
+        self.published: list[Snapshot] = []
         self.server = Server()
         self.auth = Authenticator(self.server)
         data = {
@@ -318,13 +328,14 @@ class Rig:
             reap=lambda: None,
             child=self.controller,
             auth_file="/run/token",
+            publish=self.published.append,
         )
         self.make_supervisor()
 
     def make_supervisor(self) -> None:
         """(Re)build the supervisor from ``parts`` (after a test changed them)."""
         self.supervisor = Supervisor(
-            config=self.config, engine=self.engine, parts=self.parts, clock=self.clock
+            config=self.config, engine=self.engine, parts=self.parts, clock=self.clock, rand=self.rand
         )
 
     @property

@@ -22,6 +22,9 @@ PURE_MODULES = (
     "polling",
     "controller",
     "model",
+    "actions",
+    "splay",
+    "health",
 )
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
 

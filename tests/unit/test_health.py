@@ -1,0 +1,219 @@
+"""The health verdict, the loop's counters, listen addresses, lease expiries and the metrics
+built from a snapshot: pure, with the time passed in."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.unit.loop_fakes import Server
+from vault_inject import leases
+from vault_inject.config import CliOptions, build_config, parse_listen, split_listen
+from vault_inject.errors import PermissionDenied, SecretNotFound, UnreachableError, UsageError
+from vault_inject.health import Expiry, Snapshot, earliest_expiry_s, verdict
+from vault_inject.lifecycle import Lifecycle
+from vault_inject.model import Secret
+from vault_inject.observe import Board, SnapshotCollector
+from vault_inject.sources import PollDone
+from vault_inject.stats import Stats
+from vault_inject.vault import Login
+
+HEALTHY = Snapshot(rendered=True, supervising=True, child_pid=7, poll_interval_s=10.0, last_poll_ok_at=0.0)
+
+
+def test_a_rendered_running_fresh_inject_is_healthy() -> None:
+    """First render done, child running, no outage, no failing output: healthy."""
+    assert verdict(HEALTHY, now=5.0) == ""
+    assert verdict(Snapshot(rendered=True, supervising=False), now=5.0) == ""
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "reason"),
+    [
+        (Snapshot(), "first render pending"),
+        (Snapshot(rendered=True, supervising=True, child_pid=0), "child not running"),
+        (Snapshot(rendered=True, supervising=True, child_pid=7, stopping=True), "stopping"),
+        (Snapshot(rendered=True, failing=("/app/a.yml",)), "last render failed for /app/a.yml"),
+    ],
+    ids=["pending", "no-child", "stopping", "failing"],
+)
+def test_unhealthy_states_say_why(snapshot: Snapshot, reason: str) -> None:
+    """Each unhealthy state has its own reason."""
+    assert verdict(snapshot, now=5.0).startswith(reason)
+
+
+def test_an_outage_is_unhealthy_only_past_one_poll_interval() -> None:
+    """An outage of up to one poll interval is tolerated; beyond it the reason gives its length."""
+    down = replace(HEALTHY, outage_since=100.0)
+    assert verdict(down, now=110.0) == ""
+    assert verdict(down, now=112.4) == "server unreachable for 12s"
+
+
+def test_a_lease_near_its_end_without_renewal_is_unhealthy() -> None:
+    """A lease past 95% of its TTL (renewals happen by 90%) is unhealthy; the margin is at most 60 s."""
+    lease = Expiry("lease", "database/creds/ro", expires_at=1000.0, ttl_s=100.0)
+    token = Expiry("token", "inject's token", expires_at=10_000.0, ttl_s=7200.0)
+    snap = replace(HEALTHY, expiries=(lease, token))
+    assert verdict(snap, now=994.0) == ""
+    assert verdict(snap, now=996.0) == "lease database/creds/ro expires in 4s without renewal"
+    only_token = replace(HEALTHY, expiries=(token,))
+    assert verdict(only_token, now=9_939.0) == ""
+    assert verdict(only_token, now=9_950.0) == "token inject's token expires in 50s without renewal"
+
+
+def test_earliest_expiry_per_kind() -> None:
+    """Seconds to the earliest expiry of each kind."""
+    snap = Snapshot(
+        expiries=(
+            Expiry("lease", "a", 50.0, 100.0),
+            Expiry("lease", "b", 30.0, 100.0),
+            Expiry("certificate", "pki/issue/web", 80.0, 100.0),
+        )
+    )
+    assert earliest_expiry_s(snap, now=10.0) == {"lease": 20.0, "certificate": 70.0}
+
+
+def test_lease_plans_carry_their_expiry_through_renewal_and_postponing() -> None:
+    """A plan knows when its lease ends: TTL after the read, the grant after a renewal, unchanged
+    when only moved; a certificate's is its notAfter on the monotonic clock."""
+    plan = leases.after_read(now=100.0, lease_id="L", ttl_s=60, renewable=True)
+    assert plan is not None
+    assert plan.expires_at == 160.0
+    renewed = leases.after_renewal(plan, now=140.0, granted_ttl_s=60, renewable=True)
+    assert renewed.expires_at == 200.0
+    assert renewed.at_time(150.0).expires_at == 200.0
+    cert = leases.for_certificate(now=100.0, wall_now=5_000.0, issued_at=4_900.0, expires_at=5_300.0)
+    assert cert.expires_at == 400.0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_stats_count_reads_by_outcome_and_track_the_outage() -> None:
+    """Reads are counted ok/denied/not_found/unreachable; the outage starts at the first failed
+    poll and ends at the next good one."""
+    clock = _Clock()
+    stats = Stats(clock=clock)
+    good = Secret(path="secret/a", data={})
+    stats.read(
+        PollDone(
+            fresh={("secret/a", None): good},
+            failed={("secret/b", None): PermissionDenied("x"), ("secret/c", None): SecretNotFound("y")},
+        )
+    )
+    clock.now = 5.0
+    outage = PollDone(outage=UnreachableError("down"))
+    stats.read(outage)
+    stats.polled(outage)
+    clock.now = 9.0
+    stats.polled(outage)
+    assert stats.outage_since == 5.0
+    assert dict(stats.requests) == {"ok": 1, "denied": 1, "not_found": 1, "unreachable": 1}
+    clock.now = 12.0
+    stats.polled(PollDone())
+    assert (stats.outage_since, stats.last_poll_ok_at) == (None, 12.0)
+
+
+def test_stats_remember_failing_outputs_until_they_render_again() -> None:
+    """An output that failed stays failing until a later re-render of it succeeds."""
+    stats = Stats(clock=_Clock())
+    stats.applied(status="written", failed=["/a"], rendered=["/b"])
+    assert (stats.failing, stats.render_failures, stats.renders) == ({"/a"}, 1, 2)
+    stats.applied(status="written", failed=[], rendered=["/a"])
+    assert stats.failing == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:9102", ("127.0.0.1", 9102)), ("[::1]:9102", ("::1", 9102)), (":9102", ("", 9102))],
+)
+def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
+    """HOST:PORT, [IPv6]:PORT and :PORT (every address) are accepted."""
+    assert split_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9102", "localhost", "127.0.0.1:0", "127.0.0.1:70000", "a b:1", "h:x"])
+def test_bad_listen_addresses_show_the_expected_form(text: str) -> None:
+    """Anything but HOST:PORT with a port in 1..65535 is a usage error that shows the form."""
+    with pytest.raises(UsageError, match="is not HOST:PORT"):
+        parse_listen(text, "option --listen")
+
+
+def test_metrics_come_from_the_snapshot_with_fixed_labels_only() -> None:
+    """The collector turns a snapshot into counters and gauges; labels are outcomes, kinds and
+    signal names, never paths."""
+    snap = replace(
+        HEALTHY,
+        renders=3,
+        restarts=1,
+        signals={"SIGHUP": 2},
+        requests={"ok": 5, "unreachable": 1},
+        outage_since=20.0,
+        expiries=(Expiry("lease", "database/creds/ro", 90.0, 100.0),),
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(Board(snap), clock=lambda: 30.0, usage=lambda pid: (2048.0, 1.5)))
+    text = generate_latest(registry).decode()
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert found[("inject_renders_total", ())] == 3
+    assert found[("inject_child_restarts_total", ())] == 1
+    assert found[("inject_child_signals_total", (("signal", "SIGHUP"),))] == 2
+    assert found[("inject_server_requests_total", (("outcome", "ok"),))] == 5
+    assert found[("inject_outage_seconds", ())] == 10
+    assert found[("inject_expiry_seconds", (("kind", "lease"),))] == 60
+    assert found[("inject_child_resident_memory_bytes", ())] == 2048
+    assert found[("inject_child_cpu_seconds_total", ())] == 1.5
+    assert found[("inject_healthy", ())] == 1
+    assert "database/creds" not in text
+
+
+def test_lifecycle_reports_lease_certificate_and_token_expiries() -> None:
+    """The lifecycle says when each lease, certificate (by role path) and its token end."""
+    clock = _Clock()
+    clock.now = 100.0
+    life = Lifecycle(
+        Server(),  # type: ignore[arg-type]
+        authenticator=None,
+        grant=Login(token="t", ttl_s=3600, renewable=True),
+        on_new_token=lambda token: None,
+        clock=clock,
+        wall_clock=lambda: 5_000.0,
+    )
+    lease = Secret(path="database/creds/ro", data={}, lease_id="L1", lease_duration_s=60, renewable=True)
+    cert = Secret(path="pki:pki/issue/web?cn=a", data={}, issued_at=4_900.0, expires_at=5_300.0)
+    life.track({("database/creds/ro", None): lease, ("pki:pki/issue/web?cn=a", None): cert})
+    assert sorted(life.expiries(), key=lambda e: e.kind) == [
+        Expiry("certificate", "pki/issue/web", 400.0, 400.0),
+        Expiry("lease", "database/creds/ro", 160.0, 60.0),
+        Expiry("token", "inject's token", 3700.0, 3600.0),
+    ]
+
+
+def test_observe_listen_from_file_environment_and_command_line() -> None:
+    """[observe] listen, INJECT_LISTEN and --listen set the address, in that rising order; off by default."""
+
+    def listen(data: dict[str, object], environ: dict[str, str], cli: dict[str, str]) -> str:
+        config = build_config(CliOptions(values=cli), environ, data, config_path="inject.toml", cwd="/srv")
+        return config.listen
+
+    file_data: dict[str, object] = {"observe": {"listen": "127.0.0.1:9102"}}
+    assert listen({}, {}, {}) == ""
+    assert listen(file_data, {}, {}) == "127.0.0.1:9102"
+    assert listen(file_data, {"INJECT_LISTEN": ":9200"}, {}) == ":9200"
+    assert listen(file_data, {"INJECT_LISTEN": ":9200"}, {"listen": "[::1]:9300"}) == "[::1]:9300"
+    with pytest.raises(UsageError, match=r"unknown key 'observe\.port'"):
+        listen({"observe": {"port": 9102}}, {}, {})
+    with pytest.raises(UsageError, match=r"\[observe\] listen: '9102' is not HOST:PORT"):
+        listen({"observe": {"listen": "9102"}}, {}, {})
