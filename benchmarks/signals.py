@@ -70,7 +70,7 @@ class TrickleProxy:
         self.port = int(self.listener.getsockname()[1])
         self.calm = threading.Event()  # set: forward; clear: trickle
         self.calm.set()
-        self.stalled = 0  # answers being trickled right now
+        self.stalled: list[bytes] = []  # the requests being answered by a trickle right now
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -100,7 +100,7 @@ class TrickleProxy:
         with contextlib.suppress(OSError):
             while chunk := client.recv(65536):
                 if not self.calm.is_set():
-                    self._trickle(client)
+                    self._trickle(client, chunk[:300])
                     break
                 upstream.sendall(chunk)
         for sock in (client, upstream):
@@ -113,10 +113,10 @@ class TrickleProxy:
             while chunk := upstream.recv(65536):
                 client.sendall(chunk)
 
-    def _trickle(self, client: socket.socket) -> None:
+    def _trickle(self, client: socket.socket, request: bytes) -> None:
         client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n")
         with self._lock:
-            self.stalled += 1
+            self.stalled.append(request)
         try:
             for _ in range(TRICKLE_MAX_BYTES):
                 if self.calm.wait(TRICKLE_EVERY_S):
@@ -124,7 +124,7 @@ class TrickleProxy:
                 client.sendall(b" ")
         finally:
             with self._lock:
-                self.stalled -= 1
+                self.stalled.remove(request)
 
 
 @dataclass
@@ -265,7 +265,7 @@ def _situation(bench: Bench, which: str, root: Path, proxy: TrickleProxy | None)
         child = {"on_change": "none"}
         prepare = jitter(lambda: _make_busy(bench, marker))
     elif which == "trickle" and proxy is not None:
-        prepare = jitter(lambda: _make_stalled(bench, proxy))
+        prepare = jitter(lambda: _make_stalled(bench, proxy, Path(template["source"])))
     config = _toml(bench, root / "inject.toml", address, template, child)
     return Situation(which, ["run", "-c", str(config)], prepare)
 
@@ -308,10 +308,15 @@ def _make_busy(bench: Bench, marker: Path) -> None:
     )
 
 
-def _make_stalled(bench: Bench, proxy: TrickleProxy) -> None:
-    """End any trickled answer, let inject recover a moment, then trickle until one of its requests hangs."""
+def _make_stalled(bench: Bench, proxy: TrickleProxy, template: Path) -> None:
+    """Trickle every answer, then edit the template to use a new secret: the re-render's read of it
+    stalls (where the loop itself waits on the server, as token and lease renewals also do)."""
     proxy.trickle(False)
-    wait_until(lambda: proxy.stalled == 0, timeout_s=5, what="trickles to end")
-    time.sleep(bench.profile.poll_s)
+    wait_until(lambda: not proxy.stalled, timeout_s=5, what="trickles to end")
+    name = f"sig{time.monotonic_ns()}"
+    bench.server.kv_put(name, "new")
     proxy.trickle(True)
-    wait_until(lambda: proxy.stalled > 0, timeout_s=bench.profile.poll_s + 30, what="a stalled request")
+    template.write_text(f"{{{{ secret('secret/bench/{name}').password }}}}\n")
+    wanted = f"bench/{name}".encode()
+    stalled = lambda: any(wanted in request for request in list(proxy.stalled))  # noqa: E731
+    wait_until(stalled, timeout_s=bench.profile.poll_s + 30, what="a stalled re-render read")
