@@ -119,16 +119,7 @@ def run_measured(argv: Sequence[str], *, env: dict[str, str], cwd: Path, log: Pa
     """Run ``argv`` to its end under GNU time; wall time around the process, peak RSS from time."""
     rss_file = log.with_suffix(".rss")
     started = time.perf_counter()
-    with open(log, "ab") as out:
-        code = subprocess.call(
-            [TIME_BIN, "-f", "%M", "-o", str(rss_file), *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            timeout=300,
-        )
+    code = start([TIME_BIN, "-f", "%M", "-o", str(rss_file), *argv], env=env, cwd=cwd, log=log).wait(300)
     wall_s = time.perf_counter() - started
     words = rss_file.read_text().split()
     rss_kb = int(words[-1]) if words and words[-1].isdigit() else 0
@@ -344,6 +335,11 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     signals: list[SignalRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def add(self, label: str, unit: str, inject: float, reference: float = math.nan, **how: Any) -> Row:
+        """Append a result row (``how``: target, passed, digits) and return it."""
+        self.rows.append(Row(label, unit, inject, reference, **how))
+        return self.rows[-1]
 
     def log(self, name: str) -> Path:
         """A log file for one process under test."""

@@ -39,13 +39,39 @@ PROFILES = {
     "smoke": Profile(reps=1, sizes=(2,), watch_paths=2, window_s=1, changes=1, fleet=2,
                      sessions=1, usr1_per_session=1, busy_s=0.5, cap_s=3),
 }  # fmt: skip
+HEAD = """# Benchmark results
+
+Written by `python benchmarks/run.py` (profile `{profile}`) on {date} in {took_s:.0f} s. Ratios are
+inject / reference from one run; values are medians of runs that alternate which command goes
+first, or of both tools running side by side. A target's result is pass or **FAIL**.
+
+| machine | |
+|---|---|
+"""
+ROWS_HEAD = """
+## inject vs bao agent, and start-up (issue 13)
+
+The reference is bao agent unless the row names another.
+
+| measurement | unit | inject | reference | ratio | target | result |
+|---|---|---:|---:|---:|---|---|
+"""
+SIGNALS_HEAD = """
+## Signal latency (issue 10): from the signal sent to inject (PID 1) to the child receiving it
+
+At start-up (server unreachable, no child yet): from SIGTERM until inject has exited.
+Lost: not delivered within {cap_s:g} s, counted as {cap_s:g} s.
+
+| situation | signal | trials | p50 ms | p99 ms | lost | target | result |
+|---|---|---:|---:|---:|---:|---|---|
+"""
 MEASUREMENTS: dict[str, Callable[[Bench], None]] = {
     "render": versus.render_once,
     "watch": versus.watching,
     "fleet": versus.fleet,
     "plain": versus.plain_pid1,
     "refs": versus.env_refs,
-    **{f"signal-{s}": partial(signals.signal_latency, which=s) for s in signals.SITUATIONS},
+    **{f"signal-{s}": partial(signals.signal_latency, which=s) for s in signals.PREPARE},
 }
 
 
@@ -151,37 +177,15 @@ def signal_line(row: SignalRow, cap_s: float) -> str:
 
 def markdown(bench: Bench, args: argparse.Namespace, info: dict[str, str], date: str, took_s: float) -> str:
     """The whole results file."""
-    cap = bench.profile.cap_s
-    out = ["# Benchmark results", "", f"Written by `python benchmarks/run.py` (profile `{args.profile}`)"]
-    out[-1] += f" on {date} in {took_s:.0f} s. Ratios are inject / reference from one run; values are "
-    out[-1] += "medians of runs that alternate which tool goes first, or of both running side by side."
-    out.append("")
-    out += ["| machine | |", "|---|---|", *(f"| {k} | {v} |" for k, v in info.items()), ""]
+    out = HEAD.format(profile=args.profile, date=date, took_s=took_s)
+    out += "".join(f"| {key} | {value} |\n" for key, value in info.items())
     if bench.rows:
-        out += [
-            "## inject vs bao agent, and start-up",
-            "",
-            "The reference is bao agent unless the row names one.",
-            "",
-        ]
-        out += [
-            "| measurement | unit | inject | reference | ratio | target | result |",
-            "|---|---|---:|---:|---:|---|---|",
-        ]
-        out += [row_line(row) for row in bench.rows] + [""]
+        out += ROWS_HEAD + "".join(row_line(row) + "\n" for row in bench.rows)
     if bench.signals:
-        out += ["## Signal latency (issue 10): signal sent to inject as PID 1 -> child receives it", ""]
-        out += [
-            f"SIGTERM at start-up: until inject exits. Lost: not delivered within {cap:g} s (counted so).",
-            "",
-        ]
-        out += [
-            "| situation | signal | trials | p50 ms | p99 ms | lost | target | result |",
-            "|---|---|---:|---:|---:|---:|---|---|",
-        ]
-        out += [signal_line(row, cap) for row in bench.signals] + [""]
+        out += SIGNALS_HEAD.format(cap_s=bench.profile.cap_s)
+        out += "".join(signal_line(row, bench.profile.cap_s) + "\n" for row in bench.signals)
     notes = [*args.note, *bench.notes]
-    return "\n".join(out + (["## Notes", "", *(f"- {n}" for n in notes), ""] if notes else []))
+    return out + ("\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes) if notes else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,12 +24,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from harness import Bench, SignalRow, start, stop, wait_exit, wait_until
 
 TARGET_P99_S = 0.1
-SITUATIONS = ("startup", "idle", "check", "trickle", "commands")
 READY_TIMEOUT_S = 60.0
 TRICKLE_EVERY_S = 0.5
 TRICKLE_MAX_BYTES = 600  # a stalled answer ends after 5 minutes whatever happens
@@ -143,16 +143,6 @@ class Session:
         return []
 
 
-@dataclass
-class Situation:
-    """How to start inject for one situation and how to put it back into it before a trial."""
-
-    name: str
-    args: list[str]  # inject's arguments before ``--``
-    prepare: Callable[[], None]
-    child: bool = True  # False: start-up, the child is never started
-
-
 def signal_latency(bench: Bench, which: str) -> None:
     """Measure every signal trial of situation ``which`` and add its rows to ``bench.signals``."""
     root = bench.work / f"signal-{which}"
@@ -160,11 +150,20 @@ def signal_latency(bench: Bench, which: str) -> None:
     bench.server.kv_put("sig", "v0")
     proxy = TrickleProxy(bench.server.port) if which == "trickle" else None
     try:
-        situation = _situation(bench, which, root, proxy)
+        token = ["--token-file", str(bench.tokens["inject"][0])]
+        nowhere = [
+            "--address",
+            f"http://127.0.0.1:{_closed_port()}",
+            "-e",
+            "A=vault:secret/bench/sig#password",
+        ]
+        args = [*token, *nowhere] if which == "startup" else ["-c", str(_config(bench, which, root, proxy))]
+        prepare = partial(PREPARE[which], bench, root, proxy)
         rows = {name: SignalRow(which, name) for name in ("SIGUSR1", "SIGTERM")}
         prefix = pid1_prefix()
         for index in range(bench.profile.sessions):
-            _run_session(bench, situation, prefix, root / f"child-{index}.rec", rows)
+            argv = [*prefix, *bench.inject, "run", *args, "--", sys.executable, "-c", CHILD]
+            _run_session(bench, which, [*argv, str(root / f"child-{index}.rec")], bool(prefix), prepare, rows)
         bench.signals += [row for row in rows.values() if row.samples]
         if not prefix:
             bench.notes.append("unshare was not available: inject did not run as PID 1.")
@@ -174,21 +173,28 @@ def signal_latency(bench: Bench, which: str) -> None:
 
 
 def _run_session(
-    bench: Bench, situation: Situation, prefix: list[str], record: Path, rows: dict[str, SignalRow]
+    bench: Bench,
+    which: str,
+    argv: list[str],
+    namespaced: bool,
+    prepare: Callable[[], None],
+    rows: dict[str, SignalRow],
 ) -> None:
-    child = [sys.executable, "-c", CHILD, str(record)]
-    argv = [*prefix, *bench.inject, *situation.args, "--", *child]
-    proc = start(argv, env=bench.env, cwd=record.parent, log=bench.log(f"signal-{situation.name}"))
+    """One inject run: some SIGUSR1 trials (none at start-up), then one SIGTERM trial."""
+    proc = start(argv, env=bench.env, cwd=bench.work, log=bench.log(f"signal-{which}"))
+    rng, cap_s = random.Random(which), bench.profile.cap_s  # noqa: S311 - timing jitter
     try:
-        session = Session(proc, _inner_pid(proc, bool(prefix)), record)
-        if situation.child:
+        session = Session(proc, _inner_pid(proc, namespaced), Path(argv[-1]))
+        usr1_trials = 0 if which == "startup" else bench.profile.usr1_per_session
+        if usr1_trials:
             wait_until(lambda: bool(session.received("ready")), timeout_s=READY_TIMEOUT_S, what="the child")
-            for _ in range(bench.profile.usr1_per_session):
-                situation.prepare()
-                if not _trial(session, signal.SIGUSR1, rows["SIGUSR1"], bench.profile.cap_s):
-                    break  # inject is wedged: one lost signal says enough for this run
-        situation.prepare()
-        _trial(session, signal.SIGTERM, rows["SIGTERM"], bench.profile.cap_s, until_exit=not situation.child)
+        wedged = False  # one lost SIGUSR1 says enough: go on to this run's SIGTERM
+        for sig in [signal.SIGUSR1] * usr1_trials + [signal.SIGTERM]:
+            if sig == signal.SIGUSR1 and wedged:
+                continue
+            prepare()
+            time.sleep(rng.uniform(0.02, 0.1))  # a random moment inside the situation
+            wedged = not _trial(session, sig, rows[sig.name], cap_s, until_exit=which == "startup")
     finally:
         stop([proc])
 
@@ -232,57 +238,23 @@ def _arrival(session: Session, name: str, index: int, deadline: float) -> float 
 # --- the situations -----------------------------------------------------------------
 
 
-def _situation(bench: Bench, which: str, root: Path, proxy: TrickleProxy | None) -> Situation:
-    marker, rng = root / "busy.log", random.Random(which)  # noqa: S311 - timing jitter
-    busy = f"echo start >> {marker}; sleep {bench.profile.busy_s:g}; echo end >> {marker}"
+def _config(bench: Bench, which: str, root: Path, proxy: TrickleProxy | None) -> Path:
+    """inject's config for a situation: one template polled every second, plus what makes it busy."""
+    marker = root / "busy.log"
+    busy = json.dumps(f"echo start >> {marker}; sleep {bench.profile.busy_s:g}; echo end >> {marker}")
     address = f"http://127.0.0.1:{proxy.port}" if proxy else bench.server.address
-    template = {"source": str(_template(root)), "destination": str(root / "out.txt")}
-    child: dict[str, str] = {}
-
-    def jitter(make: Callable[[], None] | None = None) -> Callable[[], None]:
-        def prepare() -> None:
-            if make is not None:
-                make()
-            time.sleep(rng.uniform(0.02, 0.1))  # a random moment inside the situation
-
-        return prepare
-
-    prepare = jitter()
-    if which == "startup":
-        refs = ["-e", "A=vault:secret/bench/sig#password", "--retry-timeout", "60s"]
-        args = [
-            "--address",
-            f"http://127.0.0.1:{_closed_port()}",
-            "--token-file",
-            str(bench.tokens["inject"][0]),
-        ]
-        return Situation(which, ["run", *args, *refs], lambda: time.sleep(rng.uniform(1.0, 1.5)), child=False)
-    if which == "check":
-        child = {"check": busy, "on_change": "signal", "reload_signal": "SIGHUP"}
-        prepare = jitter(lambda: _make_busy(bench, marker))
-    elif which == "commands":
-        template["command"] = busy
-        child = {"on_change": "none"}
-        prepare = jitter(lambda: _make_busy(bench, marker))
-    elif which == "trickle" and proxy is not None:
-        prepare = jitter(lambda: _make_stalled(bench, proxy, Path(template["source"])))
-    config = _toml(bench, root / "inject.toml", address, template, child)
-    return Situation(which, ["run", "-c", str(config)], prepare)
-
-
-def _template(root: Path) -> Path:
-    path = root / "t.tpl"
-    path.write_text("{{ secret('secret/bench/sig').password }}\n")
-    return path
-
-
-def _toml(bench: Bench, path: Path, address: str, template: dict[str, str], child: dict[str, str]) -> Path:
+    (root / "t.tpl").write_text("{{ secret('secret/bench/sig').password }}\n")
     lines = ["[vault]", f"address = {json.dumps(address)}", "[auth]"]
     lines += [f"token_file = {json.dumps(str(bench.tokens['inject'][0]))}", "[watch]", 'poll_interval = "1s"']
-    lines += ["[child]", *(f"{key} = {json.dumps(value)}" for key, value in child.items())]
-    lines += ["[[template]]", *(f"{key} = {json.dumps(value)}" for key, value in template.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    if which == "check":
+        lines += ["[child]", f"check = {busy}", 'on_change = "signal"', 'reload_signal = "SIGHUP"']
+    if which == "commands":
+        lines += ["[child]", 'on_change = "none"']
+    lines += ["[[template]]", f'source = "{root / "t.tpl"}"', f'destination = "{root / "out.txt"}"']
+    if which == "commands":
+        lines.append(f"command = {busy}")
+    (root / "inject.toml").write_text("\n".join(lines) + "\n")
+    return root / "inject.toml"
 
 
 def _closed_port() -> int:
@@ -297,8 +269,18 @@ def _count(marker: Path, word: str) -> int:
     return 0
 
 
-def _make_busy(bench: Bench, marker: Path) -> None:
+def _in_retries(bench: Bench, root: Path, proxy: TrickleProxy | None) -> None:
+    """Start-up: give inject time to be past its imports and retrying the unreachable server."""
+    time.sleep(1.0)
+
+
+def _idle(bench: Bench, root: Path, proxy: TrickleProxy | None) -> None:
+    """Idle: nothing to do."""
+
+
+def _make_busy(bench: Bench, root: Path, proxy: TrickleProxy | None) -> None:
     """Wait for the previous command to finish, change the secret, wait for the command to start."""
+    marker = root / "busy.log"
     limit_s = bench.profile.busy_s + bench.profile.cap_s + 10
     wait_until(lambda: _count(marker, "start") == _count(marker, "end"), timeout_s=limit_s, what="idle")
     started = _count(marker, "start")
@@ -308,15 +290,26 @@ def _make_busy(bench: Bench, marker: Path) -> None:
     )
 
 
-def _make_stalled(bench: Bench, proxy: TrickleProxy, template: Path) -> None:
+def _make_stalled(bench: Bench, root: Path, proxy: TrickleProxy | None) -> None:
     """Trickle every answer, then edit the template to use a new secret: the re-render's read of it
     stalls (where the loop itself waits on the server, as token and lease renewals also do)."""
+    assert proxy is not None  # noqa: S101 - the trickle situation always has one
     proxy.trickle(False)
     wait_until(lambda: not proxy.stalled, timeout_s=5, what="trickles to end")
+    time.sleep(bench.profile.poll_s)  # recover; and the file watcher is up (issue 10 loses earlier edits)
     name = f"sig{time.monotonic_ns()}"
     bench.server.kv_put(name, "new")
     proxy.trickle(True)
-    template.write_text(f"{{{{ secret('secret/bench/{name}').password }}}}\n")
+    (root / "t.tpl").write_text(f"{{{{ secret('secret/bench/{name}').password }}}}\n")
     wanted = f"bench/{name}".encode()
     stalled = lambda: any(wanted in request for request in list(proxy.stalled))  # noqa: E731
     wait_until(stalled, timeout_s=bench.profile.poll_s + 30, what="a stalled re-render read")
+
+
+PREPARE: dict[str, Callable[[Bench, Path, TrickleProxy | None], None]] = {
+    "startup": _in_retries,
+    "idle": _idle,
+    "check": _make_busy,
+    "trickle": _make_stalled,
+    "commands": _make_busy,
+}
