@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "RESULTS.md").write_text(markdown(bench, args, info, date, time.monotonic() - started))
-    if not args.keep:
+    if args.keep:
+        print(f"work directory kept: {work}", file=sys.stderr)
+    else:
         shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out / 'RESULTS.md'}", file=sys.stderr)
     return 0
