@@ -162,6 +162,8 @@ def signal_latency(bench: Bench, which: str) -> None:
         rows = {name: SignalRow(which, name) for name in ("SIGUSR1", "SIGTERM")}
         prefix = pid1_prefix()
         for index in range(bench.profile.sessions):
+            if proxy is not None:
+                proxy.trickle(False)  # the last run ended stalled; this one starts normally
             argv = [*prefix, *bench.inject, "run", *args, "--", sys.executable, "-c", CHILD]
             _run_session(bench, which, [*argv, str(root / f"child-{index}.rec")], bool(prefix), prepare, rows)
         bench.signals += [row for row in rows.values() if row.samples]
