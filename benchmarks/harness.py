@@ -153,7 +153,6 @@ class Server:
     token: str
     work: Path
     process: subprocess.Popen[bytes] | None = None
-    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -179,9 +178,8 @@ class Server:
         if self.process is not None and self.process.poll() is not None:
             raise BenchError(f"bao server exited with {self.process.returncode}; see server.log")
         try:
-            return self._send("GET", "sys/health", None)[0] == 200
-        except (OSError, http.client.HTTPException):
-            self._conn = None
+            return self.api("GET", "sys/health") is not None
+        except (OSError, http.client.HTTPException, BenchError):
             return False
 
     def stop(self) -> None:
@@ -189,24 +187,19 @@ class Server:
         if self.process is not None:
             stop([self.process])
 
-    def _send(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT_S)
-        payload = json.dumps(body).encode() if body is not None else None
-        self._conn.request(method, "/v1/" + path, body=payload, headers={"X-Vault-Token": self.token})
-        response = self._conn.getresponse()
-        return response.status, response.read()
-
     def api(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        """Call the API with the root token (one reconnect after a dropped keep-alive)."""
+        """Call the API with the root token (a new loopback connection each time: no stale keep-alive)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT_S)
         try:
-            status, data = self._send(method, path, body)
-        except (OSError, http.client.HTTPException):
-            self._conn = None
-            status, data = self._send(method, path, body)
+            payload = json.dumps(body).encode() if body is not None else None
+            conn.request(method, "/v1/" + path, body=payload, headers={"X-Vault-Token": self.token})
+            response = conn.getresponse()
+            status, data = response.status, response.read()
+        finally:
+            conn.close()
         if status >= 400:
             raise BenchError(f"{method} {path}: HTTP {status}")
-        return json.loads(data) if data else {}
+        return dict(json.loads(data)) if data else {}
 
     def kv_put(self, name: str, value: str) -> None:
         """Write ``secret/bench/<name>`` with one key, ``password``."""

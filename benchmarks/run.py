@@ -117,16 +117,10 @@ def run(args: argparse.Namespace, work: Path) -> Bench:
 
 def machine(bao: str) -> dict[str, str]:
     """Where and with what the numbers were measured."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")),
-        "?",
-    )
-    memory_kb = next(
-        (int(line.split()[1]) for line in _lines("/proc/meminfo") if line.startswith("MemTotal")), 0
-    )
     inject = str(Path(sys.executable).parent / "inject")
+    memory_kb = int(_proc_field("/proc/meminfo", "MemTotal").split()[0])
     return {
-        "CPUs": f"{os.cpu_count()} x {cpu}",
+        "CPUs": f"{os.cpu_count()} x {_proc_field('/proc/cpuinfo', 'model name')}",
         "memory": f"{memory_kb / 2**20:.1f} GiB",
         "kernel": platform.release(),
         "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -137,11 +131,10 @@ def machine(bao: str) -> dict[str, str]:
     }
 
 
-def _lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
+def _proc_field(path: str, key: str) -> str:
+    """The value of the first ``key: value`` line of a /proc file."""
+    lines = Path(path).read_text().splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "0 ?")
 
 
 def _output(argv: list[str]) -> str:
