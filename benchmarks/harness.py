@@ -26,6 +26,7 @@ START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 HTTP_TIMEOUT_S = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 TIME_BIN = "/usr/bin/time"  # GNU time: a small parent, so the child's peak RSS is its own
 
 
@@ -56,14 +57,9 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str, st
 def start(argv: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session, stdout and stderr appended to ``log``."""
     with open(log, "ab") as out:
+        quiet, merged = subprocess.DEVNULL, subprocess.STDOUT
         return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
+            argv, stdin=quiet, stdout=out, stderr=merged, env=env, cwd=cwd, start_new_session=True
         )
 
 
@@ -134,10 +130,7 @@ def cpu_s(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a live process in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES / 2**20
 
 
 # --- the server ---------------------------------------------------------------------

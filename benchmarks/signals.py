@@ -150,14 +150,9 @@ def signal_latency(bench: Bench, which: str) -> None:
     bench.server.kv_put("sig", "v0")
     proxy = TrickleProxy(bench.server.port) if which == "trickle" else None
     try:
-        token = ["--token-file", str(bench.tokens["inject"][0])]
-        nowhere = [
-            "--address",
-            f"http://127.0.0.1:{_closed_port()}",
-            "-e",
-            "A=vault:secret/bench/sig#password",
-        ]
-        args = [*token, *nowhere] if which == "startup" else ["-c", str(_config(bench, which, root, proxy))]
+        nowhere = f"--address=http://127.0.0.1:{_closed_port()} -e A=vault:secret/bench/sig#password"
+        nowhere += f" --token-file={bench.tokens['inject'][0]}"
+        args = nowhere.split() if which == "startup" else ["-c", str(_config(bench, which, root, proxy))]
         prepare = partial(PREPARE[which], bench, root, proxy)
         rows = {name: SignalRow(which, name) for name in ("SIGUSR1", "SIGTERM")}
         prefix = pid1_prefix()
@@ -178,7 +173,7 @@ def _run_session(
     bench: Bench,
     which: str,
     argv: list[str],
-    namespaced: bool,
+    pid1: bool,
     prepare: Callable[[], None],
     rows: dict[str, SignalRow],
 ) -> None:
@@ -186,7 +181,7 @@ def _run_session(
     proc = start(argv, env=bench.env, cwd=bench.work, log=bench.log(f"signal-{which}"))
     rng, cap_s = random.Random(which), bench.profile.cap_s  # noqa: S311 - timing jitter
     try:
-        session = Session(proc, _inner_pid(proc, namespaced), Path(argv[-1]))
+        session = Session(proc, _inner_pid(proc, pid1), Path(argv[-1]))
         usr1_trials = 0 if which == "startup" else bench.profile.usr1_per_session
         if usr1_trials:
             wait_until(lambda: bool(session.received("ready")), timeout_s=READY_TIMEOUT_S, what="the child")
@@ -210,16 +205,13 @@ def _inner_pid(proc: subprocess.Popen[bytes], namespaced: bool) -> int:
     return int(children.read_text().split()[0])
 
 
-def _trial(
-    session: Session, sig: signal.Signals, row: SignalRow, cap_s: float, *, until_exit: bool = False
-) -> bool:
+def _trial(session: Session, sig: signal.Signals, row: SignalRow, cap_s: float, *, until_exit: bool) -> bool:
     """Send ``sig`` to inject; record the latency to the child (or to inject's exit). False if lost."""
     before = len(session.received(sig.name))
     sent = time.monotonic()
     os.kill(session.pid, sig)
-    arrived = (
-        wait_exit(session.pid, cap_s) if until_exit else _arrival(session, sig.name, before, sent + cap_s)
-    )
+    deadline = sent + cap_s
+    arrived = wait_exit(session.pid, cap_s) if until_exit else _arrival(session, sig.name, before, deadline)
     if arrived is None:
         row.lost += 1
         row.samples.append(cap_s)
@@ -287,9 +279,7 @@ def _make_busy(bench: Bench, root: Path, proxy: TrickleProxy | None) -> None:
     wait_until(lambda: _count(marker, "start") == _count(marker, "end"), timeout_s=limit_s, what="idle")
     started = _count(marker, "start")
     bench.server.kv_put("sig", f"v{started + 1}-{time.monotonic()}")
-    wait_until(
-        lambda: _count(marker, "start") > started, timeout_s=limit_s, what=f"{marker.parent.name} running"
-    )
+    wait_until(lambda: _count(marker, "start") > started, timeout_s=limit_s, what="the command to start")
 
 
 def _make_stalled(bench: Bench, root: Path, proxy: TrickleProxy | None) -> None:
