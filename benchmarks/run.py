@@ -1,227 +1,204 @@
-"""vault-inject vs OpenBao Agent, side by side against one server, in one run.
+"""The benchmark command: inject vs bao agent side by side on one audited dev server, issue 13's
+start-up targets and issue 10's signal latency, written to one results file.
 
-    python benchmarks/run.py            # full: ~5-10 minutes on 2 cores
-    python benchmarks/run.py --quick    # fewer repetitions, 10 watchers
-    python benchmarks/run.py --smoke --out /tmp/x   # tiny sizes, seconds (used by the tests)
+    python benchmarks/run.py [--quick | --smoke] [--only NAME[,NAME]] [--out DIR] [--note TEXT]
 
-Starts its own ``bao server -dev`` on a free loopback port (with a file audit device),
-seeds KV secrets, runs the five measurements (see scenarios.py and README.md), and
-writes RESULTS.md and results.png to --out (default: this directory). Every process
-it starts is stopped by pid on the way out, whatever happens.
+NAMEs: render, watch, fleet, plain, refs, signal-startup, signal-idle, signal-check,
+signal-trickle, signal-commands. See README.md for what each measures.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import platform
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
-from baoserver import BenchError, Server, clean_env
-from bench import Bench, Profile, names
-from measure_latency import change_latency
-from measure_render import render_once
-from measure_scale import scale
-from measure_watch import steady_state
-from pngchart import write_chart
-from procs import Registry
-from report import (
-    Results,
-    by_section,
-    chart_bars,
-    machine_info,
-    markdown,
-    results_table,
-    source_fingerprint,
-)
-from tools import inject_command
+import signals
+import versus
+from harness import TIME_BIN, Bench, BenchError, Profile, Row, Server, SignalRow, clean_env, percentile
 
 from vault_inject.devserver import find_bao, free_port_pair
 
 HERE = Path(__file__).resolve().parent
-README_START = "<!-- results:start -->"
-README_END = "<!-- results:end -->"
-
 PROFILES = {
-    "full": Profile(
-        name="full",
-        sizes=(10, 50, 500),
-        reps=7,
-        warmup=True,
-        steady_paths=50,
-        settle_s=3.0,
-        steady_window_s=20.0,
-        changes=20,
-        watchers=100,
-        watcher_paths=3,
-        scale_window_s=10.0,
-        outage_s=3.0,
-    ),
-    "quick": Profile(
-        name="quick",
-        sizes=(10, 50, 500),
-        reps=3,
-        warmup=True,
-        steady_paths=50,
-        settle_s=2.0,
-        steady_window_s=10.0,
-        changes=5,
-        watchers=10,
-        watcher_paths=3,
-        scale_window_s=5.0,
-        outage_s=2.0,
-    ),
-    "smoke": Profile(
-        name="smoke",
-        sizes=(2,),
-        reps=1,
-        warmup=False,
-        steady_paths=2,
-        settle_s=0.5,
-        steady_window_s=2.0,
-        changes=1,
-        watchers=2,
-        watcher_paths=1,
-        scale_window_s=2.0,
-        outage_s=0.5,
-    ),
+    "full": Profile(reps=5, sizes=(10, 50, 500), watch_paths=50, window_s=20, changes=15, fleet=50,
+                    sessions=3, usr1_per_session=3, busy_s=8),
+    "quick": Profile(reps=3, sizes=(10, 50, 500), watch_paths=50, window_s=8, changes=5, fleet=10,
+                     sessions=2, usr1_per_session=2, busy_s=2, cap_s=5),
+    "smoke": Profile(reps=1, sizes=(2,), watch_paths=2, window_s=1, changes=1, fleet=2,
+                     sessions=1, usr1_per_session=1, busy_s=0.5, cap_s=3),
+}  # fmt: skip
+HEAD = """# Benchmark results
+
+Written by `python benchmarks/run.py` (profile `{profile}`) on {date} in {took_s:.0f} s. Ratios are
+inject / reference from one run; values are medians of runs that alternate which command goes
+first, or of both tools running side by side. A target's result is pass or **FAIL**.
+
+| machine | |
+|---|---|
+"""
+ROWS_HEAD = """
+## inject vs bao agent, and start-up (issue 13)
+
+The reference is bao agent unless the row names another.
+
+| measurement | unit | inject | reference | ratio | target | result |
+|---|---|---:|---:|---:|---|---|
+"""
+SIGNALS_HEAD = """
+## Signal latency (issue 10): from the signal sent to inject (PID 1) to the child receiving it
+
+At start-up (server unreachable, no child yet): from SIGTERM until inject has exited.
+Lost: not delivered within {cap_s:g} s, counted as {cap_s:g} s.
+
+| situation | signal | trials | p50 ms | p99 ms | lost | target | result |
+|---|---|---:|---:|---:|---:|---|---|
+"""
+MEASUREMENTS: dict[str, Callable[[Bench], None]] = {
+    "render": versus.render_once,
+    "watch": versus.watching,
+    "fleet": versus.fleet,
+    "plain": versus.plain_pid1,
+    "refs": versus.env_refs,
+    **{f"signal-{s}": partial(signals.signal_latency, which=s) for s in signals.PREPARE},
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """``--quick`` / ``--smoke`` pick a profile; ``--out`` where the results go."""
-    parser = argparse.ArgumentParser(description="Benchmark inject against bao agent.")
+    """The command line: profile, selection, output directory, a note for the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="fewer repetitions, 10 watchers (~3 min)")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (for tests)")
-    parser.add_argument("--out", type=Path, default=HERE, help="directory for RESULTS.md and results.png")
+    size.add_argument("--quick", action="store_true", help="fewer repetitions and trials (~5 min)")
+    size.add_argument("--smoke", action="store_true", help="tiny counts, seconds (what the test runs)")
+    parser.add_argument("--only", default="", help="comma-separated measurement names (default: all)")
+    parser.add_argument("--out", type=Path, default=HERE, help="directory for RESULTS.md (default: here)")
+    parser.add_argument("--note", action="append", default=[], help="a line for RESULTS.md's notes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.names = [n for n in args.only.split(",") if n] or list(MEASUREMENTS)
+    if unknown := set(args.names) - set(MEASUREMENTS):
+        parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {', '.join(MEASUREMENTS)}")
+    args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
+    return args
 
 
-def _write_private(path: Path, text: str) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return path
-
-
-def run(profile: Profile, work: Path) -> Results:
-    """Start the server, run every measurement, return the results (server stopped)."""
+def run(args: argparse.Namespace, work: Path) -> Bench:
+    """Start the server, run the chosen measurements, stop the server; the filled ``Bench``."""
+    if not os.access(TIME_BIN, os.X_OK):
+        raise BenchError(f"{TIME_BIN} (GNU time) is needed for peak RSS: apt-get install time")
     bao = find_bao()
-    inject_cmd = inject_command()
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    results = Results(
-        profile=profile.name,
-        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        machine=machine_info(bao, inject_cmd, sys.executable, HERE.parent),
-    )
-    source_at_start = source_fingerprint(HERE.parent)
-    root_token = "bench-" + secrets.token_hex(16)
-    server = Server(bao, free_port_pair(), root_token, work, work / "audit.log")
-    registry = Registry()
-    started = time.monotonic()
+    server = Server(bao, free_port_pair(), "bench-" + secrets.token_hex(16), work)
+    server.start()
     try:
-        server.start()
-        bench = _bench(profile, server, registry, work, bao, inject_cmd)
-        bench.seed(names(max(*profile.sizes, profile.steady_paths)))
-        for step in (render_once, steady_state, change_latency, scale):
-            print(f"[bench] {step.__name__} ...", file=sys.stderr, flush=True)
-            step(bench)
+        tokens = {tool: server.token_file(tool) for tool in ("inject", "agent", "fleet")}
+        inject = [str(Path(sys.executable).parent / "inject")]
+        bench = Bench(PROFILES[args.profile], server, work, clean_env(work), bao, inject, tokens)
+        for name in args.names:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            MEASUREMENTS[name](bench)
     finally:
-        registry.stop_all()
         server.stop()
-    results.rows, results.notes = bench.rows, bench.notes
-    results.duration_s = time.monotonic() - started
-    if source_fingerprint(HERE.parent) != source_at_start:
-        results.notes.insert(
-            0,
-            "**inject's source under src/ changed during this run**: its rows may mix two versions; "
-            "run again for clean numbers.",
-        )
-    return results
+    return bench
 
 
-def _bench(
-    profile: Profile, server: Server, registry: Registry, work: Path, bao: str, inject_cmd: list[str]
-) -> Bench:
-    tokens, accessors = {}, {}
-    for tool in ("inject", "agent"):
-        token, accessors[tool] = server.create_token(f"bench-{tool}")
-        tokens[tool] = _write_private(work / f"{tool}.token", token + "\n")
-    tokens["root"] = _write_private(work / "root.token", server.token + "\n")
-    accessors["root"] = server.root_accessor()
-    return Bench(
-        profile=profile,
-        server=server,
-        registry=registry,
-        work=work,
-        bao=bao,
-        inject_cmd=inject_cmd,
-        env=clean_env(work),
-        token_files=tokens,
-        accessors=accessors,
-    )
+# --- RESULTS.md ---------------------------------------------------------------------
 
 
-def write_results(results: Results, out: Path) -> None:
-    """RESULTS.md and results.png in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    chart = "results.png"
-    write_chart(
-        str(out / chart),
-        chart_bars(results.rows),
-        "inject / bao agent  (lower is better, 1 = same)",
-        f"{results.date}, {results.machine['nproc']} cpu, profile {results.profile}",
-    )
-    (out / "RESULTS.md").write_text(markdown(results, chart))
-    if out.resolve() == HERE:
-        update_readme(HERE / "README.md", results)
+def machine(bao: str) -> dict[str, str]:
+    """Where and with what the numbers were measured."""
+    inject = str(Path(sys.executable).parent / "inject")
+    memory_kb = int(_proc_field("/proc/meminfo", "MemTotal").split()[0])
+    return {
+        "CPUs": f"{os.cpu_count()} x {_proc_field('/proc/cpuinfo', 'model name')}",
+        "memory": f"{memory_kb / 2**20:.1f} GiB",
+        "kernel": platform.release(),
+        "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "Python": platform.python_version(),
+        "bao": _output([bao, "version"]),
+        "inject": _output([inject, "--version"]),
+        "source": "git " + _output(["git", "-C", str(HERE), "describe", "--always", "--dirty"]),
+    }
 
 
-def update_readme(readme: Path, results: Results) -> None:
-    """Put the latest table between the README's results markers (when both are there)."""
-    if not readme.exists():
-        return
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        return
-    table = "\n".join(
-        [
-            f"Latest full table ({results.date}, profile `{results.profile}`, "
-            f"{results.machine['nproc']} CPUs, {results.machine['CPU']}); details in RESULTS.md:",
-            "",
-            *results_table(by_section(results.rows)),
-        ]
-    )
-    readme.write_text(text[: start + len(README_START)] + "\n" + table + "\n" + text[end:])
+def _proc_field(path: str, key: str) -> str:
+    """The value of the first ``key: value`` line of a /proc file."""
+    lines = Path(path).read_text().splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "0 ?")
+
+
+def _output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def _number(value: float, digits: int) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _verdict(passed: bool | None) -> str:
+    return "" if passed is None else "pass" if passed else "**FAIL**"
+
+
+def row_line(row: Row) -> str:
+    """One comparison row as a Markdown table line."""
+    cells = [row.label, row.unit, _number(row.inject, row.digits), _number(row.reference, row.digits)]
+    cells += [_number(row.ratio, 2), row.target, _verdict(row.passed)]
+    return "| " + " | ".join(cells) + " |"
+
+
+def signal_line(row: SignalRow, cap_s: float) -> str:
+    """One situation and signal as a Markdown table line (milliseconds)."""
+    p50, p99 = (percentile(row.samples, q) * 1000 for q in (50, 99))
+    worst = f"≥ {cap_s * 1000:.0f}" if row.lost else f"{p99:.1f}"
+    passed = not row.lost and p99 < signals.TARGET_P99_S * 1000
+    cells = [row.situation, row.signal, str(len(row.samples)), f"{p50:.1f}", worst, str(row.lost)]
+    return "| " + " | ".join([*cells, "p99 < 100 ms", _verdict(passed)]) + " |"
+
+
+def markdown(bench: Bench, args: argparse.Namespace, info: dict[str, str], date: str, took_s: float) -> str:
+    """The whole results file."""
+    out = HEAD.format(profile=args.profile, date=date, took_s=took_s)
+    out += "".join(f"| {key} | {value} |\n" for key, value in info.items())
+    if bench.rows:
+        out += ROWS_HEAD + "".join(row_line(row) + "\n" for row in bench.rows)
+    if bench.signals:
+        out += SIGNALS_HEAD.format(cap_s=bench.profile.cap_s)
+        out += "".join(signal_line(row, bench.profile.cap_s) + "\n" for row in bench.signals)
+    notes = [*args.note, *bench.notes]
+    return out + ("\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes) if notes else "")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; 0 on success, 1 when a measurement could not be made."""
+    """Run the benchmark and write RESULTS.md; 0 on success, 1 when a measurement failed."""
     args = parse_args(argv)
-    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     work = Path(tempfile.mkdtemp(prefix="inject-bench-"))
+    date, started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), time.monotonic()
     try:
-        results = run(profile, work)
-        write_results(results, args.out)
+        info = machine(find_bao())
+        bench = run(args, work)
     except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        print(f"logs kept in {work}", file=sys.stderr)
+        print(f"benchmark failed: {exc}\nlogs kept in {work}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "RESULTS.md").write_text(markdown(bench, args, info, date, time.monotonic() - started))
     if args.keep:
         print(f"work directory kept: {work}", file=sys.stderr)
     else:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {args.out / 'RESULTS.md'} ({results.duration_s:.0f} s)", file=sys.stderr)
+    print(f"wrote {args.out / 'RESULTS.md'}", file=sys.stderr)
     return 0
 
 

