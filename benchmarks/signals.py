@@ -159,6 +159,9 @@ def signal_latency(bench: Bench, which: str) -> None:
         for index in range(bench.profile.sessions):
             if proxy is not None:
                 proxy.trickle(False)  # the last run ended stalled; this one starts normally
+            # inject kills the commands it started when it exits: the last run's busy command
+            # never wrote its "end", so each run starts with an empty record of them.
+            (root / "busy.log").unlink(missing_ok=True)
             argv = [*prefix, *bench.inject, "run", *args, "--", sys.executable, "-c", CHILD]
             _run_session(bench, which, [*argv, str(root / f"child-{index}.rec")], bool(prefix), prepare, rows)
         bench.signals += [row for row in rows.values() if row.samples]
