@@ -22,6 +22,7 @@ PURE_MODULES = (
     "polling",
     "controller",
     "model",
+    "failover",
 )
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
 
