@@ -9,7 +9,9 @@ than once, ``[vault] addresses``). Pure decisions; thread-safe, as a client and 
   around) becomes current and stays so. A healthy first address is not taken back once
   another is current, so inject never flaps between nodes.
 * One failover is made (and logged) once: a request that failed on an address that is no
-  longer current does not move the cursor again; it simply tries the current one.
+  longer current does not move the cursor again; it simply tries the current one. While
+  no address answers at all, the moves round the list are logged at debug only: one
+  warning line for the failover, then the outage is the caller's to report.
 * A redirect from the current address to another address in the list (a standby naming the
   active node) makes that one current: it is a hint, from a configured node, to a
   configured node, so the token goes nowhere it was not meant to.
@@ -32,6 +34,7 @@ class Failover:
             raise ValueError("an address list needs at least one address")
         self.addresses = tuple(addresses)
         self._current = 0
+        self._quiet = False  # moved, and the new current has not answered yet
         self._lock = threading.Lock()
 
     @property
@@ -52,6 +55,13 @@ class Failover:
                 self._move(index, (index + 1) % len(self.addresses), reason)
             return self._current
 
+    def answered(self, index: int) -> None:
+        """Address ``index`` answered: a later failover from it is news again."""
+        if self._quiet:
+            with self._lock:
+                if index == self._current:
+                    self._quiet = False
+
     def redirected(self, index: int, target: int) -> None:
         """Address ``index`` redirected to address ``target`` of the list: use that one."""
         with self._lock:
@@ -60,5 +70,6 @@ class Failover:
 
     def _move(self, old: int, new: int, reason: str) -> None:
         # one line per failover, naming both addresses (never a token: none is in them)
-        self._current = new
-        log.warning("failing over from %s to %s: %s", self.addresses[old], self.addresses[new], reason)
+        level = logging.DEBUG if self._quiet else logging.WARNING
+        self._current, self._quiet = new, True
+        log.log(level, "failing over from %s to %s: %s", self.addresses[old], self.addresses[new], reason)

@@ -311,6 +311,8 @@ class Transport:
             )
             location = answer.headers.get("Location")
             if answer.status not in _REDIRECT_STATUS or not location:
+                if answer.status not in _TRANSIENT_STATUS:
+                    self._failover.answered(index)  # up, even when the answer is a refusal
                 return check_status(answer, call.what, call.allow_404_body)
             url, index = self._follow(urljoin(answer.url, location), index, call.what)
             method, body = redirected_method(answer.status, method, body)

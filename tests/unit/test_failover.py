@@ -231,9 +231,13 @@ def test_a_refusal_is_the_cluster_s_answer_and_does_not_fail_over(cluster: Clust
 # --- all down ------------------------------------------------------------------------------
 
 
-def test_all_addresses_down_is_unreachable_after_the_budget(cluster: Cluster) -> None:
+def test_all_addresses_down_is_unreachable_after_the_budget(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
     """Every node refused: rounds over all addresses with backoff between rounds, then the
-    usual UnreachableError naming every address, near the end of the budget."""
+    usual UnreachableError naming every address, near the end of the budget; one failover
+    line, not one per move round the list."""
+    caplog.set_level(logging.WARNING)
     cluster.nodes = {A: refused, B: refused, C: refused}
     client = client_on(cluster, A, B, C)
     started = cluster.clock.now
@@ -242,6 +246,21 @@ def test_all_addresses_down_is_unreachable_after_the_budget(cluster: Cluster) ->
     assert cluster.clock.now - started <= 5
     assert len(cluster.clock.slept) >= 2  # one backoff per round, not per address
     assert len(cluster.asked) == 3 * (len(cluster.clock.slept) + 1)
+    assert failovers(caplog) == [f"failing over from {A} to {B}: connection refused or reset"]
+
+
+def test_a_failover_after_an_answer_is_news_again(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """A -> B (logged), B answers, later B fails: B -> C is logged too."""
+    caplog.set_level(logging.WARNING)
+    cluster.nodes[A] = refused
+    client = client_on(cluster, A, B, C)
+    client.read("secret/app")
+    cluster.nodes[B] = refused
+    client.read("secret/app")
+    assert failovers(caplog) == [
+        f"failing over from {A} to {B}: connection refused or reset",
+        f"failing over from {B} to {C}: connection refused or reset",
+    ]
 
 
 def test_a_call_without_budget_tries_each_address_once(cluster: Cluster) -> None:
