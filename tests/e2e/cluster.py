@@ -7,6 +7,10 @@ made the way an operator makes one, over the HTTP API: ``sys/init`` on the first
 (one Shamir key), ``sys/unseal`` on every node; the others find the leader by
 ``retry_join`` and join when unsealed. Nodes are stopped by PID (SIGKILL for a crash,
 SIGTERM for a clean stop) and can be started again on the same ports and data.
+
+Each node advertises its cluster address through a TCP proxy (``Node.link``): cutting one
+off stops raft replication to that node while its API keeps answering reads from its own,
+now stale, copy: a lagging standby on demand.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import requests
 
+from tests.e2e.supervise_helpers import TcpProxy
 from tests.support import OUTPUTS, wait_for
 from vault_inject.devserver import find_bao
 
@@ -46,7 +51,7 @@ listener "tcp" {{
   tls_disable = true
 }}
 api_addr = "http://127.0.0.1:{api_port}"
-cluster_addr = "https://127.0.0.1:{cluster_port}"
+cluster_addr = "https://127.0.0.1:{advertised_port}"
 disable_mlock = true
 ui = false
 log_level = "warn"
@@ -102,6 +107,8 @@ class Node:
     cluster_port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    link: TcpProxy | None = None  # the way in to its cluster port, when it can be cut off
+    linked: bool = True
 
     @property
     def address(self) -> str:
@@ -119,6 +126,7 @@ class Node:
             joins=joins,
             api_port=self.api_port,
             cluster_port=self.cluster_port,
+            advertised_port=self.link.port if self.link else self.cluster_port,
         )
         (self.directory / "node.hcl").write_text(text)
 
@@ -158,6 +166,18 @@ class Node:
         except subprocess.TimeoutExpired:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=15)
+
+    def cut_off(self) -> None:
+        """Stop raft traffic to this node (it keeps serving reads, falling behind)."""
+        assert self.link is not None, f"{self.name} has no cluster link to cut"
+        self.link.stop()
+        self.linked = False
+
+    def reconnect(self) -> None:
+        """Let raft traffic reach this node again (it catches up)."""
+        if self.link is not None and not self.linked:
+            self.link.start()
+            self.linked = True
 
     def health(self) -> dict[str, Any]:
         """``sys/health`` of this node alone (status code in ``"status"``); {} when down."""
@@ -296,16 +316,19 @@ class Cluster:
         self.wait_member(node)
 
     def heal(self) -> None:
-        """Every node running and in the cluster again (after a test stopped some)."""
+        """Every node running, linked and in the cluster again (after a test stopped some)."""
         for node in self.nodes:
+            node.reconnect()
             if not node.running:
                 self.restart(node)
         self.wait_leader()
 
     def stop(self) -> None:
-        """Stop every node by PID."""
+        """Stop every node by PID, and the cluster link."""
         for node in self.nodes:
             node.stop()
+            if node.link is not None:
+                node.link.stop()
 
 
 @contextlib.contextmanager
@@ -316,6 +339,9 @@ def raft_cluster(directory: Path) -> Iterator[Cluster]:
         Node(f"node{n + 1}", ports[2 * n], ports[2 * n + 1], directory / f"node{n + 1}")
         for n in range(NODE_COUNT)
     ]
+    for node in nodes:
+        node.link = TcpProxy(target_port=node.cluster_port)
+        node.link.start()
     cluster = Cluster(nodes)
     try:
         for node in nodes:

@@ -20,11 +20,12 @@ import pytest
 
 from tests.e2e.cluster import Balancer, Cluster, Node, find_haproxy, haproxy, raft_cluster
 from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import Running, SignalChild, inject_cmd, supervise
+from tests.e2e.supervise_helpers import Running, SignalChild, TcpProxy, inject_cmd, supervise
 from tests.support import secret_value, wait_for
 
 POLL_S = 1.0
 DELIVERY_S = POLL_S + 3.0  # issue 14: the next version arrives within poll + 3 s
+STALE_POLLS = 2.5  # how long the laggard alone answers, in poll intervals
 FLEET_SIZE = 20
 FLEET_DELIVERY_S = 30.0  # through an election and HAProxy's health checks, 20 processes on 2 cores
 FAILOVER_LINE = re.compile(r"failing over from (http://127\.0\.0\.1:\d+) to (http://127\.0\.0\.1:\d+): \S")
@@ -212,6 +213,61 @@ def _stop_and_write(cluster: Cluster, node: Node, path: str, values: list[str]) 
     node.stop(signal.SIGTERM)
     values.append(secret_value())
     assert cluster.kv_put(path, v=values[-1]) == len(values)
+
+
+# --- 2b. a standby that lags ------------------------------------------------------------------
+
+
+def test_a_lagging_standby_s_older_version_is_ignored_and_logged_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """An injector on [a standby, the laggard]: raft traffic to the laggard is cut off, v2 is
+    written and delivered through the first standby, whose API then goes away. inject fails
+    over to the laggard, which still answers v1: ignored over several polls and logged once,
+    with no restart and no file going back; once the laggard catches up, v3 arrives."""
+    standby, laggard = cluster.followers()
+    path = ha_path()
+    values = [secret_value()]
+    cluster.kv_put(path, v=values[0])
+    cluster.wait_replicated(path, 1)
+    front = TcpProxy(target_port=standby.api_port)  # the standby's API only: it stays in the cluster
+    front.start()
+    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    child = SignalChild.create(tmp_path)
+    argv = inject_cmd("--poll-interval", f"{POLL_S}s", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
+    argv += ["--address", front.address, "--address", laggard.address, "--", *child.argv("APP_V")]
+    samples = ContentLog(tmp_path / "a.txt")
+    try:
+        with supervise(argv, env=cluster_env(cluster), cwd=tmp_path, stray=child.pids) as inject:
+            child.wait_starts(1)
+            with samples.running():
+                laggard.cut_off()
+                values.append(secret_value())
+                assert cluster.kv_put(path, v=values[1]) == 2
+                child.wait_starts(2, timeout_s=DELIVERY_S)
+                assert cluster.version_on(laggard, path) == 1  # it really lags
+
+                front.stop()
+                stale = inject.wait_log("older than", timeout_s=DELIVERY_S)
+                time.sleep(STALE_POLLS * POLL_S)  # more polls answered by the laggard: none may act
+                assert len(child.starts()) == 2
+
+                laggard.reconnect()
+                cluster.wait_replicated(path, 2)
+                values.append(secret_value())
+                assert cluster.kv_put(path, v=values[2]) == 3
+                child.wait_starts(3, timeout_s=DELIVERY_S + 5)
+                wait_for(
+                    lambda: samples.seen[-1:] == [values[2]], timeout_s=DELIVERY_S, what="v3 in the file"
+                )
+
+            assert inject.process.poll() is None, inject.stderr()
+            assert samples.seen == values
+            assert [start["env"]["APP_V"] for start in child.starts()] == values
+            assert len(inject.lines("older than")) == 1
+            assert f"{path}: the server answered v1, older than v2 already rendered; ignored" in stale[0]
+    finally:
+        front.stop()
 
 
 # --- 3. a fleet through HAProxy ---------------------------------------------------------------
