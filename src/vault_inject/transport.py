@@ -105,7 +105,11 @@ class ServerSettings:
 
     @property
     def candidates(self) -> tuple[str, ...]:
-        """Every address to use, in order: ``address`` first, then the rest of ``addresses``."""
+        """Every address to use, in order: ``address`` first, then the rest of ``addresses``.
+        A list without ``address`` in it is not this server's (``address`` was replaced, as
+        ``inject dev`` does): ``address`` alone, so the token goes nowhere else."""
+        if self.address not in self.addresses:
+            return (self.address,)
         return (self.address, *(a for a in dict.fromkeys(self.addresses) if a != self.address))
 
 
@@ -202,6 +206,7 @@ class Transport:
         self._wire_for: WireFactory = wire_for or (lambda address, tok: _HvacWire(settings, tok, address))
         self._failover = failover or Failover(settings.candidates)
         self._wires: dict[int, Wire] = {0: wire} if wire is not None else {}
+        self._wires_lock = threading.Lock()
 
     @property
     def token(self) -> str:
@@ -219,9 +224,11 @@ class Transport:
         return self._wire(self._failover.current)
 
     def _wire(self, index: int) -> Wire:
-        if index not in self._wires:
-            self._wires[index] = self._wire_for(self._failover.address(index), self._token)
-        return self._wires[index]
+        # made on first use; the lock keeps fan-out threads from making two (one would leak)
+        with self._wires_lock:
+            if index not in self._wires:
+                self._wires[index] = self._wire_for(self._failover.address(index), self._token)
+            return self._wires[index]
 
     def set_token(self, token: str) -> None:
         """Send a new token from now on (to every address)."""

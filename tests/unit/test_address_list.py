@@ -112,3 +112,11 @@ def test_settings_put_the_address_first_then_the_rest() -> None:
     settings = ServerSettings(address=B, addresses=(A, B, C))
     assert settings.candidates == (B, A, C)
     assert ServerSettings(address=A).candidates == (A,)
+
+
+def test_a_list_without_the_address_is_not_used() -> None:
+    """An address replaced without its list (inject dev's throwaway server) is used alone:
+    its token must never fail over to a real cluster's nodes."""
+    assert ServerSettings(address="http://127.0.0.1:8299", addresses=(A, B)).candidates == (
+        "http://127.0.0.1:8299",
+    )
