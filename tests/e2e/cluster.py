@@ -280,8 +280,16 @@ class Cluster:
         return [node for node in self.nodes if node.running and node is not leader]
 
     def api(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        """Call the active node (retried until there is one); fail on an error status."""
-        response = self._call(self.wait_leader(), method, path, json)
+        """Call the active node (retried while there is none, or it just changed); fail on an
+        error status."""
+
+        def answered() -> list[requests.Response]:  # a list: a 4xx Response is falsy itself
+            with contextlib.suppress(requests.RequestException):
+                response = self._call(self.wait_leader(), method, path, json)
+                return [response] if response.status_code < 500 else []
+            return []
+
+        [response] = wait_for(answered, timeout_s=LEADER_TIMEOUT_S, what=f"{method} {path}")
         assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text}"
         return response.json() if response.content else {}
 
