@@ -87,7 +87,8 @@ def delivered_within(paths: list[Path], value: str, timeout_s: float) -> float:
 
 def failover_lines(inject: Running) -> list[tuple[str, str]]:
     """(from, to) of every failover line inject logged."""
-    return [m.groups() for line in inject.stderr().splitlines() if (m := FAILOVER_LINE.search(line))]
+    found = (FAILOVER_LINE.search(line) for line in inject.stderr().splitlines())
+    return [(m.group(1), m.group(2)) for m in found if m]
 
 
 class ContentLog:
