@@ -109,6 +109,7 @@ def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth
 def _settings(config: Config, address: str) -> ServerSettings:
     return ServerSettings(
         address=address,
+        addresses=config.addresses,  # an HA cluster's nodes: failover in this order
         namespace=config.namespace,
         ca_cert=config.ca_cert,
         client_cert=config.client_cert,
@@ -352,7 +353,7 @@ def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClie
     except BaseException:
         client.close()
         raise
-    log.debug("authenticated to %s (policies: %s)", address, ", ".join(client.policies))
+    log.debug("authenticated to %s (policies: %s)", client.address, ", ".join(client.policies))
     return client, grant
 
 

@@ -22,7 +22,6 @@ CHILD_ARGV = click.argument("command", nargs=-1, type=click.UNPROCESSED)
 
 # name on the command line -> Config attribute
 _VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("--address",), "address", "Server address (env VAULT_ADDR, else BAO_ADDR)."),
     (("--namespace",), "namespace", "Namespace (env VAULT_NAMESPACE / BAO_NAMESPACE)."),
     (("--ca-cert",), "ca_cert", "CA bundle to verify the server (env VAULT_CACERT)."),
     (("--client-cert",), "client_cert", "Client certificate for TLS (env VAULT_CLIENT_CERT)."),
@@ -78,6 +77,13 @@ def shared_options(func: F) -> F:
             help="Child env var NAME=VALUE; VALUE a vault:PATH#KEY ref or Jinja (repeatable).",
         ),
         click.option(
+            "--address",
+            "address",
+            multiple=True,
+            help="Server address (env VAULT_ADDR, else BAO_ADDR); repeat for an HA cluster's"
+            " nodes, used in order with failover (env INJECT_ADDRESSES=URL,URL).",
+        ),
+        click.option(
             "--tls-skip-verify",
             "tls_skip_verify",
             is_flag=True,
@@ -112,7 +118,15 @@ def cli() -> None:
 def _cli_options(kwargs: dict[str, Any]) -> CliOptions:
     skip = {"config_path", "templates", "env", "verbose", "quiet", "debug", "command", "secrets"}
     values = {k: v for k, v in kwargs.items() if k not in skip and v is not None}
+    values.update(_addresses(values.pop("address", ())))
     return CliOptions(values=values, templates=tuple(kwargs["templates"]), env=tuple(kwargs["env"]))
+
+
+def _addresses(given: tuple[str, ...]) -> dict[str, Any]:
+    """One ``--address`` is used as given (as before lists); several are the address list."""
+    if len(given) == 1:
+        return {"address": given[0]}
+    return {"addresses": given} if given else {}
 
 
 def _log_level(kwargs: dict[str, Any], config: Config | None) -> str:

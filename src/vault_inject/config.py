@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .durations import parse_duration
 from .errors import UsageError
@@ -71,7 +72,8 @@ class TemplateSpec:
 class Config:
     """Everything one inject run needs to know, after merging all layers."""
 
-    address: str = ""
+    address: str = ""  # the first of ``addresses`` when a list was given
+    addresses: tuple[str, ...] = ()  # an HA cluster's nodes, in order of preference
     namespace: str = ""
     ca_cert: str = ""
     client_cert: str = ""
@@ -215,12 +217,28 @@ def split_listen(text: str, where: str = "listen") -> tuple[str, int]:
     return host, int(port)
 
 
+def _as_address_list(value: Any, where: str) -> tuple[str, ...]:
+    """``a,b`` or ``["a", "b"]`` (or a tuple from a repeated ``--address``): each an http(s)
+    URL with a host; duplicates dropped, order kept."""
+    if isinstance(value, tuple):
+        value = list(value)
+    found = _as_str_list(value, where) if isinstance(value, str | list) else None
+    if not found:
+        raise UsageError(f"{where}: expected one or more server addresses (http(s)://HOST:PORT)")
+    for address in found:
+        parts = urlsplit(address)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"{where}: {address[:80]!r} is not an http(s)://HOST:PORT address")
+    return tuple(dict.fromkeys(a.strip().rstrip("/") for a in found))
+
+
 def _env(*names: str) -> tuple[str, ...]:
     return names
 
 
 _OPTIONS: tuple[_Opt, ...] = (
     _Opt("address", "vault", "address", _env("VAULT_ADDR", "BAO_ADDR"), _as_str),
+    _Opt("addresses", "vault", "addresses", _env("INJECT_ADDRESSES"), _as_address_list),
     _Opt("namespace", "vault", "namespace", _env("VAULT_NAMESPACE", "BAO_NAMESPACE"), _as_str),
     _Opt("ca_cert", "vault", "ca_cert", _env("VAULT_CACERT", "BAO_CACERT"), _as_str),
     _Opt("client_cert", "vault", "client_cert", _env("VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"), _as_str),
@@ -327,6 +345,8 @@ def build_config(
     file_dir = os.path.dirname(os.path.abspath(os.path.join(cwd, config_path))) if config_path else cwd
     values: dict[str, Any] = {}
     for opt in _OPTIONS:
+        if opt.attr in _ADDRESS_ATTRS:
+            continue
         found = _pick(opt, cli, environ, file_data, where_file)
         if found is None:
             continue
@@ -334,6 +354,7 @@ def build_config(
         if opt.attr in _PATH_ATTRS and value:
             value = _resolve(file_dir if from_file else cwd, value)
         values[opt.attr] = value
+    values.update(_address_list(cli, environ, file_data, where_file))
     values.update(_wait(file_data, where_file))
     templates = _file_templates(file_data, where_file, file_dir) + _cli_templates(cli.templates, cwd)
     values["templates"] = _dedupe_templates(templates)
@@ -353,7 +374,8 @@ def _pick(
 ) -> tuple[Any, bool] | None:
     cli_value = cli.values.get(opt.attr)
     if cli_value is not None:
-        return opt.parse(cli_value, f"option --{opt.attr.removesuffix('_s').replace('_', '-')}"), False
+        flag = _CLI_FLAGS.get(opt.attr, opt.attr.removesuffix("_s").replace("_", "-"))
+        return opt.parse(cli_value, f"option --{flag}"), False
     for name in opt.envvars:
         if environ.get(name, "") != "":
             return opt.parse(environ[name], f"environment {name}"), False
@@ -361,6 +383,49 @@ def _pick(
     if opt.key in section:
         return opt.parse(section[opt.key], f"{where_file}: [{opt.section}] {opt.key}"), True
     return None
+
+
+_ADDRESS_ATTRS = ("addresses", "address")  # the list first: it wins within one layer
+_CLI_FLAGS = {"addresses": "address"}  # --address given more than once
+
+
+def _address_list(
+    cli: CliOptions, environ: Mapping[str, str], file_data: Mapping[str, Any], where_file: str
+) -> dict[str, Any]:
+    """``address`` and ``addresses`` resolved as one setting: the highest layer that gives
+    either wins (CLI, then environment, then file); within a layer the list wins
+    (``INJECT_ADDRESSES`` over ``VAULT_ADDR``). A single address is used as given."""
+    by_attr = {opt.attr: opt for opt in _OPTIONS if opt.attr in _ADDRESS_ATTRS}
+    vault = file_data.get("vault", {})
+    if "address" in vault and "addresses" in vault:
+        raise UsageError(f"{where_file}: [vault] has both 'address' and 'addresses'; give one")
+    for layer in (_cli_only(cli), _env_only(environ), _file_only(file_data)):
+        for attr in _ADDRESS_ATTRS:
+            found = _pick(by_attr[attr], layer[0], layer[1], layer[2], where_file)
+            if found is not None:
+                return _addresses_from(attr, found[0])
+    return {}
+
+
+def _addresses_from(attr: str, value: Any) -> dict[str, Any]:
+    if attr == "address":
+        return {"address": value, "addresses": (value,) if value else ()}
+    return {"address": value[0], "addresses": value}
+
+
+_Layer = tuple[CliOptions, Mapping[str, str], Mapping[str, Any]]
+
+
+def _cli_only(cli: CliOptions) -> _Layer:
+    return cli, {}, {}
+
+
+def _env_only(environ: Mapping[str, str]) -> _Layer:
+    return CliOptions(), environ, {}
+
+
+def _file_only(file_data: Mapping[str, Any]) -> _Layer:
+    return CliOptions(), {}, file_data
 
 
 def _resolve(base: str, path: str) -> str:

@@ -26,6 +26,7 @@ def cmd_dev(config: Config, environ: Mapping[str, str], secrets_file: str | None
         dev_config = dataclasses.replace(
             config,
             address=server.address,
+            addresses=(server.address,),  # never a real cluster's nodes with the dev token
             token_file=server.token_file,
             auth_method="token",
             namespace="",
@@ -33,6 +34,7 @@ def cmd_dev(config: Config, environ: Mapping[str, str], secrets_file: str | None
         )
         env = {k: v for k, v in environ.items() if k not in ("VAULT_TOKEN", "BAO_TOKEN")}
         env["VAULT_ADDR"] = server.address
+        env.pop("INJECT_ADDRESSES", None)  # it would win over VAULT_ADDR in the child's library
         # A runtime-fetch app (``vault_inject.Secrets``) in the child finds the throwaway
         # server's token file here; the token itself stays out of the environment.
         env["INJECT_TOKEN_FILE"] = server.token_file

@@ -102,6 +102,7 @@ class Engine:
         self.env: dict[str, str] = {}
         self.deps: dict[str, frozenset[SecretKey]] = {}
         self._errors: dict[str, str] = {}
+        self._stale: dict[SecretKey, int] = {}  # the older version last ignored, per key
 
     def first_render(self) -> Rendered:
         """Render everything; any failure raises (all or nothing before the child starts)."""
@@ -128,15 +129,39 @@ class Engine:
         )
 
     def absorb(self, fresh: Mapping[SecretKey, Secret]) -> dict[SecretKey, str]:
-        """Take newly read secrets; return the keys whose version or data changed, described."""
+        """Take newly read secrets; return the keys whose version or data changed, described.
+
+        A KV v2 read older than the version held (a lagging standby, a node that rejoined
+        an HA cluster) is ignored: versions never go backwards. It is logged once per
+        older version, and never re-renders or restarts anything."""
         changed = {}
         for key, new in fresh.items():
             old = self.secrets.get(key)
+            if old is not None and self._went_back(key, old, new):
+                continue
             if old is None or old.version != new.version or old.data != new.data:
                 changed[key] = describe_change(old, new)
                 log.debug("%s", changed[key])
             self.secrets[key] = new
         return changed
+
+    def _went_back(self, key: SecretKey, old: Secret, new: Secret) -> bool:
+        """True (logged once per older version) when ``new`` is an older KV v2 version."""
+        if not (old.kv_version == new.kv_version == 2 and old.version and new.version):
+            return False
+        if new.version >= old.version:
+            self._stale.pop(key, None)
+            return False
+        if self._stale.get(key) != new.version:
+            self._stale[key] = new.version
+            log.warning(
+                "%s: the server answered v%d, older than v%d already rendered; ignored"
+                " (a lagging or rejoining node?)",
+                new.path,
+                new.version,
+                old.version,
+            )
+        return True
 
     def outputs_using(self, keys: Iterable[SecretKey]) -> set[str]:
         """Every output (destination, or ``env:NAME``) that read one of ``keys``."""

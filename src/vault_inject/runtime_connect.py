@@ -60,6 +60,7 @@ def connect(config: Config, environ: Mapping[str, str]) -> Connection:
     """Log in once (retried while the server is unreachable, up to the retry timeout)."""
     settings = ServerSettings(
         address=config.address or DEFAULT_ADDRESS,
+        addresses=config.addresses,
         namespace=config.namespace,
         ca_cert=config.ca_cert,
         client_cert=config.client_cert,

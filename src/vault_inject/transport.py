@@ -10,12 +10,19 @@ One call of ``Transport.request`` is::
         │                  │  would go with it; the message names only the target's origin)
         │                  ├─ body over 16 MiB: SecretError naming the request, not retried
         │                  └─ status -> dict, or one of our errors (``check_status``)
-        └─ TransientError (connection error, timeout, 412/429/5xx, cut-short body):
-           back off (or honour Retry-After) and try again until the budget is spent,
-           then UnreachableError "<address> did not answer <what> within <budget>s: ..."
+        └─ TransientError (connection error, timeout, 412/429/473/5xx, cut-short body):
+           with an address list, fail over to the next address at once (``failover.py``);
+           once every address failed in this round, back off (or honour Retry-After) and
+           try again until the budget is spent, then
+           UnreachableError "<address(es)> did not answer <what> within <budget>s: ..."
+
+Address list: ``ServerSettings.addresses`` (an HA cluster's nodes). Each address has its own
+wire (own connections, same token); the current one is shared with clones, so a failover is
+made and logged once. A redirect to another address *in the list* is followed there and
+makes it current (a standby naming the active node); one anywhere else is refused as above.
 
 Budget: ``budget_s`` seconds from ``since`` (default: now) for all attempts of one call;
-``0`` means one attempt with the full request timeout. One attempt may take
+``0`` means one attempt (per address) with the full request timeout. One attempt may take
 min(request timeout, what is left of the budget, but at least MIN_ATTEMPT_TIMEOUT_S).
 
 Deadline: that limit is wall-clock time for the whole attempt, not a socket timeout (a
@@ -65,6 +72,7 @@ from .errors import (
     TransientError,
     UnreachableError,
 )
+from .failover import Failover
 from .log import register_secret
 
 log = logging.getLogger(__name__)
@@ -75,7 +83,8 @@ MIN_ATTEMPT_TIMEOUT_S = 1.0  # an attempt near the retry deadline still gets thi
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 64 * 1024
-_TRANSIENT_STATUS = frozenset({412, 429, 500, 502, 503, 504})
+# 501 is the one 5xx that says "never" (not implemented), not "not now" or "not this node".
+_TRANSIENT_STATUS = frozenset({412, 429, 473} | set(range(500, 600)) - {501})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PATH_SAFE = "/-_.~@:"
@@ -92,6 +101,16 @@ class ServerSettings:
     client_key: str = ""
     tls_skip_verify: bool = False
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    addresses: tuple[str, ...] = ()  # an HA cluster's nodes, for failover; () = address alone
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Every address to use, in order: ``address`` first, then the rest of ``addresses``.
+        A list without ``address`` in it is not this server's (``address`` was replaced, as
+        ``inject dev`` does): ``address`` alone, so the token goes nowhere else."""
+        if self.address not in self.addresses:
+            return (self.address,)
+        return (self.address, *(a for a in dict.fromkeys(self.addresses) if a != self.address))
 
 
 @dataclass(frozen=True)
@@ -158,9 +177,13 @@ class _Call:
     allow_404_body: bool
 
 
+WireFactory = Callable[[str, str], Wire]  # (address, token) -> a wire to that address
+
+
 class Transport:
-    """Requests to one server: retries within a per-call budget, wall-clock attempt
-    deadlines, same-origin redirects only, statuses mapped to our errors."""
+    """Requests to one server (or one of an address list, failing over): retries within a
+    per-call budget, wall-clock attempt deadlines, redirects only to the same origin or
+    another listed address, statuses mapped to our errors."""
 
     def __init__(
         self,
@@ -170,13 +193,20 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wire: Wire | None = None,
+        wire_for: WireFactory | None = None,
+        failover: Failover | None = None,
     ) -> None:
+        """``wire`` is the wire to the first address (tests of one server); ``wire_for`` makes
+        the wire to any address (default: the real one); ``failover`` is shared by clones."""
         register_secret(token)
         self.settings = settings
         self.sleep = sleep
         self.clock = clock
         self._token = token
-        self._wire = wire if wire is not None else _HvacWire(settings, token)
+        self._wire_for: WireFactory = wire_for or (lambda address, tok: _HvacWire(settings, tok, address))
+        self._failover = failover or Failover(settings.candidates)
+        self._wires: dict[int, Wire] = {0: wire} if wire is not None else {}
+        self._wires_lock = threading.Lock()
 
     @property
     def token(self) -> str:
@@ -184,25 +214,47 @@ class Transport:
         return self._token
 
     @property
+    def address(self) -> str:
+        """The address requests go to now (the first one, or where a failover moved)."""
+        return self._failover.address(self._failover.current)
+
+    @property
     def wire(self) -> Wire:
-        """The HTTP exchanges underneath (``clone()`` it for another thread's connections)."""
-        return self._wire
+        """The wire to the current address."""
+        return self._wire(self._failover.current)
+
+    def _wire(self, index: int) -> Wire:
+        # made on first use; the lock keeps fan-out threads from making two (one would leak)
+        with self._wires_lock:
+            if index not in self._wires:
+                self._wires[index] = self._wire_for(self._failover.address(index), self._token)
+            return self._wires[index]
 
     def set_token(self, token: str) -> None:
-        """Send a new token from now on."""
+        """Send a new token from now on (to every address)."""
         register_secret(token)
         self._token = token
-        self._wire.set_token(token)
+        for wire in list(self._wires.values()):
+            wire.set_token(token)
 
     def clone(self) -> Transport:
-        """Another transport to the same server (own connections, same token and clocks)."""
-        return Transport(
-            self.settings, self._token, sleep=self.sleep, clock=self.clock, wire=self._wire.clone()
+        """Another transport to the same server(s): own connections, the same token, clocks
+        and current address (a failover by either is one for both)."""
+        other = Transport(
+            self.settings,
+            self._token,
+            sleep=self.sleep,
+            clock=self.clock,
+            wire_for=self._wire_for,
+            failover=self._failover,
         )
+        other._wires = {index: wire.clone() for index, wire in list(self._wires.items())}
+        return other
 
     def close(self) -> None:
         """Close the keep-alive connections."""
-        self._wire.close()
+        for wire in list(self._wires.values()):
+            wire.close()
 
     def request(
         self,
@@ -220,20 +272,31 @@ class Transport:
         ``since`` (a ``clock`` reading; default now). ``what`` names the request in errors."""
         call = _Call(method, "/v1/" + quote(path, safe=_PATH_SAFE), what, params, json, allow_404_body)
         deadline = (self.clock() if since is None else since) + budget_s
-        attempt = 0
+        rounds = 0
+        tried: set[int] = set()  # the addresses that failed in this round
         while True:
-            attempt += 1
+            index = self._failover.current
             try:
-                return self._attempt(call, self._attempt_timeout_s(budget_s, deadline))
+                return self._attempt(call, index, self._attempt_timeout_s(budget_s, deadline))
             except TransientError as exc:
+                tried.add(index)
+                current = self._failover.failed(index, str(exc))
+                if current not in tried and self._time_left(budget_s, deadline):
+                    continue  # another address has not failed yet: try it at once
+                rounds, tried = rounds + 1, set()
                 # Honour the server's Retry-After; when that lands past the deadline, give
                 # up now rather than sleep through the deadline for an answer that cannot come.
                 retry_after_s = exc.retry_after_s if isinstance(exc, _RetryAfter) else 0.0
-                wait_s = max(backoff.delay_s(attempt), retry_after_s)
+                wait_s = max(backoff.delay_s(rounds), retry_after_s)
                 if self.clock() + wait_s > deadline:
                     raise self._gave_up(what, exc, retry_after_s, budget_s) from None
                 log.debug("retrying %s in %.2fs: %s", what, wait_s, exc)
                 self.sleep(wait_s)
+
+    def _time_left(self, budget_s: float, deadline: float) -> bool:
+        """True while the budget allows another attempt (a call with no budget tries every
+        address once)."""
+        return budget_s <= 0 or self.clock() < deadline
 
     def _attempt_timeout_s(self, budget_s: float, deadline: float) -> float:
         """How long one attempt may take: the request timeout, but no longer than what is
@@ -244,44 +307,55 @@ class Transport:
         left_s = deadline - self.clock()
         return min(self.settings.request_timeout_s, max(MIN_ATTEMPT_TIMEOUT_S, left_s))
 
-    def _attempt(self, call: _Call, timeout_s: float) -> dict[str, Any]:
-        """One attempt, same-origin redirects included, all within ``timeout_s``."""
+    def _attempt(self, call: _Call, index: int, timeout_s: float) -> dict[str, Any]:
+        """One attempt on address ``index``, redirects included, all within ``timeout_s``."""
         ends_at = self.clock() + timeout_s
         method, url, params, body = call.method, call.url, call.params, call.json
         for _ in range(MAX_REDIRECTS + 1):
             left_s = max(0.0, ends_at - self.clock())
-            answer = self._wire.exchange(
+            answer = self._wire(index).exchange(
                 method, url, what=call.what, params=params, json=body, timeout_s=left_s
             )
             location = answer.headers.get("Location")
             if answer.status not in _REDIRECT_STATUS or not location:
+                if answer.status not in _TRANSIENT_STATUS:
+                    self._failover.answered(index)  # up, even when the answer is a refusal
                 return check_status(answer, call.what, call.allow_404_body)
-            url = self._follow(urljoin(answer.url, location), call.what)
+            url, index = self._follow(urljoin(answer.url, location), index, call.what)
             method, body = redirected_method(answer.status, method, body)
             params = None  # the Location carries its own query
-        raise UnreachableError(
-            f"{self.settings.address} redirected {call.what} more than {MAX_REDIRECTS} times; giving up"
-        )
+        where = self._failover.address(index)
+        raise UnreachableError(f"{where} redirected {call.what} more than {MAX_REDIRECTS} times; giving up")
 
-    def _follow(self, target: str, what: str) -> str:
-        """The address-relative URL of a redirect target on the same origin; anywhere else is
-        refused (naming only the target's origin: its path or query may carry data)."""
-        relative = same_origin_path(self.settings.address, target)
-        if relative is None:
-            raise UnreachableError(
-                f"{self.settings.address} redirected {what} to {origin_of(target)}, another server:"
-                " refused, the token is only sent to the configured address"
-                " (point VAULT_ADDR at the server that should answer)"
-            )
-        log.debug("following a redirect of %s on %s", what, self.settings.address)
-        return relative
+    def _follow(self, target: str, index: int, what: str) -> tuple[str, int]:
+        """Where a redirect from address ``index`` goes: (address-relative URL, address index).
+        The same origin, or another address of the list (which then becomes current);
+        anywhere else is refused (naming only the target's origin: its path or query may
+        carry data)."""
+        here = self._failover.address(index)
+        relative = same_origin_path(here, target)
+        if relative is not None:
+            log.debug("following a redirect of %s on %s", what, here)
+            return relative, index
+        for other, address in enumerate(self._failover.addresses):
+            relative = same_origin_path(address, target)
+            if relative is not None:
+                self._failover.redirected(index, other)
+                return relative, other
+        listed = "the configured addresses" if len(self._failover.addresses) > 1 else "the configured address"
+        raise UnreachableError(
+            f"{here} redirected {what} to {origin_of(target)}, another server:"
+            f" refused, the token is only sent to {listed}"
+            " (point VAULT_ADDR at the server that should answer, or list it in INJECT_ADDRESSES)"
+        )
 
     def _gave_up(
         self, what: str, exc: TransientError, retry_after_s: float, budget_s: float
     ) -> UnreachableError:
         within = f" within {budget_s:g}s" if budget_s > 0 else ""
         asked = f" (the server asked to retry after {retry_after_s:g}s)" if retry_after_s else ""
-        return UnreachableError(f"{self.settings.address} did not answer {what}{within}: {exc}{asked}")
+        who = ", ".join(self._failover.addresses)
+        return UnreachableError(f"{who} did not answer {what}{within}: {exc}{asked}")
 
 
 # --- redirects (pure) ----------------------------------------------------------------------
@@ -341,10 +415,11 @@ def check_status(answer: Answer, what: str, allow_404_body: bool) -> dict[str, A
     """The JSON body of a successful answer, or the error the status means."""
     status = answer.status
     if status in _TRANSIENT_STATUS:
+        reason = f"HTTP {status}{_transient_hint(status, answer.body)}"
         retry_after_s = _retry_after_s(answer.headers.get("Retry-After"))
         if retry_after_s and status in (429, 503):
-            raise _RetryAfter(f"HTTP {status}", retry_after_s=retry_after_s)
-        raise TransientError(f"HTTP {status}")
+            raise _RetryAfter(reason, retry_after_s=retry_after_s)
+        raise TransientError(reason)
     if status == 204:
         return {}
     if 200 <= status < 300:
@@ -366,6 +441,15 @@ def check_status(answer: Answer, what: str, allow_404_body: bool) -> dict[str, A
         raise AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
     # Not the server's error text: a response body may echo request data (SECURITY.md).
     raise SecretError(f"server refused {what}: HTTP {status}{_STATUS_HINTS.get(status, '')}")
+
+
+def _transient_hint(status: int, raw: bytes) -> str:
+    """What a retried status says about the node, in our words (never the body's text)."""
+    if status == 503 and any("sealed" in str(e).lower() for e in _json_body(raw).get("errors") or ()):
+        return " (sealed)"
+    if status == 473:
+        return " (a performance standby)"
+    return ""
 
 
 _STATUS_HINTS = {
@@ -434,10 +518,11 @@ class _HvacWire:
     """hvac's raw adapter over a requests session whose connections report to the attempt's
     watch; each exchange runs on a daemon helper thread bounded by a wall-clock deadline."""
 
-    def __init__(self, settings: ServerSettings, token: str) -> None:
+    def __init__(self, settings: ServerSettings, token: str, address: str | None = None) -> None:
         self._settings = settings
+        self._address = address or settings.address
         self._client = hvac.Client(
-            url=settings.address,
+            url=self._address,
             token=token,
             namespace=settings.namespace or None,
             verify=_verify(settings),
@@ -467,7 +552,7 @@ class _HvacWire:
 
     def clone(self) -> _HvacWire:
         """A wire with its own session."""
-        return _HvacWire(self._settings, str(self._client.token))
+        return _HvacWire(self._settings, str(self._client.token), self._address)
 
     def close(self) -> None:
         """Close the keep-alive session (an abandoned helper on it fails, unheard)."""
@@ -491,9 +576,7 @@ class _HvacWire:
                 body = _read_capped(response, what)
                 return Answer(response.status_code, response.headers, body, str(response.url))
         except requests.exceptions.SSLError as exc:
-            raise UnreachableError(
-                f"TLS error talking to {self._settings.address}: {_tls_reason(exc)}"
-            ) from None
+            raise UnreachableError(f"TLS error talking to {self._address}: {_tls_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(_reason(exc)) from None
 

@@ -24,7 +24,7 @@ from .fanout import fan_out
 from .log import register_secret, replace_secrets
 from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, strings_in
 from .refs import normalize_path
-from .transport import NoRoute, ServerSettings, Transport, Wire
+from .transport import NoRoute, ServerSettings, Transport, Wire, WireFactory
 
 __all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient"]
 
@@ -116,8 +116,10 @@ class _Sender:
 
 
 class VaultClient:
-    """A token-authenticated connection to one server: the Vault operations, each with an
-    optional per-call retry budget (``budget_s``; default ``retry_timeout_s``)."""
+    """A token-authenticated connection to one server (or an HA cluster's address list, with
+    failover: the token and the mounts learnt carry over, as it is one cluster): the Vault
+    operations, each with an optional per-call retry budget (``budget_s``; default
+    ``retry_timeout_s``)."""
 
     def __init__(
         self,
@@ -128,19 +130,30 @@ class VaultClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wire: Wire | None = None,
+        wire_for: WireFactory | None = None,
+        transport: Transport | None = None,
     ) -> None:
+        """``wire`` / ``wire_for``: test seams of the transport; ``transport``: an existing one
+        (``clone``)."""
         self.settings = settings
         self.retry_timeout_s = retry_timeout_s  # the default budget of every call
         self.sleep = sleep
         self.clock = clock
         self.policies: tuple[str, ...] = ()
-        self._transport = Transport(settings, token, sleep=sleep, clock=clock, wire=wire)
+        self._transport = transport or Transport(
+            settings, token, sleep=sleep, clock=clock, wire=wire, wire_for=wire_for
+        )
         self._kv = _KV()
 
     @property
     def token(self) -> str:
         """The token sent with every request."""
         return self._transport.token
+
+    @property
+    def address(self) -> str:
+        """The server address in use now (with an address list: where failover moved)."""
+        return self._transport.address
 
     def close(self) -> None:
         """Close the keep-alive session."""
@@ -155,7 +168,7 @@ class VaultClient:
             retry_timeout_s=retry_timeout_s,
             sleep=self.sleep,
             clock=self.clock,
-            wire=self._transport.wire.clone(),
+            transport=self._transport.clone(),
         )
         other.policies = self.policies
         other._kv.mounts.update(self._kv.mounts)
@@ -191,7 +204,7 @@ class VaultClient:
         return data
 
     def _rejected(self) -> AuthError:
-        return AuthError(f"the token was rejected by {self.settings.address} (invalid, expired or revoked)")
+        return AuthError(f"the token was rejected by {self.address} (invalid, expired or revoked)")
 
     def login(
         self, mount: str, payload: Mapping[str, str], *, what: str, budget_s: float | None = None
@@ -201,7 +214,7 @@ class VaultClient:
         try:
             body = send("POST", f"auth/{normalize_path(mount)}/login", what=what, json=payload)
         except (PermissionDenied, AuthError, SecretNotFound) as exc:
-            raise AuthError(f"{what} refused by {self.settings.address}: {_kind(exc)}") from None
+            raise AuthError(f"{what} refused by {self.address}: {_kind(exc)}") from None
         except SecretError as exc:
             raise AuthError(f"{what} refused: {exc}") from None
         auth = body.get("auth") or {}

@@ -25,6 +25,7 @@ PURE_MODULES = (
     "actions",
     "splay",
     "health",
+    "failover",
 )
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
 
