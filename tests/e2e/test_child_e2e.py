@@ -4,15 +4,14 @@ exec in place, commands that cannot run, and stdin passing through."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, finish, read_lines, start_inject, stop_quietly, write
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, read_lines, write
+from tests.support import Bao, inject_env, run_inject, secret_value, start_inject, wait_for
 
 # A child that notes every HUP/USR1/USR2/TERM it receives, one name per line;
 # TERM makes it exit with code 3. It touches the ready file once its handlers are in place.
@@ -79,9 +78,9 @@ def test_signals_are_forwarded_to_the_child(bao: Bao, tmp_path: Path) -> None:
             process.send_signal(sig)
             expected.append(sig.name)
             wait_for(lambda: read_lines(log_path) == expected, timeout_s=5, what=sig.name)
-        code, _, stderr = finish(process)
+        code, _, stderr = process.finish()
     finally:
-        stop_quietly(process)
+        process.shut_down()
     assert code == 3, stderr
     assert read_lines(log_path) == ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGTERM"]
 
@@ -104,9 +103,9 @@ def test_kill_timeout_ends_a_child_that_ignores_term(bao: Bao, tmp_path: Path) -
         wait_for(ready.exists, timeout_s=10, what="child ready")
         sent_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        code, _, stderr = finish(process, timeout_s=10)
+        code, _, stderr = process.finish(timeout_s=10)
     finally:
-        stop_quietly(process)
+        process.shut_down()
     elapsed_s = time.monotonic() - sent_at
     assert code == 137, stderr
     assert 0.8 <= elapsed_s < 5, elapsed_s
@@ -122,9 +121,8 @@ def test_no_watch_execs_in_place(bao: Bao, tmp_path: Path) -> None:
         "import os, sys; print(os.getpid()); sys.exit(5)",
         env=inject_env(bao),
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
     )
-    code, stdout, stderr = finish(process)
+    code, stdout, stderr = process.finish()
     assert code == 5, stderr
     assert int(stdout) == process.pid
 

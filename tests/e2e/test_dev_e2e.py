@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.e2e.helpers_e2e import error_line, forbid, inject_argv, refuses_connections, write
-from tests.support import record_output, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, refuses_connections, write
+from tests.support import forbid, inject_argv, record_output, run_inject, secret_value, wait_for
 from vault_inject import __version__
 
 

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
+from tests.e2e.supervise_helpers import SignalChild
 from tests.e2e.test_auth_e2e import _approle, _approle_config, _env, _kv_read, _reader_policy, approle_mount
-from tests.support import Bao, inject_env, run_inject, secret_value
+from tests.support import Bao, inject_argv, inject_env, run_inject, secret_value, supervise
 
 __all__ = ["approle_mount"]  # the module fixture, imported so pytest finds it here
 
@@ -69,7 +69,7 @@ def test_token_revoked_from_outside_logs_in_again_and_keeps_updating(
     _approle_config(tmp_path, approle)
     child = SignalChild.create(tmp_path)
     argv = [
-        *inject_cmd("--poll-interval", "300ms", "-e", f"APP_V=vault:{path}#v"),
+        *inject_argv("--poll-interval", "300ms", "-e", f"APP_V=vault:{path}#v"),
         "--",
         *child.argv("APP_V"),
     ]

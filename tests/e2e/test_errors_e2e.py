@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import closed_port, error_line, forbid, reader_token, write
-from tests.support import Bao, inject_env, run_inject, secret_value
+from tests.e2e.helpers_e2e import closed_port, error_line, reader_token, write
+from tests.support import Bao, forbid, inject_env, run_inject, secret_value
 
 # --- usage and config errors (exit 2) -----------------------------------------------------
 

@@ -22,9 +22,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import audited_server, error_line, forbid, temp_files, write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, record_output, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import audited_server, error_line, temp_files, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import (
+    Bao,
+    forbid,
+    holds_for,
+    inject_argv,
+    inject_env,
+    record_output,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 from vault_inject import files
 
 # --- atomicity under SIGKILL --------------------------------------------------------------
@@ -150,7 +161,7 @@ def test_sigkill_during_rerenders_never_exposes_a_partial_file(bao: Bao, prefix:
     bao.kv_put(path, v=first)
     out_dir = tmp_path / "out"
     destination = out_dir / "app.conf"
-    argv = inject_cmd("watch", "--poll-interval", "100ms", "-t", f"big.j2:{destination}")
+    argv = inject_argv("watch", "--poll-interval", "100ms", "-t", f"big.j2:{destination}")
     kills, rng = 0, random.Random()
     threads = [
         threading.Thread(target=_read_forever, args=(destination, contents, stop), daemon=True),
@@ -320,7 +331,7 @@ def test_full_or_read_only_fs_while_running_leaves_the_child_alone(
     path, old = _small_render(bao, prefix, tmp_path)
     destination = small_fs / "app.conf"
     app = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
+    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
         pid = app.wait_starts(1)[0]["pid"]
         reason = _fill_or_freeze(fault, small_fs)
@@ -328,10 +339,13 @@ def test_full_or_read_only_fs_while_running_leaves_the_child_alone(
         logged = running.wait_log(reason)
         assert str(destination) in logged[0]
         assert "child not told" in logged[0]
-        time.sleep(0.5)  # a few more polls: still nothing may reach the child
-        assert running.process.poll() is None
-        assert app.pids() == [pid]
-        assert app.signals(pid) == []
+
+        def untouched() -> None:  # a few more polls: still nothing may reach the child
+            assert running.poll() is None
+            assert app.pids() == [pid]
+            assert app.signals(pid) == []
+
+        holds_for(untouched, duration_s=0.5, what="inject running, the child not told")
         assert destination.read_text() == f"v={old}\n"
         assert temp_files(small_fs) == []
 
@@ -344,7 +358,7 @@ def test_failed_write_is_retried_when_the_filesystem_recovers(
     path, _ = _small_render(bao, prefix, tmp_path)
     destination = small_fs / "app.conf"
     app = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
+    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
         first_pid = app.wait_starts(1)[0]["pid"]
         reason = _fill_or_freeze("read-only", small_fs)
@@ -720,7 +734,7 @@ def test_child_proc_environ_has_no_token_or_auth_material(
     )
     app = SignalChild.create(tmp_path)
     extra = ["--no-watch"] if mode == "exec" else []
-    argv = inject_cmd(*extra, "-e", f"DB_PASSWORD=vault:{prefix}/app#password", "--", *app.argv())
+    argv = inject_argv(*extra, "-e", f"DB_PASSWORD=vault:{prefix}/app#password", "--", *app.argv())
     with supervise(argv, env=env, cwd=tmp_path, ready=None) as running:
         pid = app.wait_starts(1)[0]["pid"]
         child_env = _environ_of(pid)
@@ -760,7 +774,9 @@ def test_app_cannot_read_the_token_from_injects_proc_environ(bao: Bao, prefix: s
         result = subprocess.run(
             [
                 *as_user,
-                *inject_cmd("-e", f"P=vault:{prefix}/app#password", "--", "sh", "-c", PEEK_AT_PARENT, "peek"),
+                *inject_argv(
+                    "-e", f"P=vault:{prefix}/app#password", "--", "sh", "-c", PEEK_AT_PARENT, "peek"
+                ),
                 str(shared / "result"),
             ],
             env=inject_env(bao, token=token),

@@ -18,9 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, finish, start_inject, stop_quietly, write
-from tests.e2e.supervise_helpers import inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, write
+from tests.support import (
+    Bao,
+    inject_argv,
+    inject_env,
+    run_inject,
+    secret_value,
+    start_inject,
+    supervise,
+    wait_for,
+)
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -203,9 +211,9 @@ def test_fifo_appearing_while_running_does_not_block_the_loop(
         template(bao, prefix, tmp_path)  # a new version: the next poll writes
         assert not _reader_opens(destination, within_s=2.0), "inject is blocked reading the FIFO"
         process.send_signal(15)
-        code, _, stderr = finish(process, timeout_s=HANG_TIMEOUT_S)
+        code, _, stderr = process.finish(timeout_s=HANG_TIMEOUT_S)
     finally:
-        stop_quietly(process)
+        process.shut_down()
     assert code == 143, stderr
     assert "FIFO" in stderr
     assert str(destination) in stderr
@@ -301,7 +309,7 @@ def test_rollback_after_a_failed_check_restores_owner_and_mode(
         f'[child]\ncheck = "grep -q good {destination}"\n\n'
         f'[[template]]\nsource = "t.j2"\ndestination = "{destination}"\nperms = "0640"\n',
     )
-    argv = inject_cmd("--poll-interval", "100ms", "--", "sleep", "600")
+    argv = inject_argv("--poll-interval", "100ms", "--", "sleep", "600")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
         bao.kv_put(f"{prefix}/app", v=secret_value("bad"))
         running.wait_log("restoring the previous files", timeout_s=10)

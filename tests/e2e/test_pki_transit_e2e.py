@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, forbid, write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, forbid, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
 # --- PKI -----------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def test_pki_cert_and_key_from_one_issue_reissued_together_before_expiry(
     write(tmp_path / "key.j2", KEY_TEMPLATE.replace("ROLE", f"{pki_mount}/web"))
     cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("-t", "cert.j2:tls/cert.pem", "-t", "key.j2:tls/key.pem", "--", *child.argv())
+    argv = inject_argv("-t", "cert.j2:tls/cert.pem", "-t", "key.j2:tls/key.pem", "--", *child.argv())
     started_s = time.monotonic()  # the first certificate is issued after this: it expires after +6s
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
@@ -207,7 +207,7 @@ def test_secret_previous_follows_a_rotation_while_running(bao: Bao, prefix: str,
     bao.kv_put(path, jwt_secret=second)
     write(tmp_path / "t.j2", ROLLING_TEMPLATE.replace("PATH", path))
     out = tmp_path / "out.txt"
-    argv = inject_cmd("watch", "--poll-interval", "300ms", "-t", "t.j2:out.txt")
+    argv = inject_argv("watch", "--poll-interval", "300ms", "-t", "t.j2:out.txt")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None):
         wait_for(lambda: out.exists(), timeout_s=5, what="the first render")
         assert out.read_text() == f"current={second}\nprevious={first}\n"

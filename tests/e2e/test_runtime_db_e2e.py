@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers_e2e import forbid
 from tests.e2e.pg_helpers import (
     DatabaseEngine,
     Postgres,
@@ -26,7 +25,7 @@ from tests.e2e.pg_helpers import (
     needs_postgres,
     postgres,
 )
-from tests.support import Bao, inject_env, record_output, secret_value, wait_for
+from tests.support import Bao, forbid, inject_env, record_output, secret_value, wait_for
 from vault_inject import Secrets, UsageError
 
 __all__ = ["postgres"]  # the session fixture, imported so pytest finds it here

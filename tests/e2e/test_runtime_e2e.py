@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import audited_server, forbid, reader_token
+from tests.e2e.helpers_e2e import audited_server, reader_token
 from tests.e2e.test_pki_transit_e2e import pki_mount
-from tests.support import Bao, record_output, run_inject, secret_value, wait_for
+from tests.support import Bao, forbid, record_output, run_inject, secret_value, wait_for
 from vault_inject import (
     AuthError,
     InjectError,

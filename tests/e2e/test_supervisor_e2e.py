@@ -9,20 +9,19 @@ import os
 import signal
 import stat
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers_e2e import temp_files, write
-from tests.e2e.supervise_helpers import SignalChild, alive, inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, alive, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
 POLL = ("--poll-interval", "300ms")
 
 
 def _run_args(*args: str) -> list[str]:
-    return inject_cmd(*POLL, *args)
+    return inject_argv(*POLL, *args)
 
 
 def _text(path: Path) -> str | None:
@@ -184,8 +183,8 @@ def test_failing_check_restores_previous_file_and_leaves_child(bao: Bao, prefix:
         pid = child.wait_starts(1)[0]["pid"]
         bad = secret_value("bad")
         bao.kv_put(path, word=bad)
-        inject.wait_log("check command failed")
-        assert out.read_text() == f"word={good}\n"
+        inject.wait_log("check command failed")  # logged just before the restore
+        wait_for(lambda: out.read_text() == f"word={good}\n", timeout_s=5, what="the previous file restored")
         assert seen.read_text() == f"word={bad}\n", "the check ran on the new file"
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
         _barrier(inject.pid, child, pid)
@@ -266,7 +265,7 @@ def test_template_source_edit_rerenders(bao: Bao, prefix: str, tmp_path: Path) -
     bao.kv_put(path, v=value)
     source, out = tmp_path / "tpl" / "a.j2", tmp_path / "a.txt"
     write(source, f"one {{{{ secret('{path}').v }}}}")
-    argv = inject_cmd("--poll-interval", "1h", "-t", "tpl/a.j2:a.txt", "--", *child.argv())
+    argv = inject_argv("--poll-interval", "1h", "-t", "tpl/a.j2:a.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids):
         child.wait_starts(1)
         assert out.read_text() == f"one {value}"
@@ -328,8 +327,8 @@ def test_burst_of_versions_gives_one_restart(bao: Bao, prefix: str, tmp_path: Pa
         child.wait_starts(1)
         values = [secret_value() for _ in range(3)]
         for n, value in enumerate(values):
-            if n:
-                time.sleep(0.5)  # longer than one poll: each version is seen on its own
+            if n:  # each version is seen on its own poll
+                inject.wait_log(" -> v", count=n)
             bao.kv_put(path, v=value)
         second = child.wait_starts(2)[1]
         assert second["env"]["APP_V"] == values[-1]
