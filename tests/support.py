@@ -255,10 +255,13 @@ def run_inject(
     cwd: str | os.PathLike[str] | None = None,
     timeout_s: float = 60,
     input_text: str | None = None,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `inject` to the end and record its output for the secrecy check."""
+    """Run the real `inject` to the end and record its output for the secrecy check.
+
+    ``wrapper`` runs it under another command (``prlimit ...``, ``setpriv ...``)."""
     result = subprocess.run(
-        inject_argv(*args),
+        [*wrapper, *inject_argv(*args)],
         env=dict(env),
         cwd=cwd,
         capture_output=True,

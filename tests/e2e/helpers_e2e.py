@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support import Bao, Running, bao_server, forbid, inject_argv, start_inject  # noqa: F401 (re-exported)
+from tests.support import Bao, Running, bao_server, forbid, inject_argv, secret_value, start_inject  # noqa: F401 (re-exported)
 
 # A child that prints the sorted *names* (never the values) of its environment as JSON.
 PRINT_ENV_NAMES = "import json, os; print(json.dumps(sorted(os.environ)))"
@@ -22,6 +22,14 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def secret_template(bao: Bao, path: str, workdir: Path, name: str = "a.j2") -> str:
+    """A new value of ``path``'s key ``v`` and a template ``workdir/name`` that renders just it; the value."""
+    value = secret_value()
+    bao.kv_put(path, v=value)
+    write(workdir / name, f"{{{{ secret('{path}').v }}}}")
+    return value
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -16,6 +16,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.e2e.pg_helpers import Postgres, add_role, enable_database, needs_post
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import (
     Bao,
+    Running,
     forbid,
     holds_for,
     inject_argv,
@@ -252,7 +254,7 @@ class TokenFileScene:
     first: str
     second: str
     child: SignalChild
-    argv: list[str]
+    inject: Running
 
     def swap_token(self) -> None:
         """Replace ./token with the second token, atomically (as a secret mount does)."""
@@ -261,8 +263,9 @@ class TokenFileScene:
 
 
 @pytest.fixture
-def token_file_scene(bao: Bao, postgres: Postgres, tmp_path: Path) -> TokenFileScene:
-    """A database role with 30s/60s leases, a reader policy, two tokens and inject's argv."""
+def token_file_scene(bao: Bao, postgres: Postgres, tmp_path: Path) -> Iterator[TokenFileScene]:
+    """A database role with 30s/60s leases, a reader policy, two tokens, and inject running
+    with the first one (its child started once); stopped at the end."""
     engine = enable_database(bao, postgres)
     creds = engine.creds_path(add_role(bao, engine, default_ttl_s=30, max_ttl_s=60))
     policy = _reader_policy(
@@ -275,7 +278,9 @@ def token_file_scene(bao: Bao, postgres: Postgres, tmp_path: Path) -> TokenFileS
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n{{{{ secret('{creds}').password }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("--token-file", "token", "-t", "db.j2:db.txt"), "--", *child.argv()]
-    return TokenFileScene(tmp_path, first, second, child, argv)
+    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+        child.wait_starts(1)
+        yield TokenFileScene(tmp_path, first, second, child, inject)
 
 
 @needs_postgres
@@ -284,17 +289,16 @@ def test_new_token_from_token_file_keeps_still_valid_lease(
 ) -> None:
     """A swapped token file gives inject a new token without re-reading a lease that is still alive: same DB user, no restart."""
     scene = token_file_scene
-    child = scene.child
-    with supervise(scene.argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
-        pid = child.wait_starts(1)[0]["pid"]
-        user, password = (tmp_path / "db.txt").read_text().splitlines()
-        forbid(password)
-        scene.swap_token()
-        inject.wait_log("logged in again", timeout_s=5)
-        assert (tmp_path / "db.txt").read_text().splitlines() == [user, password]
-        assert child.pids() == [pid]
-        assert postgres.can_login(user, password)
-        assert not inject.lines("ended with the old token")
+    child, inject = scene.child, scene.inject
+    pid = child.wait_starts(1)[0]["pid"]
+    user, password = (tmp_path / "db.txt").read_text().splitlines()
+    forbid(password)
+    scene.swap_token()
+    inject.wait_log("logged in again", timeout_s=5)
+    assert (tmp_path / "db.txt").read_text().splitlines() == [user, password]
+    assert child.pids() == [pid]
+    assert postgres.can_login(user, password)
+    assert not inject.lines("ended with the old token")
 
 
 @needs_postgres
@@ -303,19 +307,18 @@ def test_new_token_rereads_lease_that_died_with_the_old_one(
 ) -> None:
     """When the old token was revoked (taking its leases along), the new token re-reads them: new DB user that logs in, child restarted."""
     scene = token_file_scene
-    child = scene.child
-    with supervise(scene.argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
-        child.wait_starts(1)
-        old_user = (tmp_path / "db.txt").read_text().splitlines()[0]
-        bao.api("POST", "auth/token/revoke", json={"token": scene.first})
-        wait_for(lambda: not postgres.role_exists(old_user), timeout_s=5, what="the old token's role to go")
-        scene.swap_token()
-        child.wait_starts(2, timeout_s=5)
-        new_user, new_password = (tmp_path / "db.txt").read_text().splitlines()
-        forbid(new_password)
-        assert new_user != old_user
-        assert postgres.can_login(new_user, new_password)
-        assert inject.lines("ended with the old token")
+    child, inject = scene.child, scene.inject
+    child.wait_starts(1)
+    old_user = (tmp_path / "db.txt").read_text().splitlines()[0]
+    bao.api("POST", "auth/token/revoke", json={"token": scene.first})
+    wait_for(lambda: not postgres.role_exists(old_user), timeout_s=5, what="the old token's role to go")
+    scene.swap_token()
+    child.wait_starts(2, timeout_s=5)
+    new_user, new_password = (tmp_path / "db.txt").read_text().splitlines()
+    forbid(new_password)
+    assert new_user != old_user
+    assert postgres.can_login(new_user, new_password)
+    assert inject.lines("ended with the old token")
 
 
 # --- JWT and "kubernetes" ------------------------------------------------------------------

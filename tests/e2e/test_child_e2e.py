@@ -132,16 +132,10 @@ def test_no_watch_still_gets_resolved_env(bao: Bao, prefix: str, tmp_path: Path)
     password = secret_value()
     bao.kv_put(f"{prefix}/app", password=password)
     result = run_inject(
-        "--no-watch",
-        "-e",
-        f"PW=vault:{prefix}/app#password",
-        "--",
-        "sh",
-        "-c",
+        "--no-watch", "-e", f"PW=vault:{prefix}/app#password", "--", "sh", "-c",
         'printf "%s|%s" "$PW" "${VAULT_TOKEN:-none}"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{password}|none"
 

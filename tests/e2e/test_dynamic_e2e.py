@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers_e2e import write
-from tests.e2e.pg_helpers import (
-    DatabaseEngine,
-    Postgres,
-    add_role,
-    enable_database,
-    needs_postgres,
-    postgres,
-)
+from tests.e2e.pg_helpers import DatabaseEngine, Postgres, add_role, enable_database, needs_postgres, postgres
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import Bao, forbid, inject_argv, inject_env, supervise, wait_for
 

@@ -30,15 +30,9 @@ def test_nothing_to_render_needs_no_server_or_token(tmp_path: Path) -> None:
 def test_user_switch_sets_home_user_and_logname(bao: Bao, tmp_path: Path) -> None:
     """`--user nobody` gives the child nobody's HOME, USER and LOGNAME (as gosu does)."""
     result = run_inject(
-        "--user",
-        "nobody",
-        "--",
-        "sh",
-        "-c",
-        'printf "%s %s %s" "$HOME" "$USER" "$LOGNAME"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "--user", "nobody", "--", "sh", "-c", 'printf "%s %s %s" "$HOME" "$USER" "$LOGNAME"',
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == "/nonexistent nobody nobody"
 

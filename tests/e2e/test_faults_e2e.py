@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import error_line, temp_files, write
+from tests.e2e.helpers_e2e import error_line, secret_template, temp_files, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import (
     Bao,
@@ -112,6 +112,14 @@ def running(
         yield Scene(inject, child, pid, out, out.read_text())
 
 
+def behind(
+    proxy: FaultProxy, bao: Bao, tmp_path: Path, path: str
+) -> contextlib.AbstractContextManager[Scene]:
+    """``running`` through ``proxy`` with a new value of ``path``'s ``v``."""
+    bao.kv_put(path, v=secret_value())
+    return running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"})
+
+
 # --- stalls (read timeouts) --------------------------------------------------------------
 
 
@@ -146,8 +154,7 @@ def test_stall_ended_by_a_dropped_connection_is_one_outage(
 ) -> None:
     """A stalled read whose connection is then dropped is an outage (logged once) and the next poll recovers (logged once)."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"}) as scene:
+    with behind(proxy, bao, tmp_path, path) as scene:
         proxy.stall(match=_kv_url(path))
         proxy.wait_hits(1)
         holds_for(
@@ -171,17 +178,9 @@ def test_stalled_server_at_startup_exits_5_after_retry_timeout(
     proxy.stall()
     started_at = time.monotonic()
     result = run_inject(
-        "--retry-timeout",
-        "2s",
-        "-t",
-        "a.j2:a.txt",
-        "--",
-        "touch",
-        "started",
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "--retry-timeout", "2s", "-t", "a.j2:a.txt", "--", "touch", "started",
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     elapsed = time.monotonic() - started_at
     assert result.returncode == 5, result.stderr
     line = error_line(result)
@@ -200,9 +199,7 @@ def test_429_retry_after_is_honoured_at_startup(
 ) -> None:
     """At startup a 429 with `Retry-After: 2` makes inject wait at least 2s before the next request (not its 0.1s backoff), then it renders."""
     path = f"{prefix}/app"
-    value = secret_value()
-    bao.kv_put(path, v=value)
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    value = secret_template(bao, path, tmp_path)
     proxy.status(429, retry_after_s=2)
     argv = inject_argv("render", "--retry-timeout", "10s", "-t", "a.j2:a.txt")
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
@@ -227,15 +224,9 @@ def test_429_retry_after_past_the_deadline_gives_up_at_once(
     proxy.status(429, retry_after_s=120)
     started_at = time.monotonic()
     result = run_inject(
-        "render",
-        "--retry-timeout",
-        "5s",
-        "-t",
-        "a.j2:a.txt",
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "render", "--retry-timeout", "5s", "-t", "a.j2:a.txt",
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     elapsed = time.monotonic() - started_at
     assert result.returncode == 5, result.stderr
     line = error_line(result)
@@ -255,8 +246,7 @@ def test_server_errors_during_polls_are_one_outage(
 ) -> None:
     """500, then 502, then 503 on every secret read is one outage (one line, no body), the child runs on; recovery is one line and the new version arrives."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"}) as scene:
+    with behind(proxy, bao, tmp_path, path) as scene:
         proxy.status(500, match=_kv_url(path))
         scene.inject.wait_log(OUTAGE)
         new = secret_value()
@@ -279,8 +269,7 @@ def test_truncated_answers_are_a_clean_transient_error(
 ) -> None:
     """Answers cut off halfway (full Content-Length, half the body) are one outage with a plain reason, no traceback or parser text; recovery follows."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"}) as scene:
+    with behind(proxy, bao, tmp_path, path) as scene:
         proxy.truncate(match=_kv_url(path))
         line = scene.inject.wait_log(OUTAGE)[0]
         assert "cut short" in line, line
@@ -299,19 +288,12 @@ def test_truncated_answers_at_startup_exit_5_with_one_line(
 ) -> None:
     """At startup, answers that keep being cut short are retried until `--retry-timeout`, then exit 5 with one plain line and no file."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     proxy.truncate(match=_kv_url(path))
     result = run_inject(
-        "render",
-        "--retry-timeout",
-        "1s",
-        "-t",
-        "a.j2:a.txt",
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "render", "--retry-timeout", "1s", "-t", "a.j2:a.txt",
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     assert result.returncode == 5, result.stderr
     assert "cut short" in error_line(result)
     assert proxy.hits >= 2

@@ -30,7 +30,6 @@ from tests.support import (
     holds_for,
     inject_argv,
     inject_env,
-    record_output,
     run_inject,
     secret_value,
     supervise,
@@ -394,19 +393,10 @@ def test_secret_values_never_choose_where_files_go(bao: Bao, prefix: str, tmp_pa
     )
     before = _all_files(tmp_path)
     result = run_inject(
-        "-t",
-        "t.j2:out/app.conf",
-        "-e",
-        f"A=vault:{prefix}/app#a",
-        "--",
-        sys.executable,
-        "-c",
-        DUMP_ENV,
-        "A",
-        "a.env",
-        env=inject_env(bao),
-        cwd=work,
-    )
+        "-t", "t.j2:out/app.conf", "-e", f"A=vault:{prefix}/app#a", "--", sys.executable, "-c", DUMP_ENV,
+        "A", "a.env",
+        env=inject_env(bao), cwd=work,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _all_files(tmp_path) - before == {"work/out/app.conf", "work/a.env"}
     rendered = (work / "out" / "app.conf").read_text().splitlines()
@@ -468,17 +458,9 @@ def test_environment_bytes_that_are_not_utf8(bao: Bao, tmp_path: Path) -> None:
     writing it into a file is refused naming the file (exit 6) with nothing written."""
     env = inject_env(bao, {"RAW": os.fsdecode(b"caf\xe9\xff")})
     result = run_inject(
-        "-e",
-        "COPY={{ env('RAW') }}",
-        "--",
-        sys.executable,
-        "-c",
-        DUMP_ENV,
-        "COPY",
-        "copy.bin",
-        env=env,
-        cwd=tmp_path,
-    )
+        "-e", "COPY={{ env('RAW') }}", "--", sys.executable, "-c", DUMP_ENV, "COPY", "copy.bin",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "copy.bin").read_bytes() == b"caf\xe9\xff"
     write(tmp_path / "t.j2", "raw={{ env('RAW') }}\n")
@@ -496,17 +478,9 @@ def test_newlines_in_env_values_are_passed_as_is(bao: Bao, prefix: str, tmp_path
     forbid(value.strip())
     bao.kv_put(f"{prefix}/pem", key=value)
     result = run_inject(
-        "-e",
-        f"KEY=vault:{prefix}/pem#key",
-        "--",
-        sys.executable,
-        "-c",
-        DUMP_ENV,
-        "KEY",
-        "key.bin",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-e", f"KEY=vault:{prefix}/pem#key", "--", sys.executable, "-c", DUMP_ENV, "KEY", "key.bin",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "key.bin").read_bytes() == value.encode()
 
@@ -587,16 +561,9 @@ def test_ten_thousand_env_refs_read_each_path_once(audited: tuple[Bao, Path], tm
     (tmp_path / "expected.json").write_text(json.dumps(expected))
     started = time.monotonic()
     result = run_inject(
-        *cli,
-        "--",
-        sys.executable,
-        "-c",
-        CHECK_ENV,
-        "expected.json",
-        "verdict.json",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        *cli, "--", sys.executable, "-c", CHECK_ENV, "expected.json", "verdict.json",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     elapsed_s = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "verdict.json").read_text()) == {"checked": 10_000, "wrong": []}
@@ -771,22 +738,10 @@ def test_app_cannot_read_the_token_from_injects_proc_environ(bao: Bao, prefix: s
     shared.chmod(0o777)
     as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     try:
-        result = subprocess.run(
-            [
-                *as_user,
-                *inject_argv(
-                    "-e", f"P=vault:{prefix}/app#password", "--", "sh", "-c", PEEK_AT_PARENT, "peek"
-                ),
-                str(shared / "result"),
-            ],
-            env=inject_env(bao, token=token),
-            cwd=shared,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        record_output(result.stderr)
+        result = run_inject(
+            "-e", f"P=vault:{prefix}/app#password", "--", "sh", "-c", PEEK_AT_PARENT, "peek", str(shared / "result"),
+            env=inject_env(bao, token=token), cwd=shared, timeout_s=30, wrapper=as_user,
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert (shared / "result").read_text().split() == ["0", "self-readable"]
     finally:

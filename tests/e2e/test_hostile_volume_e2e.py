@@ -10,7 +10,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -131,14 +130,9 @@ def test_sticky_directory_like_tmp_keeps_working(bao: Bao, prefix: str, tmp_path
     vol = shared_dir(volume, 0o1777)
     value = template(bao, prefix, tmp_path)
     result = run_inject(
-        "render",
-        "-t",
-        f"t.j2:{vol / 'a.conf'}",
-        "-t",
-        f"t.j2:{vol / 'sub' / 'b.conf'}",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "render", "-t", f"t.j2:{vol / 'a.conf'}", "-t", f"t.j2:{vol / 'sub' / 'b.conf'}",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (vol / "a.conf").read_text() == f"v={value}\n"
     assert (vol / "sub" / "b.conf").read_text() == f"v={value}\n"
@@ -241,15 +235,10 @@ def test_huge_file_at_the_destination_is_not_read(
     with huge.open("wb") as handle:
         handle.truncate(4 << 30)
     template(bao, prefix, tmp_path)
-    result = subprocess.run(
-        ["prlimit", f"--as={1 << 30}", sys.executable, "-m", "vault_inject", "render", "-t", f"t.j2:{huge}"],
-        env=inject_env(bao),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=HANG_TIMEOUT_S,
-        check=False,
-    )
+    result = run_inject(
+        "render", "-t", f"t.j2:{huge}", env=inject_env(bao), cwd=tmp_path, timeout_s=HANG_TIMEOUT_S,
+        wrapper=["prlimit", f"--as={1 << 30}"],
+    )  # fmt: skip
     assert result.returncode == 6, result.stderr
     assert str(huge) in error_line(result)
     assert huge.stat().st_size == 4 << 30

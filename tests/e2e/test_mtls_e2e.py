@@ -102,18 +102,10 @@ def test_client_certificate_is_presented(mtls_server: tuple[Bao, Path], tmp_path
     write(tmp_path / "a.j2", "{{ secret('secret/app').k }}")
     env = inject_env(server, token=ROOT)
     result = run_inject(
-        "render",
-        "--ca-cert",
-        str(certs / "ca.pem"),
-        "--client-cert",
-        str(certs / "client.pem"),
-        "--client-key",
-        str(certs / "client.key"),
-        "-t",
-        "a.j2:out.txt",
-        env=env,
-        cwd=tmp_path,
-    )
+        "render", "--ca-cert", str(certs / "ca.pem"), "--client-cert", str(certs / "client.pem"),
+        "--client-key", str(certs / "client.key"), "-t", "a.j2:out.txt",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
 
@@ -125,16 +117,9 @@ def test_missing_client_certificate_is_a_clear_tls_error(
     server, certs = mtls_server
     write(tmp_path / "a.j2", "{{ secret('secret/app').k }}")
     result = run_inject(
-        "render",
-        "--ca-cert",
-        str(certs / "ca.pem"),
-        "--retry-timeout",
-        "2s",
-        "-t",
-        "a.j2:out.txt",
-        env=inject_env(server, token=ROOT),
-        cwd=tmp_path,
-    )
+        "render", "--ca-cert", str(certs / "ca.pem"), "--retry-timeout", "2s", "-t", "a.j2:out.txt",
+        env=inject_env(server, token=ROOT), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 5
     assert "client certificate" in error_line(result)
     assert not (tmp_path / "out.txt").exists()

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import write
+from tests.e2e.helpers_e2e import secret_template
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import Bao, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
@@ -63,9 +63,7 @@ def wait_health(base: str, code: int, *, timeout_s: float = 10.0) -> dict[str, s
 
 def _one_template(bao: Bao, prefix: str, tmp_path: Path) -> tuple[str, str]:
     path = f"{prefix}/app"
-    value = secret_value()
-    bao.kv_put(path, v=value)
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    value = secret_template(bao, path, tmp_path)
     return path, value
 
 

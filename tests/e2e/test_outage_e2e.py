@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import write
+from tests.e2e.helpers_e2e import secret_template, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import Bao, holds_for, inject_argv, inject_env, run_inject, secret_value, supervise
 
@@ -21,8 +21,7 @@ def test_outage_keeps_child_logs_once_and_catches_up(
     """While the server is unreachable the child keeps running and one line is logged; after recovery one line and the new value arrives."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     argv = inject_argv("--poll-interval", "300ms", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
     argv += ["--", *child.argv("APP_V")]
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
@@ -57,9 +56,7 @@ def test_startup_retries_until_server_comes_up(
 ) -> None:
     """At startup an unreachable server is retried with backoff until `--retry-timeout`; it comes up and the render succeeds."""
     path = f"{prefix}/app"
-    value = secret_value()
-    bao.kv_put(path, v=value)
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    value = secret_template(bao, path, tmp_path)
     proxy.refuse()
     argv = inject_argv("render", "-v", "--retry-timeout", "2s", "-t", "a.j2:a.txt")
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
@@ -78,17 +75,9 @@ def test_startup_gives_up_after_retry_timeout(
     write(tmp_path / "a.j2", f"{{{{ secret('{prefix}/app').v }}}}")
     started = tmp_path / "started"
     result = run_inject(
-        "--retry-timeout",
-        "1s",
-        "-t",
-        "a.j2:a.txt",
-        "--",
-        "touch",
-        str(started),
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "--retry-timeout", "1s", "-t", "a.j2:a.txt", "--", "touch", str(started),
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     assert result.returncode == 5, result.stderr
     assert "did not answer" in result.stderr
     assert not (tmp_path / "a.txt").exists()

@@ -17,14 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.pg_helpers import (
-    DatabaseEngine,
-    Postgres,
-    add_role,
-    enable_database,
-    needs_postgres,
-    postgres,
-)
+from tests.e2e.pg_helpers import DatabaseEngine, Postgres, add_role, enable_database, needs_postgres, postgres
 from tests.support import Bao, forbid, inject_env, record_output, secret_value, wait_for
 from vault_inject import Secrets, UsageError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import temp_files, write
+from tests.e2e.helpers_e2e import secret_template, temp_files, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import Bao, alive, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
@@ -98,8 +98,7 @@ def test_on_change_signal_reloads_same_child_on_file_change(
     """`--on-change signal`: a file-only change sends the reload signal to the same child, no restart."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/file"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "f.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path, "f.j2")
     argv = _run_args("--on-change", "signal", *options, "-t", "f.j2:f.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids):
         pid = child.wait_starts(1)[0]["pid"]
@@ -130,8 +129,7 @@ def test_on_change_none_rewrites_file_and_leaves_child_alone(bao: Bao, prefix: s
     """`--on-change none`: the file is rewritten and the child gets no signal and keeps running."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/file"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "f.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path, "f.j2")
     argv = _run_args("--on-change", "none", "-t", "f.j2:f.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
@@ -235,8 +233,7 @@ def test_template_command_over_its_timeout_is_killed_and_logged(
     """A template command that outlives `command_timeout` is killed, logged, and the child is still told."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/a"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     pidfile = tmp_path / "command.pid"
     write(
         tmp_path / "inject.toml",
@@ -348,20 +345,11 @@ def test_user_runs_child_as_that_user_and_owns_files(bao: Bao, prefix: str, tmp_
 
     nobody = pwd.getpwnam("nobody")
     path = f"{prefix}/a"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     result = run_inject(
-        "--user",
-        "nobody",
-        "-t",
-        "a.j2:out/a.txt",
-        "--",
-        "sh",
-        "-c",
-        "id -u; id -g",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "--user", "nobody", "-t", "a.j2:out/a.txt", "--", "sh", "-c", "id -u; id -g",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(nobody.pw_uid), str(nobody.pw_gid)]
     info = (tmp_path / "out" / "a.txt").stat()

@@ -91,15 +91,9 @@ def test_tls_skip_verify_renders_without_the_ca(tls_bao: tuple[Bao, Path], tmp_p
     server, _ = tls_bao
     value = _setup(server, tmp_path)
     result = run_inject(
-        "render",
-        "--tls-skip-verify",
-        "--log-format",
-        "json",
-        "-t",
-        "t.j2:out.txt",
-        env=_env(server),
-        cwd=tmp_path,
-    )
+        "render", "--tls-skip-verify", "--log-format", "json", "-t", "t.j2:out.txt",
+        env=_env(server), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
     lines = result.stderr.splitlines()
