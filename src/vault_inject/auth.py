@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from .config import Config
 from .errors import AuthError, UsageError
 from .log import register_secret
+from .readfile import read_text
 from .vault import Login
 
 log = logging.getLogger(__name__)
@@ -136,13 +137,7 @@ def _need_file(path: str, what: str) -> str:
 
 def read_secret_file(path: str, what: str) -> str:
     """The stripped text of a credential file; AuthError naming the file (never its content)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = handle.read().strip()
-    except OSError as exc:
-        raise AuthError(f"cannot read {what} {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise AuthError(f"{what} {path} is not text") from None
+    value = read_text(path, what, error=AuthError).strip()
     if not value:
         raise AuthError(f"{what} {path} is empty")
     register_secret(value)

@@ -175,8 +175,8 @@ def parse_signal(value: Any, where: str = "signal") -> int:
     name = text if text.startswith("SIG") else "SIG" + text
     try:
         return int(signal.Signals[name])
-    except KeyError:
-        raise UsageError(f"{where}: unknown signal {value!r}") from None
+    except KeyError as exc:
+        raise UsageError(f"{where}: unknown signal {value!r}") from exc
 
 
 def _as_str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -190,8 +190,8 @@ def _as_str_list(value: Any, where: str) -> tuple[str, ...]:
 def _as_fraction(value: Any, where: str) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}: expected a number between 0 and 1, got {value!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: expected a number between 0 and 1, got {value!r}") from exc
     if not 0.1 <= number <= 0.99:
         raise UsageError(f"{where}: {value!r} is outside 0.1..0.99")
     return number
@@ -307,7 +307,7 @@ def parse_toml(text: str, path: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {path}: invalid TOML: {exc}") from None
+        raise UsageError(f"config {path}: invalid TOML: {exc}") from exc
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise UsageError(f"config {path}: invalid TOML: arrays or tables nested too deeply") from None
 
@@ -457,8 +457,8 @@ def _perms(value: Any, where: str) -> int:
     elif isinstance(value, str) and value.strip():
         try:
             mode = int(value.strip(), 8)
-        except ValueError:
-            raise UsageError(f'{where}: {value!r} is not an octal mode like "0600"') from None
+        except ValueError as exc:
+            raise UsageError(f'{where}: {value!r} is not an octal mode like "0600"') from exc
     else:
         raise UsageError(f'{where}: expected an octal mode like "0600"')
     if isinstance(value, int) and mode > 0o777:

@@ -39,6 +39,7 @@ from typing import Any
 from .config import parse_toml
 from .errors import UnreachableError, UsageError
 from .log import register_secret
+from .readfile import read_text
 from .vault import ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
@@ -244,11 +245,7 @@ def _wait_ready(address: str, process: subprocess.Popen[bytes]) -> None:
 
 def load_secrets_file(path: str) -> dict[str, dict[str, Any]]:
     """Parse a dev secrets file: ``["path"]`` tables of keys. UsageError names the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = parse_toml(handle.read(), path)
-    except OSError as exc:
-        raise UsageError(f"secrets file {path}: {exc.strerror}") from None
+    data = parse_toml(read_text(path, "secrets file"), path)
     for secret_path, values in data.items():
         if not isinstance(values, dict):
             raise UsageError(f'secrets file {path}: "{secret_path}" must be a table of keys')
