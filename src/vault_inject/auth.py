@@ -10,11 +10,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from .config import Config
 from .errors import AuthError, UsageError
 from .log import register_secret
+from .model import TokenInfo
 from .readfile import read_text
 from .vault import Login
 
@@ -54,7 +55,7 @@ class Client(Protocol):
     """What logging in needs from the server connection (VaultClient)."""
 
     def set_token(self, token: str) -> None: ...
-    def lookup_self(self) -> Mapping[str, Any]: ...
+    def lookup_self(self) -> TokenInfo: ...
     def login(self, mount: str, payload: Mapping[str, str], *, what: str) -> Login: ...
 
 
@@ -90,8 +91,8 @@ class Authenticator:
         """Put a working token on ``client``; return it with its TTL."""
         if self.method == "token":
             client.set_token(find_token(self.config, self._environ))
-            data = client.lookup_self()
-            return Login(token="", ttl_s=int(data.get("ttl") or 0), renewable=bool(data.get("renewable")))
+            info = client.lookup_self()
+            return Login(token="", ttl_s=info.ttl_s, renewable=info.renewable)
         mount = self.config.auth_mount or DEFAULT_MOUNTS[self.method]
         payload, what = self._payload()
         login = client.login(mount, payload, what=what)

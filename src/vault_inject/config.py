@@ -7,20 +7,26 @@ working directory in, so every rule here is testable without touching the system
 
 from __future__ import annotations
 
+import functools
 import os.path
 import signal
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args
 
 from .durations import parse_duration
 from .errors import UsageError
 
 DEFAULT_CONFIG_NAME = "inject.toml"
 DEFAULT_PERMS = 0o600
-AUTH_METHODS = ("token", "approle", "jwt", "kubernetes")
-ON_CHANGE = ("restart", "signal", "none")
+_Choice = TypeVar("_Choice", bound=str)
+AuthMethod = Literal["token", "approle", "jwt", "kubernetes"]
+OnChange = Literal["restart", "signal", "none"]
+AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+ON_CHANGE: tuple[OnChange, ...] = get_args(OnChange)
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Never handed to the child unless listed in child.pass_env: they would let the app
@@ -58,7 +64,7 @@ class TemplateSpec:
     command: str | None = None
     command_timeout_s: float = 30.0
     owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
-    on_change: str | None = None  # restart | signal | none; None: the [child] setting
+    on_change: OnChange | None = None  # None: the [child] setting
     reload_signal: int | None = None  # with on_change "signal"; None: the [child] setting
 
     @property
@@ -77,7 +83,7 @@ class Config:
     client_cert: str = ""
     client_key: str = ""
     tls_skip_verify: bool = False
-    auth_method: str = "token"
+    auth_method: AuthMethod = "token"
     auth_mount: str = ""
     token_file: str = ""
     role_id_file: str = ""
@@ -91,7 +97,7 @@ class Config:
     render_timeout_s: float = 10.0  # CPU time one render (all templates and env values) may use
     wait_min_s: float = 0.0
     wait_max_s: float = 0.0
-    on_change: str = "restart"
+    on_change: OnChange = "restart"
     reload_signal: int = int(signal.SIGHUP)
     kill_signal: int = int(signal.SIGTERM)
     kill_timeout_s: float = 10.0
@@ -155,12 +161,13 @@ def _as_duration(value: Any, where: str) -> float:
     return parse_duration(value, where=where)
 
 
-def _choice(*allowed: str) -> Callable[[Any, str], str]:
-    def parse(value: Any, where: str) -> str:
+def _choice(*allowed: _Choice) -> Callable[[Any, str], _Choice]:
+    def parse(value: Any, where: str) -> _Choice:
         text = _as_str(value, where).strip().lower()
-        if text not in allowed:
-            raise UsageError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
-        return text
+        for choice in allowed:
+            if text == choice:
+                return choice
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
 
     return parse
 
@@ -341,7 +348,35 @@ def build_config(
     values["config_file"] = config_path
     values["cli"] = cli
     values["cwd"] = cwd
-    return _validated(Config(**values))
+    return _validated(Config(**_typed(values)))
+
+
+def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` checked against Config's field types. ``Config(**values)`` is fed from the
+    option table, so mypy cannot see a parser returning the wrong type; this sees it at once."""
+    hints = _config_types()
+    for name, value in values.items():
+        if not _fits(value, hints[name]):
+            raise TypeError(f"Config.{name}: a {type(value).__name__} does not fit {hints[name]}")
+    return dict(values)
+
+
+@functools.cache
+def _config_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, arm) for arm in args)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, origin or hint)
 
 
 def _pick(

@@ -57,7 +57,6 @@ class DevServer:
 
     address: str
     token: str
-    pid: int
     token_file: str
 
 
@@ -116,7 +115,7 @@ def dev_server(*, workdir: str | None = None) -> Iterator[DevServer]:
     try:
         _wait_ready(address, process)
         log.info("dev server at %s (pid %d); token in %s", address, process.pid, token_file)
-        yield DevServer(address=address, token=token, pid=process.pid, token_file=token_file)
+        yield DevServer(address=address, token=token, token_file=token_file)
     finally:
         _stop_server(process)
         if workdir is None:
