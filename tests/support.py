@@ -3,8 +3,8 @@
 * ``BaoServer`` / ``bao_server``: the one launcher of a real ``bao server -dev`` (the
   session's server, and every test that needs one of its own: TLS, audit, killed and
   started again); ``Bao`` is the handle a test drives it with over HTTP;
-* ``inject_argv``, ``run_inject`` (run to the end), ``start_inject`` / ``supervise``
-  (long-running, with a ``Running`` handle): the one way to run the real ``inject``;
+* ``inject_argv``, ``run_inject`` (run to the end), ``supervise`` (long-running, with a
+  ``Running`` handle): the one way to run the real ``inject``;
 * ``wait_for``: polling with a deadline (no fixed sleeps);
 * ``OUTPUTS``, ``secret_value``, ``forbid``, ``record_output``: the record of everything
   inject printed, which the session-wide secrecy guard checks at the end.
@@ -356,12 +356,6 @@ class Running:
                 self.process.kill()
                 self.process.wait(timeout=INJECT_STOP_TIMEOUT_S)
         record_output(self.stderr())
-
-
-def start_inject(*args: str, env: Mapping[str, str], cwd: Path, stdout: int | None = None) -> Running:
-    """Start the real inject with these arguments without waiting (``stdout`` is ignored: both
-    streams go to files); pair with ``Running.finish`` or use ``supervise``."""
-    return Running.launch(inject_argv(*args), env=env, cwd=cwd)
 
 
 @contextlib.contextmanager

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
+from tests.e2e.helpers_e2e import audited_server
 from tests.support import Bao, secret_value
 
 
@@ -19,3 +21,10 @@ def proxy(bao: Bao) -> Iterator[FaultProxy]:
     fault.start()
     yield fault
     fault.stop()
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Path]]:
+    """A dev server of the module's own whose file audit device records every request, and its log."""
+    with audited_server(tmp_path_factory.mktemp("audit")) as found:
+        yield found

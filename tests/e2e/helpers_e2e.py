@@ -8,10 +8,10 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.support import Bao, Running, bao_server, forbid, inject_argv, secret_value, start_inject  # noqa: F401 (re-exported)
+from tests.support import Bao, Running, bao_server, forbid, inject_argv, secret_value
 
 # A child that prints the sorted *names* (never the values) of its environment as JSON.
 PRINT_ENV_NAMES = "import json, os; print(json.dumps(sorted(os.environ)))"
@@ -100,6 +100,10 @@ def audited_server(workdir: Path) -> Iterator[tuple[Bao, Path]]:
 
 
 # Kept for tests written before the scaffold (tests/support.py is the one place now).
+def start_inject(*args: str, env: Mapping[str, str], cwd: Path, stdout: int | None = None) -> Running:
+    return Running.launch(inject_argv(*args), env=env, cwd=cwd)  # kept for tests written before the scaffold
+
+
 def finish(process: Running, *, timeout_s: float = 10) -> tuple[int, str, str]:
     return process.finish(timeout_s=timeout_s)  # kept for tests written before the scaffold
 

@@ -101,6 +101,12 @@ def _approle(bao: Bao, mount: str, policy: str, *, ttl: str = "1h", max_ttl: str
     return AppRole(bao, mount, role)
 
 
+def _approle_in(directory: Path, approle: AppRole, *extra: str) -> None:
+    """``approle``'s role_id and secret_id files and an inject.toml logging in with them, in ``directory``."""
+    approle.write_files(directory)
+    _approle_config(directory, approle, *extra)
+
+
 def _approle_config(directory: Path, approle: AppRole, *extra: str) -> None:
     lines = [
         "[auth]",
@@ -120,9 +126,11 @@ def test_approle_login_renders_and_removes_secret_id_file(
     path = f"{prefix}/app"
     password = secret_value()
     bao.kv_put(path, password=password)
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)))
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle, "remove_secret_id_file = true")
+    _approle_in(
+        tmp_path,
+        _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))),
+        "remove_secret_id_file = true",
+    )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
     result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -138,9 +146,7 @@ def test_approle_keeps_secret_id_file_by_default(
     """Without `remove_secret_id_file` the secret_id file is left in place."""
     path = f"{prefix}/app"
     bao.kv_put(path, password=secret_value())
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)))
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))))
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
     result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -155,9 +161,7 @@ def test_forbidden_path_names_path_and_token_policies(
     bao.kv_put(allowed, v=secret_value())
     bao.kv_put(denied, v=secret_value())
     policy = _reader_policy(bao, _kv_read(allowed))
-    approle = _approle(bao, approle_mount, policy)
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, policy))
     write(tmp_path / "t.j2", f"{{{{ secret('{allowed}').v }}}}\n{{{{ secret('{denied}').v }}}}\n")
     result = run_inject("render", "-q", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 4
@@ -191,9 +195,9 @@ def test_approle_relogin_past_max_ttl_keeps_polling_without_restart(
     """A 3s/5s AppRole token is replaced by logging in again (twice), KV secrets are not re-rendered for it, and a later KV change still arrives."""
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(
+        tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
+    )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
     argv = inject_argv("-v", "--poll-interval", "300ms", "-t", "t.j2:out.txt", "-e", f"APP_V=vault:{path}#v")
@@ -227,9 +231,7 @@ def test_dynamic_creds_stay_valid_across_approle_relogin(
         f'path "{creds}" {{ capabilities = ["read"] }}',
         'path "sys/leases/revoke" { capabilities = ["update"] }',
     )
-    approle = _approle(bao, approle_mount, policy, ttl="3s", max_ttl="5s")
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, policy, ttl="3s", max_ttl="5s"))
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
@@ -288,9 +290,8 @@ def test_new_token_from_token_file_keeps_still_valid_lease(
     bao: Bao, postgres: Postgres, tmp_path: Path, token_file_scene: TokenFileScene
 ) -> None:
     """A swapped token file gives inject a new token without re-reading a lease that is still alive: same DB user, no restart."""
-    scene = token_file_scene
+    scene, (pid,) = token_file_scene, token_file_scene.child.pids()
     child, inject = scene.child, scene.inject
-    pid = child.wait_starts(1)[0]["pid"]
     user, password = (tmp_path / "db.txt").read_text().splitlines()
     forbid(password)
     scene.swap_token()
@@ -307,18 +308,16 @@ def test_new_token_rereads_lease_that_died_with_the_old_one(
 ) -> None:
     """When the old token was revoked (taking its leases along), the new token re-reads them: new DB user that logs in, child restarted."""
     scene = token_file_scene
-    child, inject = scene.child, scene.inject
-    child.wait_starts(1)
     old_user = (tmp_path / "db.txt").read_text().splitlines()[0]
     bao.api("POST", "auth/token/revoke", json={"token": scene.first})
     wait_for(lambda: not postgres.role_exists(old_user), timeout_s=5, what="the old token's role to go")
     scene.swap_token()
-    child.wait_starts(2, timeout_s=5)
+    scene.child.wait_starts(2, timeout_s=5)
     new_user, new_password = (tmp_path / "db.txt").read_text().splitlines()
     forbid(new_password)
     assert new_user != old_user
     assert postgres.can_login(new_user, new_password)
-    assert inject.lines("ended with the old token")
+    assert scene.inject.lines("ended with the old token")
 
 
 # --- JWT and "kubernetes" ------------------------------------------------------------------

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import audited_server, error_line, temp_files, write
+from tests.e2e.helpers_e2e import error_line, temp_files, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import (
     Bao,
+    Running,
     forbid,
     holds_for,
     inject_argv,
@@ -320,6 +321,15 @@ def test_render_to_full_or_read_only_fs_exits_6_and_keeps_the_old_file(
     assert temp_files(small_fs) == []
 
 
+@contextlib.contextmanager
+def _polling_into(bao: Bao, tmp_path: Path, destination: Path, app: SignalChild) -> Iterator[Running]:
+    """inject polling every 100ms, rendering t.j2 into ``destination``, with ``app`` started once."""
+    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
+        app.wait_starts(1)
+        yield running
+
+
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_full_or_read_only_fs_while_running_leaves_the_child_alone(
     bao: Bao, prefix: str, tmp_path: Path, small_fs: Path, fault: str
@@ -328,11 +338,9 @@ def test_full_or_read_only_fs_while_running_leaves_the_child_alone(
     naming the file; the old file stays, no temp file is left, and the child is not restarted or
     signalled; inject keeps running."""
     path, old = _small_render(bao, prefix, tmp_path)
-    destination = small_fs / "app.conf"
-    app = SignalChild.create(tmp_path)
-    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
-    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
-        pid = app.wait_starts(1)[0]["pid"]
+    destination, app = small_fs / "app.conf", SignalChild.create(tmp_path)
+    with _polling_into(bao, tmp_path, destination, app) as running:
+        pid = app.pids()[0]
         reason = _fill_or_freeze(fault, small_fs)
         bao.kv_put(path, v=_bigger_than_the_fs(fault))
         logged = running.wait_log(reason)
@@ -355,11 +363,9 @@ def test_failed_write_is_retried_when_the_filesystem_recovers(
     """A re-render that could not be written (read-only fs) is written once the filesystem is
     writable again, with no further secret change, and only then is the child restarted."""
     path, _ = _small_render(bao, prefix, tmp_path)
-    destination = small_fs / "app.conf"
-    app = SignalChild.create(tmp_path)
-    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
-    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
-        first_pid = app.wait_starts(1)[0]["pid"]
+    destination, app = small_fs / "app.conf", SignalChild.create(tmp_path)
+    with _polling_into(bao, tmp_path, destination, app) as running:
+        first_pid = app.pids()[0]
         reason = _fill_or_freeze("read-only", small_fs)
         new = secret_value("new")
         bao.kv_put(path, v=new)
@@ -506,13 +512,6 @@ def test_one_megabyte_secret_renders_to_a_file_and_is_refused_as_env(
     assert "env BIG" in line
     assert "128 KiB" in line
     assert not marker.exists()
-
-
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Path]]:
-    """A second dev server whose audit log records every request."""
-    with audited_server(tmp_path_factory.mktemp("audit")) as found:
-        yield found
 
 
 def _reads_per_path(audit_log: Path, prefix: str) -> dict[str, int]:

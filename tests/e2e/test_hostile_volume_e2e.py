@@ -24,7 +24,6 @@ from tests.support import (
     inject_env,
     run_inject,
     secret_value,
-    start_inject,
     supervise,
     wait_for,
 )
@@ -164,13 +163,19 @@ def test_entry_precreated_by_another_user_in_a_sticky_directory_is_refused(
 # --- what is at the destination ---------------------------------------------------------
 
 
+def _fifo_at_destination(bao: Bao, prefix: str, tmp_path: Path, volume: Path) -> Path:
+    """A shared directory with a FIFO named app.conf, and t.j2 with a secret; the directory."""
+    vol = shared_dir(volume, 0o755)
+    os.mkfifo(vol / "app.conf")
+    template(bao, prefix, tmp_path)
+    return vol
+
+
 def test_fifo_at_the_destination_is_an_error_not_a_hang(
     bao: Bao, prefix: str, tmp_path: Path, volume: Path
 ) -> None:
     """A FIFO at the destination makes `inject render` exit 6 naming it, promptly."""
-    vol = shared_dir(volume, 0o755)
-    os.mkfifo(vol / "app.conf")
-    template(bao, prefix, tmp_path)
+    vol = _fifo_at_destination(bao, prefix, tmp_path, volume)
     result = run_inject(
         "render",
         "-t",
@@ -194,11 +199,8 @@ def test_fifo_appearing_while_running_does_not_block_the_loop(
     vol = shared_dir(volume, 0o755)
     destination = vol / "app.conf"
     template(bao, prefix, tmp_path)
-    process = start_inject(
-        "--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", "sleep", "600",
-        env=inject_env(bao), cwd=tmp_path,
-    )  # fmt: skip
-    try:
+    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", "sleep", "600")
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None) as process:
         wait_for(destination.is_file, timeout_s=15, what="the first render")
         destination.unlink()
         os.mkfifo(destination)
@@ -206,8 +208,6 @@ def test_fifo_appearing_while_running_does_not_block_the_loop(
         assert not _reader_opens(destination, within_s=2.0), "inject is blocked reading the FIFO"
         process.send_signal(15)
         code, _, stderr = process.finish(timeout_s=HANG_TIMEOUT_S)
-    finally:
-        process.shut_down()
     assert code == 143, stderr
     assert "FIFO" in stderr
     assert str(destination) in stderr
@@ -248,9 +248,7 @@ def test_plan_with_a_fifo_at_the_destination_does_not_hang(
     bao: Bao, prefix: str, tmp_path: Path, volume: Path
 ) -> None:
     """`inject plan` with a FIFO at a destination answers promptly (exit 0) instead of blocking."""
-    vol = shared_dir(volume, 0o755)
-    os.mkfifo(vol / "app.conf")
-    template(bao, prefix, tmp_path)
+    vol = _fifo_at_destination(bao, prefix, tmp_path, volume)
     result = run_inject(
         "plan", "-t", f"t.j2:{vol / 'app.conf'}", env=inject_env(bao), cwd=tmp_path, timeout_s=HANG_TIMEOUT_S
     )

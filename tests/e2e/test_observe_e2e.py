@@ -8,6 +8,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -67,13 +68,29 @@ def _one_template(bao: Bao, prefix: str, tmp_path: Path) -> tuple[str, str]:
     return path, value
 
 
+@dataclass(frozen=True)
+class Listening:
+    """A secret rendered to a.txt, a free address for --listen, and inject's argv with the child."""
+
+    path: str
+    value: str
+    child: SignalChild
+    base: str  # http://127.0.0.1:PORT
+    argv: list[str]
+
+
+def _listening(bao: Bao, prefix: str, tmp_path: Path, *extra: str) -> Listening:
+    path, value = _one_template(bao, prefix, tmp_path)
+    child = SignalChild.create(tmp_path)
+    base = f"http://127.0.0.1:{free_port()}"
+    argv = inject_argv(*POLL, *extra, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
+    return Listening(path, value, child, base, [*argv, "--", *child.argv()])
+
+
 def test_healthz_and_metrics_while_the_child_runs(bao: Bao, prefix: str, tmp_path: Path) -> None:
     """With --listen, /healthz is 200 while the child runs; /metrics counts renders, reads and a restart, shows child memory, and never a value."""
-    child = SignalChild.create(tmp_path)
-    path, value = _one_template(bao, prefix, tmp_path)
-    base = f"http://127.0.0.1:{free_port()}"
-    argv = inject_argv(*POLL, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
-    argv += ["--", *child.argv()]
+    scene = _listening(bao, prefix, tmp_path)
+    path, value, child, base, argv = scene.path, scene.value, scene.child, scene.base, scene.argv
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
         assert wait_health(base, 200) == {"status": "ok"}
@@ -106,11 +123,8 @@ def test_healthz_is_503_during_an_outage_and_200_after(
     bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
     """An outage longer than the poll interval turns /healthz to 503 with the reason and shows in /metrics; recovery turns it back to 200."""
-    child = SignalChild.create(tmp_path)
-    _one_template(bao, prefix, tmp_path)
-    base = f"http://127.0.0.1:{free_port()}"
-    argv = inject_argv(*POLL, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
-    argv += ["--", *child.argv()]
+    scene = _listening(bao, prefix, tmp_path)
+    child, base, argv = scene.child, scene.base, scene.argv
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
     with supervise(argv, env=env, cwd=tmp_path, stray=child.pids):
         pid = child.wait_starts(1)[0]["pid"]
@@ -132,12 +146,9 @@ def test_healthz_says_first_render_pending_until_the_server_answers(
     bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
     """The endpoints are up before the first render: 503 "first render pending" while the server is down at startup, 200 once it answers."""
-    child = SignalChild.create(tmp_path)
-    _one_template(bao, prefix, tmp_path)
-    base = f"http://127.0.0.1:{free_port()}"
+    scene = _listening(bao, prefix, tmp_path, "--retry-timeout", "30s")
+    child, base, argv = scene.child, scene.base, scene.argv
     proxy.refuse()
-    argv = inject_argv(*POLL, "--retry-timeout", "30s", "--listen", base.removeprefix("http://"))
-    argv += ["-t", "a.j2:a.txt", "--", *child.argv()]
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
     with supervise(argv, env=env, cwd=tmp_path, stray=child.pids, ready=None):
         assert wait_health(base, 503) == {"status": "unhealthy", "reason": "first render pending"}

@@ -182,10 +182,15 @@ def test_secret_previous_renders_current_and_previous_version(bao: Bao, prefix: 
     old, new = secret_value("jwt"), secret_value("jwt")
     bao.kv_put(path, jwt_secret=old)
     bao.kv_put(path, jwt_secret=new)
+    assert _render_rolling(bao, path, tmp_path) == f"current={new}\nprevious={old}\n"
+
+
+def _render_rolling(bao: Bao, path: str, tmp_path: Path) -> str:
+    """``inject render`` of the rolling-key template for ``path``; what it wrote."""
     write(tmp_path / "t.j2", ROLLING_TEMPLATE.replace("PATH", path))
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.txt").read_text() == f"current={new}\nprevious={old}\n"
+    return (tmp_path / "out.txt").read_text()
 
 
 def test_secret_previous_is_none_with_one_version(bao: Bao, prefix: str, tmp_path: Path) -> None:
@@ -193,10 +198,7 @@ def test_secret_previous_is_none_with_one_version(bao: Bao, prefix: str, tmp_pat
     path = f"{prefix}/api-brain"
     only = secret_value("jwt")
     bao.kv_put(path, jwt_secret=only)
-    write(tmp_path / "t.j2", ROLLING_TEMPLATE.replace("PATH", path))
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.txt").read_text() == f"current={only}\nprevious=none\n"
+    assert _render_rolling(bao, path, tmp_path) == f"current={only}\nprevious=none\n"
 
 
 def test_secret_previous_follows_a_rotation_while_running(bao: Bao, prefix: str, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import pytest
 
 from tests.e2e.helpers_e2e import (
     PRINT_ENV_NAMES,
-    audited_server,
     closed_port,
     error_line,
     reader_token,
@@ -110,13 +109,6 @@ def test_version_on_kv1_path_is_a_clean_error(bao: Bao, kv1_mount: str, tmp_path
 
 
 # --- one read per distinct path --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Path]]:
-    """A dev server with a file audit device, for this module only (stopped afterwards)."""
-    with audited_server(tmp_path_factory.mktemp("audit")) as found:
-        yield found
 
 
 def _reads_of(audit_file: Path, api_path: str) -> int:
