@@ -62,9 +62,10 @@ class Client(Protocol):
 class Authenticator:
     """Gets inject a token with the configured method, and again when it cannot be renewed.
 
-    AppRole's secret_id is read once (the file may be removed after reading, as the
-    seed guide recommends) and kept in memory for re-logins; a JWT is re-read from its
-    file at every login, so a rotated service-account token is picked up.
+    AppRole's secret_id is read once (with ``remove_secret_id_file`` the file is removed
+    after reading, so nothing that gets the file system later can log in) and kept in
+    memory for re-logins; a JWT is re-read from its file at every login, so a rotated
+    service-account token is picked up.
     """
 
     def __init__(self, config: Config, environ: Mapping[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""Configuration: CLI > environment > config file > defaults, and validation (SPEC sections 2, 10)."""
+"""Configuration: CLI > environment > config file > defaults, and validation."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def build(
 
 
 def test_defaults_when_nothing_is_given() -> None:
-    """With no CLI, env or file the documented defaults apply (SPEC section 2)."""
+    """With no CLI, env or file the documented defaults apply."""
     config = build(config_path=None)
     assert config.poll_interval_s == 60.0
     assert config.on_change == "restart"
