@@ -3,46 +3,19 @@ and a secrecy guard over everything inject printed in the session."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import OUTPUTS, ROOT_TOKEN, Bao, _healthy, wait_for
-from vault_inject.devserver import find_bao, free_port_pair
+from tests.support import OUTPUTS, ROOT_TOKEN, Bao, bao_server
 
 
 @pytest.fixture(scope="session")
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
-    """One real `bao server -dev` for the whole session, stopped by pid at the end."""
-    port = free_port_pair()
-    home = tmp_path_factory.mktemp("bao-home")  # the dev server writes $HOME/.vault-token
-    process = subprocess.Popen(
-        [
-            find_bao(),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={ROOT_TOKEN}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
-            "HOME": str(home),
-        },
-    )
-    OUTPUTS.forbidden.add(ROOT_TOKEN)
-    server = Bao(address=f"http://127.0.0.1:{port}", token=ROOT_TOKEN, pid=process.pid)
-    try:
-        wait_for(lambda: _healthy(server), timeout_s=30, what="bao dev server")
+    """One real `bao server -dev` for the whole session, stopped at the end."""
+    with bao_server(tmp_path_factory.mktemp("bao-home"), token=ROOT_TOKEN) as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 @pytest.fixture

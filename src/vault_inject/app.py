@@ -27,6 +27,7 @@ from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
 from .model import Identity
+from .readfile import read_text
 from .refs import looks_like_ref
 from .render import EnvSpec, Rendered, Renderer, secret_strings
 from .sources import FileWatcher
@@ -46,20 +47,8 @@ def load_config(cli: CliOptions, config_path: str | None, environ: Mapping[str, 
     path = resolve_config_path(config_path, environ, os.path.isfile)
     data: dict[str, object] = {}
     if path is not None:
-        data = parse_toml(_read_text(path, "config file"), path)
+        data = parse_toml(read_text(path, "config file"), path)
     return build_config(cli, environ, data, config_path=path, cwd=cwd)
-
-
-def _read_text(path: str, what: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path}: not found") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{what} {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror}") from None
 
 
 def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
@@ -75,7 +64,7 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     templates = {}
     sources = {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
     for spec in config.templates:
-        text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
+        text = spec.contents if spec.contents is not None else read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
         if spec.source:
             sources[spec.source] = hashlib.sha256(text.encode()).hexdigest()

@@ -10,11 +10,13 @@ import contextlib
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from .config import Config
 from .errors import AuthError, UsageError
 from .log import register_secret
+from .model import TokenInfo
+from .readfile import read_text
 from .vault import Login
 
 log = logging.getLogger(__name__)
@@ -53,16 +55,17 @@ class Client(Protocol):
     """What logging in needs from the server connection (VaultClient)."""
 
     def set_token(self, token: str) -> None: ...
-    def lookup_self(self) -> Mapping[str, Any]: ...
+    def lookup_self(self) -> TokenInfo: ...
     def login(self, mount: str, payload: Mapping[str, str], *, what: str) -> Login: ...
 
 
 class Authenticator:
     """Gets inject a token with the configured method, and again when it cannot be renewed.
 
-    AppRole's secret_id is read once (the file may be removed after reading, as the
-    seed guide recommends) and kept in memory for re-logins; a JWT is re-read from its
-    file at every login, so a rotated service-account token is picked up.
+    AppRole's secret_id is read once (with ``remove_secret_id_file`` the file is removed
+    after reading, so nothing that gets the file system later can log in) and kept in
+    memory for re-logins; a JWT is re-read from its file at every login, so a rotated
+    service-account token is picked up.
     """
 
     def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
@@ -89,8 +92,8 @@ class Authenticator:
         """Put a working token on ``client``; return it with its TTL."""
         if self.method == "token":
             client.set_token(find_token(self.config, self._environ))
-            data = client.lookup_self()
-            return Login(token="", ttl_s=int(data.get("ttl") or 0), renewable=bool(data.get("renewable")))
+            info = client.lookup_self()
+            return Login(token="", ttl_s=info.ttl_s, renewable=info.renewable)
         mount = self.config.auth_mount or DEFAULT_MOUNTS[self.method]
         payload, what = self._payload()
         login = client.login(mount, payload, what=what)
@@ -136,13 +139,7 @@ def _need_file(path: str, what: str) -> str:
 
 def read_secret_file(path: str, what: str) -> str:
     """The stripped text of a credential file; AuthError naming the file (never its content)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = handle.read().strip()
-    except OSError as exc:
-        raise AuthError(f"cannot read {what} {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise AuthError(f"{what} {path} is not text") from None
+    value = read_text(path, what, error=AuthError).strip()
     if not value:
         raise AuthError(f"{what} {path} is empty")
     register_secret(value)

@@ -39,8 +39,8 @@ def resolve_user(spec: str) -> Identity:
         return Identity()
     try:
         return _resolve_user(spec)
-    except (ValueError, OverflowError):  # NUL bytes, non-ASCII digits, ids beyond uid_t
-        raise UsageError(f"--user: {spec[:40]!r} is not a user name or id") from None
+    except (ValueError, OverflowError) as exc:  # NUL bytes, non-ASCII digits, ids beyond uid_t
+        raise UsageError(f"--user: {spec[:40]!r} is not a user name or id") from exc
 
 
 def _resolve_user(spec: str) -> Identity:
@@ -48,15 +48,15 @@ def _resolve_user(spec: str) -> Identity:
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
         uid, gid, name, home = entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir
-    except KeyError:
+    except KeyError as exc:
         if not user.isdigit():
-            raise UsageError(f"--user: no user named '{user}'") from None
+            raise UsageError(f"--user: no user named '{user}'") from exc
         uid, gid, name, home = int(user), int(user), "", ""
     if group:
         try:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise UsageError(f"--user: no group named '{group}'") from None
+        except KeyError as exc:
+            raise UsageError(f"--user: no group named '{group}'") from exc
     if not (0 <= uid < MAX_ID and 0 <= gid < MAX_ID):
         raise ValueError("id out of range")
     if (uid, gid) == (os.getuid(), os.getgid()):
@@ -110,7 +110,7 @@ def exec_in_place(argv: Sequence[str], env: Mapping[str, str], identity: Identit
     try:
         os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - running the command is the job
     except OSError as exc:
-        raise _command_error(argv[0], exc.errno or 0) from None
+        raise _command_error(argv[0], exc.errno or 0) from exc
 
 
 def spawn(

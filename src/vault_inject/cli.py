@@ -51,7 +51,7 @@ _VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
 
 
 def shared_options(func: F) -> F:
-    """The options every rendering command takes (SPEC section 2)."""
+    """The options every rendering command takes."""
     for names, attr, help_text in reversed(_VALUE_OPTIONS):
         func = click.option(*names, attr, default=None, help=help_text)(func)
     decorators = [

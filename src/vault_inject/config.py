@@ -7,12 +7,15 @@ working directory in, so every rule here is testable without touching the system
 
 from __future__ import annotations
 
+import functools
 import os.path
 import signal
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from .durations import parse_duration
@@ -20,8 +23,11 @@ from .errors import UsageError
 
 DEFAULT_CONFIG_NAME = "inject.toml"
 DEFAULT_PERMS = 0o600
-AUTH_METHODS = ("token", "approle", "jwt", "kubernetes")
-ON_CHANGE = ("restart", "signal", "none")
+_Choice = TypeVar("_Choice", bound=str)
+AuthMethod = Literal["token", "approle", "jwt", "kubernetes"]
+OnChange = Literal["restart", "signal", "none"]
+AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+ON_CHANGE: tuple[OnChange, ...] = get_args(OnChange)
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Never handed to the child unless listed in child.pass_env: they would let the app
@@ -59,7 +65,7 @@ class TemplateSpec:
     command: str | None = None
     command_timeout_s: float = 30.0
     owner: str = ""  # USER[:GROUP] owning the file; default: --user, else inject's own
-    on_change: str | None = None  # restart | signal | none; None: the [child] setting
+    on_change: OnChange | None = None  # None: the [child] setting
     reload_signal: int | None = None  # with on_change "signal"; None: the [child] setting
 
     @property
@@ -79,7 +85,7 @@ class Config:
     client_cert: str = ""
     client_key: str = ""
     tls_skip_verify: bool = False
-    auth_method: str = "token"
+    auth_method: AuthMethod = "token"
     auth_mount: str = ""
     token_file: str = ""
     role_id_file: str = ""
@@ -93,7 +99,7 @@ class Config:
     render_timeout_s: float = 10.0  # CPU time one render (all templates and env values) may use
     wait_min_s: float = 0.0
     wait_max_s: float = 0.0
-    on_change: str = "restart"
+    on_change: OnChange = "restart"
     reload_signal: int = int(signal.SIGHUP)
     kill_signal: int = int(signal.SIGTERM)
     kill_timeout_s: float = 10.0
@@ -157,12 +163,13 @@ def _as_duration(value: Any, where: str) -> float:
     return parse_duration(value, where=where)
 
 
-def _choice(*allowed: str) -> Callable[[Any, str], str]:
-    def parse(value: Any, where: str) -> str:
+def _choice(*allowed: _Choice) -> Callable[[Any, str], _Choice]:
+    def parse(value: Any, where: str) -> _Choice:
         text = _as_str(value, where).strip().lower()
-        if text not in allowed:
-            raise UsageError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
-        return text
+        for choice in allowed:
+            if text == choice:
+                return choice
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
 
     return parse
 
@@ -177,8 +184,8 @@ def parse_signal(value: Any, where: str = "signal") -> int:
     name = text if text.startswith("SIG") else "SIG" + text
     try:
         return int(signal.Signals[name])
-    except KeyError:
-        raise UsageError(f"{where}: unknown signal {value!r}") from None
+    except KeyError as exc:
+        raise UsageError(f"{where}: unknown signal {value!r}") from exc
 
 
 def _as_str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -192,8 +199,8 @@ def _as_str_list(value: Any, where: str) -> tuple[str, ...]:
 def _as_fraction(value: Any, where: str) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}: expected a number between 0 and 1, got {value!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: expected a number between 0 and 1, got {value!r}") from exc
     if not 0.1 <= number <= 0.99:
         raise UsageError(f"{where}: {value!r} is outside 0.1..0.99")
     return number
@@ -325,7 +332,7 @@ def parse_toml(text: str, path: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {path}: invalid TOML: {exc}") from None
+        raise UsageError(f"config {path}: invalid TOML: {exc}") from exc
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise UsageError(f"config {path}: invalid TOML: arrays or tables nested too deeply") from None
 
@@ -362,7 +369,35 @@ def build_config(
     values["config_file"] = config_path
     values["cli"] = cli
     values["cwd"] = cwd
-    return _validated(Config(**values))
+    return _validated(Config(**_typed(values)))
+
+
+def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` checked against Config's field types. ``Config(**values)`` is fed from the
+    option table, so mypy cannot see a parser returning the wrong type; this sees it at once."""
+    hints = _config_types()
+    for name, value in values.items():
+        if not _fits(value, hints[name]):
+            raise TypeError(f"Config.{name}: a {type(value).__name__} does not fit {hints[name]}")
+    return dict(values)
+
+
+@functools.cache
+def _config_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, arm) for arm in args)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, origin or hint)
 
 
 def _pick(
@@ -522,8 +557,8 @@ def _perms(value: Any, where: str) -> int:
     elif isinstance(value, str) and value.strip():
         try:
             mode = int(value.strip(), 8)
-        except ValueError:
-            raise UsageError(f'{where}: {value!r} is not an octal mode like "0600"') from None
+        except ValueError as exc:
+            raise UsageError(f'{where}: {value!r} is not an octal mode like "0600"') from exc
     else:
         raise UsageError(f'{where}: expected an octal mode like "0600"')
     if isinstance(value, int) and mode > 0o777:

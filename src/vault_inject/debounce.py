@@ -24,11 +24,6 @@ class Debouncer:
             self._first_at = now
         self._last_at = now
 
-    @property
-    def pending(self) -> bool:
-        """True while a change waits to be acted on."""
-        return self._first_at is not None
-
     def due_at(self) -> float | None:
         """When the pending burst should be acted on (``None`` when nothing is pending)."""
         if self._first_at is None or self._last_at is None:

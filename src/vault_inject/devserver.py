@@ -39,6 +39,7 @@ from typing import Any
 from .config import parse_toml
 from .errors import UnreachableError, UsageError
 from .log import register_secret
+from .readfile import read_text
 from .vault import ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,6 @@ class DevServer:
 
     address: str
     token: str
-    pid: int
     token_file: str
 
 
@@ -115,7 +115,7 @@ def dev_server(*, workdir: str | None = None) -> Iterator[DevServer]:
     try:
         _wait_ready(address, process)
         log.info("dev server at %s (pid %d); token in %s", address, process.pid, token_file)
-        yield DevServer(address=address, token=token, pid=process.pid, token_file=token_file)
+        yield DevServer(address=address, token=token, token_file=token_file)
     finally:
         _stop_server(process)
         if workdir is None:
@@ -244,11 +244,7 @@ def _wait_ready(address: str, process: subprocess.Popen[bytes]) -> None:
 
 def load_secrets_file(path: str) -> dict[str, dict[str, Any]]:
     """Parse a dev secrets file: ``["path"]`` tables of keys. UsageError names the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = parse_toml(handle.read(), path)
-    except OSError as exc:
-        raise UsageError(f"secrets file {path}: {exc.strerror}") from None
+    data = parse_toml(read_text(path, "secrets file"), path)
     for secret_path, values in data.items():
         if not isinstance(values, dict):
             raise UsageError(f'secrets file {path}: "{secret_path}" must be a table of keys')

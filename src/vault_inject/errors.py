@@ -1,27 +1,44 @@
 """The exception tree of vault-inject.
 
 Every failure inject itself reports is one of these, and each kind has its own
-documented exit code (see ``EXIT_*`` and the README)::
+documented exit code (see ``EXIT_*`` and the README; success is 0, a child's own exit
+code is passed through, a signal death is 128+N)::
 
     InjectError                    (exit 1: an unexpected internal failure)
     ├── UsageError                 (exit 2: bad option, config file, reference, duration)
     ├── RenderError                (exit 3: a template or env template failed to render)
     ├── SecretError                (exit 4: auth or secret problem)
     │   ├── AuthError              (no usable token, login refused, token expired)
-    │   ├── PermissionDenied       (HTTP 403 on a path)
+    │   ├── PermissionDenied       (HTTP 403 on a path; ``token_rejected``: the token itself)
     │   └── SecretNotFound         (no secret at a path, or no such key / version)
     ├── UnreachableError           (exit 5: the server did not answer before the deadline)
+    │   └── TransientError         (one failed attempt worth repeating: connection, 429, 5xx)
     ├── FileWriteError             (exit 6: a destination could not be written safely)
     └── CommandError               (exit 126/127: the command could not be started)
 
-Third-party exceptions (hvac, requests, jinja2, OSError) are translated into these
-at one boundary each, with ``raise Ours(...) from exc``. Messages name the thing
-(file, template line, path, key) and never contain a secret value or a token.
+Messages name the thing (file, template and line, path, key) and the fix, and never
+contain a secret value, a token or a server's response body.
+
+Third-party exceptions are translated into these at one boundary each, and whether the
+original is chained is decided by what it can carry:
+
+* ``raise Ours(...) from exc`` where the cause cannot carry a secret: ``OSError`` of a
+  file or socket we opened (it holds a path and an errno), ``KeyError``/``ValueError``
+  of a config value or option (the value is already quoted in our message), TOML syntax
+  errors of our config files (line and column), ``pwd``/``grp`` lookups.
+* ``raise Ours(...) from None`` where the cause could carry a secret or a response body:
+  anything from requests/hvac or the transport (bodies, URLs with query strings), Jinja
+  and the sandbox (a message can quote a value computed from a secret), a
+  ``UnicodeDecodeError``/``UnicodeEncodeError`` (it holds the bytes: of a credential
+  file, of rendered text), base64 decoding of a secret, and an ``InjectError`` raised
+  again with more context (its message is re-masked; the original is not kept).
+
+A chained cause only shows in a traceback (``--debug``); the one line inject prints is
+always our own message.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_RENDER = 3

@@ -147,7 +147,7 @@ def _unchanged(target: _Target) -> bool:
             _fix_mode_and_owner(fd, target.write)
         return same
     except OSError as exc:
-        raise FileWriteError(f"cannot read {target.write.destination}: {exc.strerror}") from None
+        raise FileWriteError(f"cannot read {target.write.destination}: {exc.strerror}") from exc
     finally:
         os.close(fd)
 
@@ -160,7 +160,7 @@ def _fix_mode_and_owner(fd: int, write: FileWrite) -> None:
         if stat.S_IMODE(info.st_mode) != write.perms:
             os.fchmod(fd, write.perms)
     except OSError as exc:
-        raise FileWriteError(f"cannot set mode of {write.destination}: {exc.strerror}") from None
+        raise FileWriteError(f"cannot set mode of {write.destination}: {exc.strerror}") from exc
 
 
 def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, tempfiles.Temp]]:
@@ -181,7 +181,7 @@ def _stage(target: _Target) -> tuple[_Target, _Previous, tempfiles.Temp]:
     try:
         temp = tempfiles.write_temp(target.place.dir_fd, target.data, write.perms, write.uid, write.gid)
     except OSError as exc:
-        raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from None
+        raise FileWriteError(f"cannot write {write.destination}: {exc.strerror or exc}") from exc
     return target, previous, temp
 
 
@@ -194,7 +194,7 @@ def _snapshot(target: _Target) -> _Previous:
         content = safepath.read_bounded(fd, MAX_FILE_BYTES, write.destination)
         info = os.fstat(fd)
     except OSError as exc:
-        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from None
+        raise FileWriteError(f"cannot read {write.destination}: {exc.strerror}") from exc
     finally:
         os.close(fd)
     mode = stat.S_IMODE(info.st_mode)
@@ -232,7 +232,7 @@ def _restore(prev: _Previous) -> None:
             )
         _fsync_dir(place)
     except OSError as exc:
-        raise FileWriteError(f"cannot restore {prev.destination}: {exc.strerror}") from None
+        raise FileWriteError(f"cannot restore {prev.destination}: {exc.strerror}") from exc
     finally:
         place.close()
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 RENEW_FRACTION = 2 / 3
 REREAD_THRESHOLD = 0.9
@@ -20,18 +21,21 @@ GRANT_TOLERANCE_S = 2  # servers round TTLs; "granted less" means more than this
 GRANT_TOLERANCE_FRACTION = 0.1  # ...and at most a tenth of the TTL, so short TTLs re-read in time
 
 
+PlanAction = Literal["renew", "reread"]
+
+
 @dataclass(frozen=True)
 class Plan:
     """The next action for one lease-like thing: ``renew`` or ``reread`` at ``at``."""
 
-    action: str
+    action: PlanAction
     at: float
     ttl_s: float
     wanted_ttl_s: float
     lease_id: str = ""
     expires_at: float | None = None  # monotonic; when what it plans for ends unless acted on
 
-    def at_time(self, at: float, action: str | None = None) -> Plan:
+    def at_time(self, at: float, action: PlanAction | None = None) -> Plan:
         """The same plan moved to ``at`` (optionally with another action)."""
         return Plan(action or self.action, at, self.ttl_s, self.wanted_ttl_s, self.lease_id, self.expires_at)
 
@@ -64,7 +68,7 @@ def after_renewal(
     """The plan after the server granted ``granted_ttl_s`` on a renewal."""
     tolerance_s = min(GRANT_TOLERANCE_S, plan.wanted_ttl_s * GRANT_TOLERANCE_FRACTION)
     extended = granted_ttl_s + tolerance_s >= plan.wanted_ttl_s
-    action = "renew" if renewable and extended else "reread"
+    action: PlanAction = "renew" if renewable and extended else "reread"
     at = now + _delay(granted_ttl_s * renew_fraction)
     return Plan(action, at, granted_ttl_s, plan.wanted_ttl_s, plan.lease_id, now + granted_ttl_s)
 

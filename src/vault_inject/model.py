@@ -15,6 +15,16 @@ SecretKey = tuple[str, int | None]  # (path as written, pinned version or None)
 
 
 @dataclass(frozen=True)
+class TokenInfo:
+    """What a token lookup says about the token in use (all unknown when its policies do not
+    allow the lookup)."""
+
+    ttl_s: int = 0
+    renewable: bool = False
+    policies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Secret:
     """One read of one path: its data and what is known about its version or lease."""
 

@@ -166,7 +166,7 @@ class ObserveServer:
         try:
             server = _server_class(host)((host, port), _handler_for(self))
         except OSError as exc:
-            raise UsageError(f"option --listen {self.listen}: cannot listen there: {exc.strerror}") from None
+            raise UsageError(f"option --listen {self.listen}: cannot listen there: {exc.strerror}") from exc
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, name="inject-observe", daemon=True).start()

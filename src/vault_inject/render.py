@@ -23,7 +23,7 @@ import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import safe_range
 
-from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
+from .errors import InjectError, RenderError, SecretNotFound
 from .log import redact
 from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, pki_key, strings_in, transit_key
 from .refs import Ref, looks_like_ref, normalize_path, parse_ref
@@ -290,14 +290,10 @@ class Renderer:
         try:
             with render_budget(timeout_s=self._render_timeout_s):  # no-op inside render_all's
                 text = _bounded(name, template.generate(context))
-        except SecretError as exc:  # SPEC 4: name the template and line; keep the exit code
-            line = _template_line(exc, name)
-            where = f"template '{name}'" + (f" line {line}" if line else "")
-            raise type(exc)(_masked(f"{where}: {exc}", cache)) from None  # a computed path can hold a value
-        except InjectError:
-            raise
+        except InjectError as exc:  # a read inside the template failed: say where, keep the kind
+            raise _located(exc, name, cache) from None  # its message can quote a computed path
         except Exception as exc:  # the sandbox can raise anything (OverflowError, ...)
-            raise RenderError(_masked(_describe(name, exc), cache)) from None
+            raise RenderError(_masked(_describe(name, exc), cache)) from None  # jinja's can quote values
         return text, frozenset(used)
 
     def _context(self, cache: ReadCache, used: set[SecretKey]) -> dict[str, Any]:
@@ -423,6 +419,20 @@ def secret_strings(secrets: Iterable[Secret]) -> set[str]:
     return {v for s in secrets for v in strings_in(s.data)}
 
 
+def _located(exc: InjectError, name: str, cache: ReadCache) -> InjectError:
+    """``exc`` with the template and line in front of its message: the same class (so the
+    exit code and the loop's transient/permanent decision stay) and the same attributes
+    (``PermissionDenied.token_rejected``, a 429's ``retry_after_s``...)."""
+    message = str(exc)
+    if not message.startswith(f"template '{name}'"):
+        line = _template_line(exc, name)
+        message = f"template '{name}'" + (f" line {line}" if line else "") + f": {message}"
+    located = type(exc).__new__(type(exc))
+    located.__dict__.update(exc.__dict__)
+    located.args = (_masked(message, cache),)
+    return located
+
+
 def _describe(name: str, exc: BaseException) -> str:
     line = _template_line(exc, name)
     where = f"template '{name}'" + (f" line {line}" if line else "")
@@ -432,8 +442,6 @@ def _describe(name: str, exc: BaseException) -> str:
         return f"{where}: {exc.message}"
     if isinstance(exc, SecurityError):
         return f"{where}: unsafe operation refused by the sandbox: {exc}"
-    if isinstance(exc, UsageError):
-        return f"{where}: {exc}"
     if isinstance(exc, RecursionError | MemoryError | OverflowError):
         return f"{where}: template too large or too deeply nested ({type(exc).__name__})"
     # Python's own messages can quote the value (int('...')): name the kind only.

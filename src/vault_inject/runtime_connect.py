@@ -18,6 +18,7 @@ from . import auth
 from .config import CliOptions, Config, build_config, parse_toml, resolve_config_path
 from .errors import UsageError
 from .log import register_secret
+from .readfile import read_text
 from .vault import Login, ServerSettings, VaultClient
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"  # as the CLI (app.DEFAULT_ADDRESS)
@@ -38,7 +39,7 @@ def load_config(
 ) -> Config:
     """The merged Config; ``overrides`` play the part of command-line options."""
     path = resolve_config_path(config_path, environ, os.path.isfile)
-    data: dict[str, object] = parse_toml(_read_text(path), path) if path is not None else {}
+    data: dict[str, object] = parse_toml(read_text(path, "config file"), path) if path is not None else {}
     cli = CliOptions(values={k: v for k, v in overrides.items() if v is not None})
     return build_config(cli, environ, data, config_path=path, cwd=cwd)
 
@@ -75,15 +76,3 @@ def connect(config: Config, environ: Mapping[str, str]) -> Connection:
         client.close()
         raise
     return Connection(config, client, authenticator, grant)
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise UsageError(f"config file {path}: not found") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config file {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"config file {path}: {exc.strerror}") from None

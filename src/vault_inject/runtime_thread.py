@@ -42,7 +42,7 @@ def read_unleased(client: VaultClient, logical: str, version: int | None) -> Sec
     except SecretNotFound as exc:
         if version is None or "version" in str(exc):
             raise
-        raise SecretNotFound(f"{exc} (version {version})") from None  # say which was asked for
+        raise SecretNotFound(f"{exc} (version {version})") from exc  # say which was asked for
     if secret.lease_id:
         _revoke_quietly(client, secret.lease_id)
         raise UsageError(f"'{logical}' is a leased secret: use Secrets.lease('{logical}')")

@@ -127,7 +127,7 @@ def open_parent(destination: str, rules: Rules) -> Place:
         try:
             fd, shared = _step(fd, shared, here, component, destination, rules)
         except OSError as exc:
-            raise FileWriteError(f"cannot write {destination}: {here}: {exc.strerror or exc}") from None
+            raise FileWriteError(f"cannot write {destination}: {here}: {exc.strerror or exc}") from exc
         current = here
     return Place(fd, current, name, shared)
 
@@ -136,7 +136,7 @@ def _open_root(destination: str) -> tuple[int, bool]:
     try:
         return os.open("/", _DIR_FLAGS), False
     except OSError as exc:
-        raise FileWriteError(f"cannot write {destination}: cannot open /: {exc.strerror}") from None
+        raise FileWriteError(f"cannot write {destination}: cannot open /: {exc.strerror}") from exc
 
 
 def _step(
@@ -186,7 +186,7 @@ def _make_dir(fd: int, name: str, here: str, destination: str, owner: Owner) -> 
         os.close(child)
         raise FileWriteError(
             f"cannot write {destination}: cannot set owner of {here}: {exc.strerror}"
-        ) from None
+        ) from exc
     except BaseException:
         os.close(child)
         raise
@@ -202,7 +202,7 @@ def _open_dir(fd: int, name: str, seen: os.stat_result | None, here: str, destin
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise FileWriteError(
                 f"cannot write {destination}: {here} changed while inject opened it"
-            ) from None
+            ) from exc
         raise
     if seen is not None and (os.fstat(child).st_ino, os.fstat(child).st_dev) != (seen.st_ino, seen.st_dev):
         os.close(child)
@@ -292,7 +292,7 @@ def open_existing(place: Place, seen: os.stat_result, destination: str) -> int:
     try:
         fd = os.open(place.name, _FILE_FLAGS, dir_fd=place.dir_fd)
     except OSError as exc:
-        raise FileWriteError(f"cannot read {destination}: {exc.strerror}") from None
+        raise FileWriteError(f"cannot read {destination}: {exc.strerror}") from exc
     info = os.fstat(fd)
     if (info.st_ino, info.st_dev) != (seen.st_ino, seen.st_dev) or not stat.S_ISREG(info.st_mode):
         os.close(fd)

@@ -46,7 +46,7 @@ class Temp:
             os.replace(self.name, place.name, src_dir_fd=self.dir_fd, dst_dir_fd=place.dir_fd)
         except OSError as exc:
             self.discard()
-            raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from None
+            raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from exc
         os.close(self.fd)
 
     def discard(self) -> None:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from .errors import AuthError, PermissionDenied, SecretError, SecretNotFound, UsageError
 from .fanout import fan_out
 from .log import register_secret, replace_secrets
-from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, strings_in
+from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, TokenInfo, strings_in
 from .refs import normalize_path
 from .transport import NoRoute, ServerSettings, Transport, Wire, WireFactory
 
@@ -185,8 +185,8 @@ class VaultClient:
 
     # --- auth ----------------------------------------------------------------------------
 
-    def lookup_self(self, *, budget_s: float | None = None) -> Mapping[str, Any]:
-        """Check the token works; return its lookup data (policies, ttl). AuthError if rejected."""
+    def lookup_self(self, *, budget_s: float | None = None) -> TokenInfo:
+        """Check the token works; what the server says about it. AuthError if rejected."""
         try:
             body = self._sender(budget_s)("GET", "auth/token/lookup-self", what="token lookup")
         except PermissionDenied as exc:
@@ -194,14 +194,14 @@ class VaultClient:
                 # A valid token whose policies do not allow lookup-self (no `default` policy):
                 # carry on without TTL information; reads will say what they may not do.
                 log.debug("token lookup not permitted; token TTL unknown")
-                return {}
+                return TokenInfo()
             raise self._rejected() from None
         except AuthError:
             raise self._rejected() from None
         data = body.get("data") or {}
         data = data if isinstance(data, dict) else {}
         self.policies = tuple(str(p) for p in data.get("policies") or ())
-        return data
+        return TokenInfo(int(data.get("ttl") or 0), bool(data.get("renewable")), self.policies)
 
     def _rejected(self) -> AuthError:
         return AuthError(f"the token was rejected by {self.address} (invalid, expired or revoked)")

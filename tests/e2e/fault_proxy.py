@@ -98,6 +98,12 @@ class FaultProxy:
         """The proxy's URL, for VAULT_ADDR."""
         return f"http://{LOOPBACK}:{self.port}"
 
+    def reserve(self) -> None:
+        """Pick the port now without listening (connecting is refused until ``start``)."""
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            self.port = int(probe.getsockname()[1])
+
     def start(self) -> None:
         """Listen (on the same port as before, if there was one) and pass requests through."""
         self.pass_through()
@@ -377,6 +383,12 @@ class Seen:
     method: str
     path: str
     had_token: bool
+
+
+def tcp_proxy(target_port: int) -> FaultProxy:
+    """A pass-through proxy to ``127.0.0.1:target_port`` (what ``TcpProxy`` was: ``stop`` is an
+    outage, ``start`` the recovery on the same port)."""
+    return FaultProxy(f"http://{LOOPBACK}:{target_port}")
 
 
 class Listener:

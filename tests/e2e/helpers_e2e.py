@@ -1,19 +1,17 @@
-"""Helpers shared by the end-to-end tests: child scripts, one-line error checks, Popen runs."""
+"""Helpers shared by the end-to-end tests: files, one-line error checks, ports, scoped
+tokens, a server with an audit device. (Servers and runs of inject: ``tests.support``.)"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.support import OUTPUTS, Bao, _healthy, record_output, wait_for
-from vault_inject.devserver import find_bao, free_port_pair
+from tests.support import Bao, Running, bao_server, forbid, inject_argv, secret_value
 
 # A child that prints the sorted *names* (never the values) of its environment as JSON.
 PRINT_ENV_NAMES = "import json, os; print(json.dumps(sorted(os.environ)))"
@@ -24,6 +22,14 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def secret_template(bao: Bao, path: str, workdir: Path, name: str = "a.j2") -> str:
+    """A new value of ``path``'s key ``v`` and a template ``workdir/name`` that renders just it; the value."""
+    value = secret_value()
+    bao.kv_put(path, v=value)
+    write(workdir / name, f"{{{{ secret('{path}').v }}}}")
+    return value
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -50,12 +56,6 @@ def refuses_connections(port: int) -> bool:
         return True
 
 
-def forbid(value: str) -> str:
-    """Add a token or other value to the session-wide leak check; return it."""
-    OUTPUTS.forbidden.add(value)
-    return value
-
-
 def reader_token(bao: Bao, *kv_paths: str) -> str:
     """A token that may read exactly these KV v2 paths (``secret/...`` as a person types it).
 
@@ -66,48 +66,6 @@ def reader_token(bao: Bao, *kv_paths: str) -> str:
     name = f"read-{uuid.uuid4().hex[:10]}"
     bao.policy(name, rules)
     return forbid(bao.token_with(name, "default"))
-
-
-def inject_argv(*args: str) -> list[str]:
-    """The argv that runs the real inject with this interpreter."""
-    return [sys.executable, "-m", "vault_inject", *args]
-
-
-def start_inject(
-    *args: str, env: Mapping[str, str], cwd: Path, stdout: int = subprocess.DEVNULL
-) -> subprocess.Popen[str]:
-    """Start the real inject without waiting (for signal tests); pair with ``finish``."""
-    return subprocess.Popen(
-        inject_argv(*args),
-        env=dict(env),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str], *, timeout_s: float = 10) -> tuple[int, str, str]:
-    """Wait for an inject started by ``start_inject``; record its stderr; return code and output."""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        record_output(stderr)
-        raise
-    record_output(stderr)
-    return process.returncode, stdout or "", stderr
-
-
-def stop_quietly(process: subprocess.Popen[str]) -> None:
-    """After a failed test: TERM a still-running inject (it stops its child), then reap it."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        finish(process, timeout_s=5)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -137,30 +95,18 @@ def audited_server(workdir: Path) -> Iterator[tuple[Bao, Path]]:
         workdir / "audit.hcl",
         f'audit "file" "e2e" {{\n  options {{\n    file_path = "{log_file}"\n  }}\n}}\n',
     )
-    token = forbid("root-" + secrets.token_hex(12))
-    port = free_port_pair()
-    process = subprocess.Popen(
-        [
-            find_bao(),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={token}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-            f"-config={config}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # HOME: `bao server -dev` writes its root token to $HOME/.vault-token.
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
-            "HOME": str(workdir),
-        },
-    )
-    server = Bao(address=f"http://127.0.0.1:{port}", token=token, pid=process.pid)
-    try:
-        wait_for(lambda: _healthy(server), timeout_s=30, what="audited bao dev server")
+    with bao_server(workdir, f"-config={config}") as server:
         yield server, log_file
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+
+
+# Kept for tests written before the scaffold (tests/support.py is the one place now).
+def start_inject(*args: str, env: Mapping[str, str], cwd: Path, stdout: int | None = None) -> Running:
+    return Running.launch(inject_argv(*args), env=env, cwd=cwd)  # kept for tests written before the scaffold
+
+
+def finish(process: Running, *, timeout_s: float = 10) -> tuple[int, str, str]:
+    return process.finish(timeout_s=timeout_s)  # kept for tests written before the scaffold
+
+
+def stop_quietly(process: Running) -> None:
+    process.shut_down()  # kept for tests written before the scaffold

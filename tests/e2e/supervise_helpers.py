@@ -1,24 +1,21 @@
-"""Helpers for the supervisor end-to-end tests: a long-running inject started with Popen,
-a child script that records every signal it receives, /proc readers, and a small TCP
-proxy between inject and OpenBao that a test can stop and restart (an outage)."""
+"""Helpers for the supervisor end-to-end tests: a child script that records every signal
+it receives, and /proc readers. (Running inject is ``tests.support``; outages are
+``tests.e2e.fault_proxy``.)"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import record_output, wait_for
+from tests import support
+from tests.e2e import fault_proxy
+from tests.support import alive, kill_quietly, proc_state, wait_for  # noqa: F401 (re-exported)
 
 # The signal-recording child. argv: RECORD_DIR [--ignore-term] [--env NAME]...
 # [--orphans N] [--orphan-s SECONDS]. After its handlers are installed it appends one
@@ -133,20 +130,6 @@ class SignalChild:
 # --- /proc ------------------------------------------------------------------------------
 
 
-def proc_state(pid: int) -> str | None:
-    """The one-letter state of ``pid`` (``Z`` for a zombie), or None when it does not exist."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text.rsplit(")", 1)[1].split()[0]
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    return proc_state(pid) not in (None, "Z")
-
-
 def status_field(pid: int, name: str) -> str:
     """A field of ``/proc/PID/status`` (``PPid``, ``NSpid``, ``Uid``...)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -178,219 +161,11 @@ def host_pid_of(ns_pid: int, candidates: Sequence[int]) -> int | None:
     return None
 
 
-def kill_quietly(pid: int, signum: int = signal.SIGKILL) -> None:
-    """Send ``signum`` to ``pid``'s group and to ``pid``; ignore processes already gone."""
-    for send in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            send(pid, signum)
-
-
-# --- a long-running inject ------------------------------------------------------------
-
-
-@dataclass
-class Running:
-    """An inject started with Popen; its stderr goes to a file the test can read any time."""
-
-    process: subprocess.Popen[bytes]
-    stderr_path: Path
-    stdout_path: Path
-
-    @property
-    def pid(self) -> int:
-        """inject's pid."""
-        return self.process.pid
-
-    def stderr(self) -> str:
-        """Everything inject logged so far."""
-        return self.stderr_path.read_text(errors="replace")
-
-    def stdout(self) -> str:
-        """Everything inject and its child printed on stdout so far."""
-        return self.stdout_path.read_text(errors="replace")
-
-    def lines(self, needle: str) -> list[str]:
-        """Log lines that contain ``needle``."""
-        return [line for line in self.stderr().splitlines() if needle in line]
-
-    def wait_log(self, needle: str, *, count: int = 1, timeout_s: float = 5.0) -> list[str]:
-        """Wait until ``needle`` was logged ``count`` times; return those lines."""
-        wait_for(
-            lambda: len(self.lines(needle)) >= count or self._died(),
-            timeout_s=timeout_s,
-            what=f"{count}x {needle!r} in inject's log",
-        )
-        found = self.lines(needle)
-        assert len(found) >= count, f"inject exited early (code {self.process.returncode}):\n{self.stderr()}"
-        return found
-
-    def _died(self) -> bool:
-        return self.process.poll() is not None
-
-    def wait(self, *, timeout_s: float = 5.0) -> int:
-        """Wait for inject to exit; its exit code."""
-        return self.process.wait(timeout=timeout_s)
-
-    def stop(self, signum: int = signal.SIGTERM, *, timeout_s: float = 5.0) -> int:
-        """Send ``signum`` and wait for inject to exit; its exit code."""
-        self.process.send_signal(signum)
-        return self.wait(timeout_s=timeout_s)
-
-
-@contextlib.contextmanager
-def supervise(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    cwd: Path,
-    stray: Callable[[], Sequence[int]] = list,
-    ready: str | None = "started ",
-) -> Iterator[Running]:
-    """Start ``argv`` (an inject command line); on exit stop it, kill any ``stray`` pids
-    still around, and record its stderr for the session-wide secrecy check.
-
-    With ``ready`` (default: the "started" line of a run with a child), wait for that log
-    line before handing over, so every test begins with a running child.
-    """
-    name = f"inject-{time.monotonic_ns()}"
-    stderr_path, stdout_path = cwd / f"{name}.err", cwd / f"{name}.out"
-    with stderr_path.open("wb") as err, stdout_path.open("wb") as out:
-        process = subprocess.Popen(
-            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err
-        )
-    running = Running(process, stderr_path, stdout_path)
-    try:
-        if ready:
-            running.wait_log(ready)
-        yield running
-    finally:
-        _shut_down(process)
-        for pid in stray():
-            if alive(pid):
-                kill_quietly(pid)
-        record_output(running.stderr())
-
-
-def _shut_down(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def inject_cmd(*args: str) -> list[str]:
-    """The argv of the real inject under this interpreter."""
-    return [sys.executable, "-m", "vault_inject", *args]
-
-
-# --- an outage on demand --------------------------------------------------------------
-
-
-@dataclass
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port``, one thread per direction.
-
-    ``stop`` closes the listener and every live connection (the server looks gone);
-    ``start`` listens again on the same port.
-    """
-
-    target_port: int
-    port: int = 0
-    _listener: socket.socket | None = None
-    _conns: set[socket.socket] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _running: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def address(self) -> str:
-        """The proxy's URL, for VAULT_ADDR."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def reserve(self) -> None:
-        """Pick the port now without listening (for a start that happens later)."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-
-    def start(self) -> None:
-        """Listen (on the same port as before, if there was one) and forward."""
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        listener.settimeout(0.05)
-        self.port = int(listener.getsockname()[1])
-        self._listener = listener
-        self._running.set()
-        self._spawn(self._accept_loop, listener)
-
-    def stop(self) -> None:
-        """Close the listener and every live connection; wait for the threads to end."""
-        self._running.clear()
-        if self._threads:
-            self._threads[0].join(timeout=5)  # the accept loop: no new connections after this
-        if self._listener is not None:
-            _close(self._listener)
-            self._listener = None
-        with self._lock:
-            conns, self._conns = list(self._conns), set()
-        for conn in conns:
-            _close(conn)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._threads = []
-
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while self._running.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._connect(client)
-
-    def _connect(self, client: socket.socket) -> None:
-        client.settimeout(None)
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            upstream.settimeout(None)
-        except OSError:
-            _close(client)
-            return
-        with self._lock:
-            if not self._running.is_set():
-                _close(client)
-                _close(upstream)
-                return
-            self._conns |= {client, upstream}
-        self._spawn(self._pump, client, upstream)
-        self._spawn(self._pump, upstream, client)
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        _close(source)
-        _close(sink)
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        sock.close()
+# Kept for tests written before the scaffold (tests/support.py is the one place now).
+Running = support.Running  # kept for tests written before the scaffold
+supervise = support.supervise  # kept for tests written before the scaffold
+inject_cmd = support.inject_argv  # kept for tests written before the scaffold
+TcpProxy = fault_proxy.tcp_proxy  # kept for tests written before the scaffold
 
 
 def port_of(address: str) -> int:

@@ -9,9 +9,9 @@ import signal
 import time
 from pathlib import Path
 
-from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, secret_value, wait_for
+from tests.e2e.helpers_e2e import secret_template, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, inject_argv, inject_env, secret_value, supervise, wait_for
 
 POLL = ("--poll-interval", "300ms")
 
@@ -45,7 +45,7 @@ def test_signal_template_and_none_template(bao: Bao, prefix: str, tmp_path: Path
         '[[template]]\nsource = "a.j2"\ndestination = "a.txt"\non_change = "signal"\nreload_signal = "SIGUSR1"\n\n'
         '[[template]]\nsource = "b.j2"\ndestination = "b.txt"\non_change = "none"\n',
     )
-    argv = inject_cmd(*POLL, "-c", "inject.toml", "--", *child.argv())
+    argv = inject_argv(*POLL, "-c", "inject.toml", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
         both = secret_value()
@@ -68,9 +68,8 @@ def test_splay_delays_the_action_after_the_file_is_written(bao: Bao, prefix: str
     """With `--splay 2s` the reload comes the logged random delay after the file was rewritten."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
-    argv = inject_cmd(*POLL, "--on-change", "signal", "--splay", "2s", "-t", "a.j2:a.txt")
+    secret_template(bao, path, tmp_path)
+    argv = inject_argv(*POLL, "--on-change", "signal", "--splay", "2s", "-t", "a.j2:a.txt")
     argv += ["--", *child.argv()]
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
@@ -93,9 +92,8 @@ def test_term_during_a_long_splay_stops_at_once(bao: Bao, prefix: str, tmp_path:
     without sending the reload."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
-    argv = inject_cmd(*POLL, "--on-change", "signal", "--splay", "1h", "-t", "a.j2:a.txt")
+    secret_template(bao, path, tmp_path)
+    argv = inject_argv(*POLL, "--on-change", "signal", "--splay", "1h", "-t", "a.j2:a.txt")
     argv += ["--", *child.argv()]
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]

@@ -16,15 +16,27 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, forbid, write
+from tests.e2e.helpers_e2e import error_line, write
 from tests.e2e.pg_helpers import Postgres, add_role, enable_database, needs_postgres, postgres
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import (
+    Bao,
+    Running,
+    forbid,
+    holds_for,
+    inject_argv,
+    inject_env,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 
 __all__ = ["postgres"]  # the session fixture, imported so pytest finds it here
 
@@ -89,6 +101,12 @@ def _approle(bao: Bao, mount: str, policy: str, *, ttl: str = "1h", max_ttl: str
     return AppRole(bao, mount, role)
 
 
+def _approle_in(directory: Path, approle: AppRole, *extra: str) -> None:
+    """``approle``'s role_id and secret_id files and an inject.toml logging in with them, in ``directory``."""
+    approle.write_files(directory)
+    _approle_config(directory, approle, *extra)
+
+
 def _approle_config(directory: Path, approle: AppRole, *extra: str) -> None:
     lines = [
         "[auth]",
@@ -108,9 +126,11 @@ def test_approle_login_renders_and_removes_secret_id_file(
     path = f"{prefix}/app"
     password = secret_value()
     bao.kv_put(path, password=password)
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)))
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle, "remove_secret_id_file = true")
+    _approle_in(
+        tmp_path,
+        _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))),
+        "remove_secret_id_file = true",
+    )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
     result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -126,9 +146,7 @@ def test_approle_keeps_secret_id_file_by_default(
     """Without `remove_secret_id_file` the secret_id file is left in place."""
     path = f"{prefix}/app"
     bao.kv_put(path, password=secret_value())
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)))
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))))
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
     result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -143,9 +161,7 @@ def test_forbidden_path_names_path_and_token_policies(
     bao.kv_put(allowed, v=secret_value())
     bao.kv_put(denied, v=secret_value())
     policy = _reader_policy(bao, _kv_read(allowed))
-    approle = _approle(bao, approle_mount, policy)
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, policy))
     write(tmp_path / "t.j2", f"{{{{ secret('{allowed}').v }}}}\n{{{{ secret('{denied}').v }}}}\n")
     result = run_inject("render", "-q", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 4
@@ -179,12 +195,12 @@ def test_approle_relogin_past_max_ttl_keeps_polling_without_restart(
     """A 3s/5s AppRole token is replaced by logging in again (twice), KV secrets are not re-rendered for it, and a later KV change still arrives."""
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(
+        tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
+    )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("-v", "--poll-interval", "300ms", "-t", "t.j2:out.txt", "-e", f"APP_V=vault:{path}#v")
+    argv = inject_argv("-v", "--poll-interval", "300ms", "-t", "t.j2:out.txt", "-e", f"APP_V=vault:{path}#v")
     argv += ["--", *child.argv("APP_V")]
     with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
@@ -215,91 +231,93 @@ def test_dynamic_creds_stay_valid_across_approle_relogin(
         f'path "{creds}" {{ capabilities = ["read"] }}',
         'path "sys/leases/revoke" { capabilities = ["update"] }',
     )
-    approle = _approle(bao, approle_mount, policy, ttl="3s", max_ttl="5s")
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, policy, ttl="3s", max_ttl="5s"))
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
     child = SignalChild.create(tmp_path)
-    argv = [*inject_cmd("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
+    argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
     with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
-        first_user = (tmp_path / "db.txt").read_text().strip()
-        users, dead = {first_user}, []
-        deadline = time.monotonic() + 9  # past the first token's max TTL and one more re-login
-        while time.monotonic() < deadline:
-            user = (tmp_path / "db.txt").read_text().strip()
-            users.add(user)
-            if not postgres.role_exists(user):
-                dead.append(user)
-            time.sleep(0.2)
+
+        def in_use_exists() -> bool:
+            return postgres.role_exists((tmp_path / "db.txt").read_text().strip())
+
+        # past the first token's max TTL and one more re-login
+        holds_for(
+            in_use_exists, duration_s=9, what="the rendered credentials' role (never revoked while in use)"
+        )
         assert inject.lines("logged in again")
-        assert dead == [], f"the rendered credentials were revoked while in use ({len(dead)} samples)"
+
+
+@dataclass(frozen=True)
+class TokenFileScene:
+    """Dynamic DB credentials in ./db.txt, read with the token in ./token; two tokens that may read them."""
+
+    workdir: Path
+    first: str
+    second: str
+    child: SignalChild
+    inject: Running
+
+    def swap_token(self) -> None:
+        """Replace ./token with the second token, atomically (as a secret mount does)."""
+        staged = write(self.workdir / "token.new", self.second + "\n")
+        staged.replace(self.workdir / "token")
+
+
+@pytest.fixture
+def token_file_scene(bao: Bao, postgres: Postgres, tmp_path: Path) -> Iterator[TokenFileScene]:
+    """A database role with 30s/60s leases, a reader policy, two tokens, and inject running
+    with the first one (its child started once); stopped at the end."""
+    engine = enable_database(bao, postgres)
+    creds = engine.creds_path(add_role(bao, engine, default_ttl_s=30, max_ttl_s=60))
+    policy = _reader_policy(
+        bao,
+        f'path "{creds}" {{ capabilities = ["read"] }}',
+        'path "sys/leases/revoke" { capabilities = ["update"] }',
+    )
+    first, second = (forbid(bao.token_with(policy, "default")) for _ in range(2))
+    write(tmp_path / "token", first + "\n")
+    write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n{{{{ secret('{creds}').password }}}}\n")
+    child = SignalChild.create(tmp_path)
+    argv = [*inject_argv("--token-file", "token", "-t", "db.j2:db.txt"), "--", *child.argv()]
+    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+        child.wait_starts(1)
+        yield TokenFileScene(tmp_path, first, second, child, inject)
 
 
 @needs_postgres
 def test_new_token_from_token_file_keeps_still_valid_lease(
-    bao: Bao, postgres: Postgres, tmp_path: Path
+    bao: Bao, postgres: Postgres, tmp_path: Path, token_file_scene: TokenFileScene
 ) -> None:
     """A swapped token file gives inject a new token without re-reading a lease that is still alive: same DB user, no restart."""
-    engine = enable_database(bao, postgres)
-    role = add_role(bao, engine, default_ttl_s=30, max_ttl_s=60)
-    creds = engine.creds_path(role)
-    policy = _reader_policy(
-        bao,
-        f'path "{creds}" {{ capabilities = ["read"] }}',
-        'path "sys/leases/revoke" { capabilities = ["update"] }',
-    )
-    first, second = (forbid(bao.token_with(policy, "default")) for _ in range(2))
-    write(tmp_path / "token", first + "\n")
-    write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n{{{{ secret('{creds}').password }}}}\n")
-    child = SignalChild.create(tmp_path)
-    argv = [*inject_cmd("--token-file", "token", "-t", "db.j2:db.txt"), "--", *child.argv()]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
-        pid = child.wait_starts(1)[0]["pid"]
-        user, password = (tmp_path / "db.txt").read_text().splitlines()
-        forbid(password)
-        staged = tmp_path / "token.new"
-        write(staged, second + "\n")
-        staged.replace(tmp_path / "token")
-        inject.wait_log("logged in again", timeout_s=5)
-        assert (tmp_path / "db.txt").read_text().splitlines() == [user, password]
-        assert child.pids() == [pid]
-        assert postgres.can_login(user, password)
-        assert not inject.lines("ended with the old token")
+    scene, (pid,) = token_file_scene, token_file_scene.child.pids()
+    child, inject = scene.child, scene.inject
+    user, password = (tmp_path / "db.txt").read_text().splitlines()
+    forbid(password)
+    scene.swap_token()
+    inject.wait_log("logged in again", timeout_s=5)
+    assert (tmp_path / "db.txt").read_text().splitlines() == [user, password]
+    assert child.pids() == [pid]
+    assert postgres.can_login(user, password)
+    assert not inject.lines("ended with the old token")
 
 
 @needs_postgres
 def test_new_token_rereads_lease_that_died_with_the_old_one(
-    bao: Bao, postgres: Postgres, tmp_path: Path
+    bao: Bao, postgres: Postgres, tmp_path: Path, token_file_scene: TokenFileScene
 ) -> None:
     """When the old token was revoked (taking its leases along), the new token re-reads them: new DB user that logs in, child restarted."""
-    engine = enable_database(bao, postgres)
-    role = add_role(bao, engine, default_ttl_s=30, max_ttl_s=60)
-    creds = engine.creds_path(role)
-    policy = _reader_policy(
-        bao,
-        f'path "{creds}" {{ capabilities = ["read"] }}',
-        'path "sys/leases/revoke" { capabilities = ["update"] }',
-    )
-    first, second = (forbid(bao.token_with(policy, "default")) for _ in range(2))
-    write(tmp_path / "token", first + "\n")
-    write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n{{{{ secret('{creds}').password }}}}\n")
-    child = SignalChild.create(tmp_path)
-    argv = [*inject_cmd("--token-file", "token", "-t", "db.j2:db.txt"), "--", *child.argv()]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
-        child.wait_starts(1)
-        old_user = (tmp_path / "db.txt").read_text().splitlines()[0]
-        bao.api("POST", "auth/token/revoke", json={"token": first})
-        wait_for(lambda: not postgres.role_exists(old_user), timeout_s=5, what="the old token's role to go")
-        staged = tmp_path / "token.new"
-        write(staged, second + "\n")
-        staged.replace(tmp_path / "token")
-        child.wait_starts(2, timeout_s=5)
-        new_user, new_password = (tmp_path / "db.txt").read_text().splitlines()
-        forbid(new_password)
-        assert new_user != old_user
-        assert postgres.can_login(new_user, new_password)
-        assert inject.lines("ended with the old token")
+    scene = token_file_scene
+    old_user = (tmp_path / "db.txt").read_text().splitlines()[0]
+    bao.api("POST", "auth/token/revoke", json={"token": scene.first})
+    wait_for(lambda: not postgres.role_exists(old_user), timeout_s=5, what="the old token's role to go")
+    scene.swap_token()
+    scene.child.wait_starts(2, timeout_s=5)
+    new_user, new_password = (tmp_path / "db.txt").read_text().splitlines()
+    forbid(new_password)
+    assert new_user != old_user
+    assert postgres.can_login(new_user, new_password)
+    assert scene.inject.lines("ended with the old token")
 
 
 # --- JWT and "kubernetes" ------------------------------------------------------------------
@@ -444,7 +462,7 @@ def test_rotated_jwt_file_logs_in_again(
     _jwt_config(tmp_path, "jwt", jwt_mount, role)
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", "300ms", "-t", "t.j2:out.txt", "--", *child.argv())
+    argv = inject_argv("--poll-interval", "300ms", "-t", "t.j2:out.txt", "--", *child.argv())
     with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)  # the file watcher starts before the child
         replacement = tmp_path / "token.jwt.new"

@@ -4,15 +4,14 @@ exec in place, commands that cannot run, and stdin passing through."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, finish, read_lines, start_inject, stop_quietly, write
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, read_lines, write
+from tests.support import Bao, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
 # A child that notes every HUP/USR1/USR2/TERM it receives, one name per line;
 # TERM makes it exit with code 3. It touches the ready file once its handlers are in place.
@@ -63,25 +62,15 @@ def test_signals_are_forwarded_to_the_child(bao: Bao, tmp_path: Path) -> None:
     """HUP, USR1, USR2 and TERM sent to inject reach the child; TERM's exit code comes back."""
     script = write(tmp_path / "recorder.py", SIGNAL_RECORDER)
     log_path, ready = tmp_path / "signals.log", tmp_path / "ready"
-    process = start_inject(
-        "--",
-        sys.executable,
-        str(script),
-        str(log_path),
-        str(ready),
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
-    try:
+    argv = inject_argv("--", sys.executable, str(script), str(log_path), str(ready))
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None) as process:
         wait_for(ready.exists, timeout_s=10, what="child ready")
         expected: list[str] = []
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM):
             process.send_signal(sig)
             expected.append(sig.name)
             wait_for(lambda: read_lines(log_path) == expected, timeout_s=5, what=sig.name)
-        code, _, stderr = finish(process)
-    finally:
-        stop_quietly(process)
+        code, _, stderr = process.finish()
     assert code == 3, stderr
     assert read_lines(log_path) == ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGTERM"]
 
@@ -90,23 +79,12 @@ def test_kill_timeout_ends_a_child_that_ignores_term(bao: Bao, tmp_path: Path) -
     """With `--kill-timeout 1`, a child ignoring TERM is SIGKILLed and inject exits 137."""
     script = write(tmp_path / "ignorer.py", TERM_IGNORER)
     ready = tmp_path / "ready"
-    process = start_inject(
-        "--kill-timeout",
-        "1",
-        "--",
-        sys.executable,
-        str(script),
-        str(ready),
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
-    try:
+    argv = inject_argv("--kill-timeout", "1", "--", sys.executable, str(script), str(ready))
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None) as process:
         wait_for(ready.exists, timeout_s=10, what="child ready")
         sent_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        code, _, stderr = finish(process, timeout_s=10)
-    finally:
-        stop_quietly(process)
+        code, _, stderr = process.finish(timeout_s=10)
     elapsed_s = time.monotonic() - sent_at
     assert code == 137, stderr
     assert 0.8 <= elapsed_s < 5, elapsed_s
@@ -114,17 +92,11 @@ def test_kill_timeout_ends_a_child_that_ignores_term(bao: Bao, tmp_path: Path) -
 
 def test_no_watch_execs_in_place(bao: Bao, tmp_path: Path) -> None:
     """`--no-watch` replaces inject with the command: the child's pid is inject's pid."""
-    process = start_inject(
-        "--no-watch",
-        "--",
-        sys.executable,
-        "-c",
-        "import os, sys; print(os.getpid()); sys.exit(5)",
-        env=inject_env(bao),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
+    argv = inject_argv(
+        "--no-watch", "--", sys.executable, "-c", "import os, sys; print(os.getpid()); sys.exit(5)"
     )
-    code, stdout, stderr = finish(process)
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None) as process:
+        code, stdout, stderr = process.finish()
     assert code == 5, stderr
     assert int(stdout) == process.pid
 
@@ -134,16 +106,10 @@ def test_no_watch_still_gets_resolved_env(bao: Bao, prefix: str, tmp_path: Path)
     password = secret_value()
     bao.kv_put(f"{prefix}/app", password=password)
     result = run_inject(
-        "--no-watch",
-        "-e",
-        f"PW=vault:{prefix}/app#password",
-        "--",
-        "sh",
-        "-c",
+        "--no-watch", "-e", f"PW=vault:{prefix}/app#password", "--", "sh", "-c",
         'printf "%s|%s" "$PW" "${VAULT_TOKEN:-none}"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{password}|none"
 

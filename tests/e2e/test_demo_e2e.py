@@ -21,18 +21,10 @@ def test_readme_demo_renders_the_seed_templates_and_the_app_gets_its_secrets(tmp
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "INJECT_"))}
     env["HOME"] = str(tmp_path)
     result = run_inject(
-        "dev",
-        "--secrets",
-        "examples/dev-secrets.toml",
-        "-c",
-        "examples/inject.toml",
-        "--",
-        sys.executable,
+        "dev", "--secrets", "examples/dev-secrets.toml", "-c", "examples/inject.toml", "--", sys.executable,
         "examples/app.py",
-        env=env,
-        cwd=tmp_path,
-        timeout_s=60,
-    )
+        env=env, cwd=tmp_path, timeout_s=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     assert "all secrets present" in result.stdout
     run = tmp_path / "run"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.e2e.helpers_e2e import error_line, forbid, inject_argv, refuses_connections, write
-from tests.support import record_output, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, refuses_connections, write
+from tests.support import forbid, inject_argv, record_output, run_inject, secret_value, wait_for
 from vault_inject import __version__
 
 
@@ -37,19 +37,10 @@ def test_dev_serves_seeded_secrets_and_stops_the_server(tmp_path: Path) -> None:
         '[env]\nOPENAI_API_KEY = "vault:secret/external/openai#api_key"\n',
     )
     result = run_inject(
-        "dev",
-        "--secrets",
-        "secrets.toml",
-        "-c",
-        "app.toml",
-        "--",
-        "sh",
-        "-c",
+        "dev", "--secrets", "secrets.toml", "-c", "app.toml", "--", "sh", "-c",
         'printf "%s|%s" "$OPENAI_API_KEY" "${VAULT_TOKEN:-none}"',
-        env=_dev_env(),
-        cwd=tmp_path,
-        timeout_s=60,
-    )
+        env=_dev_env(), cwd=tmp_path, timeout_s=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{api_key}|none"
     assert (tmp_path / "out" / "db.txt").read_text() == password
@@ -58,23 +49,16 @@ def test_dev_serves_seeded_secrets_and_stops_the_server(tmp_path: Path) -> None:
     assert refuses_connections(int(found.group(1)))
 
 
+def _dev_with_key(tmp_path: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`inject dev` seeding secret/app#key = "dev-only", with KEY from it, running ``sh -c script``."""
+    write(tmp_path / "secrets.toml", '["secret/app"]\nkey = "dev-only"\n')
+    args = ["dev", "--secrets", "secrets.toml", "-e", "KEY=vault:secret/app#key", "--", "sh", "-c", script]
+    return run_inject(*args, env=env, cwd=tmp_path, timeout_s=60)
+
+
 def test_dev_passes_the_child_exit_code(tmp_path: Path) -> None:
     """Under `inject dev` the child's exit code is still inject's exit code."""
-    write(tmp_path / "secrets.toml", '["secret/app"]\nkey = "dev-only"\n')
-    result = run_inject(
-        "dev",
-        "--secrets",
-        "secrets.toml",
-        "-e",
-        "KEY=vault:secret/app#key",
-        "--",
-        "sh",
-        "-c",
-        'test "$KEY" = dev-only && exit 9',
-        env=_dev_env(),
-        cwd=tmp_path,
-        timeout_s=60,
-    )
+    result = _dev_with_key(tmp_path, 'test "$KEY" = dev-only && exit 9', _dev_env())
     assert result.returncode == 9, result.stderr
 
 
@@ -82,22 +66,7 @@ def test_dev_leaves_the_users_vault_token_alone(tmp_path: Path) -> None:
     """`inject dev` neither overwrites ~/.vault-token nor needs a writable HOME."""
     home = tmp_path / "home"
     token_file = write(home / ".vault-token", "users-own-token\n")
-    write(tmp_path / "secrets.toml", '["secret/app"]\nkey = "dev-only"\n')
-    env = {**_dev_env(), "HOME": str(home)}
-    result = run_inject(
-        "dev",
-        "--secrets",
-        "secrets.toml",
-        "-e",
-        "KEY=vault:secret/app#key",
-        "--",
-        "sh",
-        "-c",
-        'printf %s "$KEY"',
-        env=env,
-        cwd=tmp_path,
-        timeout_s=60,
-    )
+    result = _dev_with_key(tmp_path, 'printf %s "$KEY"', {**_dev_env(), "HOME": str(home)})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "dev-only"
     assert token_file.read_text() == "users-own-token\n"
@@ -128,15 +97,7 @@ def test_dev_secrets_entry_must_be_a_table(tmp_path: Path) -> None:
 
 def test_version_option(tmp_path: Path) -> None:
     """`python -m vault_inject --version` prints the package version and exits 0."""
-    result = subprocess.run(
-        inject_argv("--version"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=tmp_path,
-        check=False,
-    )
-    record_output(result.stderr)
+    result = run_inject("--version", env=os.environ, cwd=tmp_path, timeout_s=30)
     assert result.returncode == 0, result.stderr
     assert __version__ in result.stdout
 

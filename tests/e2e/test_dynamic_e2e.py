@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import forbid, write
-from tests.e2e.pg_helpers import (
-    DatabaseEngine,
-    Postgres,
-    add_role,
-    enable_database,
-    needs_postgres,
-    postgres,
-)
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, wait_for
+from tests.e2e.helpers_e2e import write
+from tests.e2e.pg_helpers import DatabaseEngine, Postgres, add_role, enable_database, needs_postgres, postgres
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, forbid, inject_argv, inject_env, supervise, wait_for
 
 __all__ = ["postgres"]  # the session fixture, imported so pytest finds it here
 
@@ -68,7 +61,7 @@ def _leases(bao: Bao, engine: DatabaseEngine, role: str) -> list[str]:
 
 def _db_argv(engine: DatabaseEngine, role: str, *extra: str) -> list[str]:
     path = engine.creds_path(role)
-    return inject_cmd(
+    return inject_argv(
         "-v",
         "-t",
         "db.j2:db.txt",
@@ -156,7 +149,7 @@ def test_ambient_username_password_refs_share_one_lease(
     path = database.creds_path(role)
     child = SignalChild.create(tmp_path)
     env = inject_env(bao, {"DB_USER": f"vault:{path}#username", "DB_PASS": f"vault:{path}#password"})
-    argv = [*inject_cmd(), "--", *child.argv("DB_USER", "DB_PASS")]
+    argv = [*inject_argv(), "--", *child.argv("DB_USER", "DB_PASS")]
     with supervise(argv, env=env, cwd=tmp_path, stray=child.pids):
         user, password = _env_pair(child.wait_starts(1)[0])
         assert len(_leases(bao, database, role)) == 1

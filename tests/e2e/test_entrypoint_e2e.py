@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.e2e.test_auth_e2e import _approle, _approle_config, _env, _kv_read, _reader_policy, approle_mount
-from tests.support import Bao, inject_env, run_inject, secret_value
+from tests.e2e.supervise_helpers import SignalChild
+from tests.e2e.test_auth_e2e import _approle, _approle_in, _env, _kv_read, _reader_policy, approle_mount
+from tests.support import Bao, inject_argv, inject_env, run_inject, secret_value, supervise
 
 __all__ = ["approle_mount"]  # the module fixture, imported so pytest finds it here
 
@@ -30,15 +30,9 @@ def test_nothing_to_render_needs_no_server_or_token(tmp_path: Path) -> None:
 def test_user_switch_sets_home_user_and_logname(bao: Bao, tmp_path: Path) -> None:
     """`--user nobody` gives the child nobody's HOME, USER and LOGNAME (as gosu does)."""
     result = run_inject(
-        "--user",
-        "nobody",
-        "--",
-        "sh",
-        "-c",
-        'printf "%s %s %s" "$HOME" "$USER" "$LOGNAME"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "--user", "nobody", "--", "sh", "-c", 'printf "%s %s %s" "$HOME" "$USER" "$LOGNAME"',
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == "/nonexistent nobody nobody"
 
@@ -64,12 +58,10 @@ def test_token_revoked_from_outside_logs_in_again_and_keeps_updating(
     """When every token of the AppRole is revoked, inject logs in again and the next change still arrives."""
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)))
-    approle.write_files(tmp_path)
-    _approle_config(tmp_path, approle)
+    _approle_in(tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))))
     child = SignalChild.create(tmp_path)
     argv = [
-        *inject_cmd("--poll-interval", "300ms", "-e", f"APP_V=vault:{path}#v"),
+        *inject_argv("--poll-interval", "300ms", "-e", f"APP_V=vault:{path}#v"),
         "--",
         *child.argv("APP_V"),
     ]

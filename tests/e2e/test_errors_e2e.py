@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import closed_port, error_line, forbid, reader_token, write
-from tests.support import Bao, inject_env, run_inject, secret_value
+from tests.e2e.helpers_e2e import closed_port, error_line, reader_token, write
+from tests.support import Bao, forbid, inject_env, run_inject, secret_value
 
 # --- usage and config errors (exit 2) -----------------------------------------------------
 
@@ -110,15 +110,9 @@ def test_permission_denied_names_the_path(bao: Bao, prefix: str, tmp_path: Path)
     bao.kv_put(f"{prefix}/forbidden", key=secret_value())
     token = reader_token(bao, f"{prefix}/allowed")
     result = run_inject(
-        "-e",
-        f"OK=vault:{prefix}/allowed#key",
-        "-e",
-        f"NO=vault:{prefix}/forbidden#key",
-        "--",
-        "true",
-        env=inject_env(bao, token=token),
-        cwd=tmp_path,
-    )
+        "-e", f"OK=vault:{prefix}/allowed#key", "-e", f"NO=vault:{prefix}/forbidden#key", "--", "true",
+        env=inject_env(bao, token=token), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 4
     line = error_line(result)
     assert "permission denied" in line
@@ -130,14 +124,9 @@ def test_invalid_token_is_an_auth_error(bao: Bao, tmp_path: Path) -> None:
     token = forbid("s.e2e-invalid-" + secret_value("tok"))
     marker = tmp_path / "child-ran"
     result = run_inject(
-        "-e",
-        "X=vault:secret/app#key",
-        "--",
-        "touch",
-        str(marker),
-        env=inject_env(bao, token=token),
-        cwd=tmp_path,
-    )
+        "-e", "X=vault:secret/app#key", "--", "touch", str(marker),
+        env=inject_env(bao, token=token), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 4
     assert "token" in error_line(result)
     assert not marker.exists()
@@ -152,17 +141,9 @@ def test_unreachable_server_exits_5_and_writes_nothing(bao: Bao, tmp_path: Path)
     marker = tmp_path / "child-ran"
     env = inject_env(bao, {"VAULT_ADDR": f"http://127.0.0.1:{closed_port()}"})
     result = run_inject(
-        "--retry-timeout",
-        "1",
-        "-t",
-        "t.j2:out.txt",
-        "--",
-        "touch",
-        str(marker),
-        env=env,
-        cwd=tmp_path,
-        timeout_s=15,
-    )
+        "--retry-timeout", "1", "-t", "t.j2:out.txt", "--", "touch", str(marker),
+        env=env, cwd=tmp_path, timeout_s=15,
+    )  # fmt: skip
     assert result.returncode == 5
     assert "127.0.0.1" in error_line(result)
     assert not (tmp_path / "out.txt").exists()
@@ -251,14 +232,9 @@ def test_check_reads_everything_and_writes_nothing(bao: Bao, prefix: str, tmp_pa
     bao.kv_put(f"{prefix}/app", password=secret_value())
     write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}")
     result = run_inject(
-        "check",
-        "-t",
-        "t.j2:out/out.txt",
-        "-e",
-        f"PW=vault:{prefix}/app#password",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "check", "-t", "t.j2:out/out.txt", "-e", f"PW=vault:{prefix}/app#password",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.j2"]

@@ -10,9 +10,7 @@ value), the files stay whole with their previous content and no temp file is lef
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -22,24 +20,26 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import error_line, forbid, temp_files, write
-from tests.e2e.supervise_helpers import Running, SignalChild, inject_cmd, supervise
-from tests.support import Bao, _healthy, inject_env, record_output, run_inject, secret_value, wait_for
-from vault_inject.devserver import find_bao, free_port_pair
+from tests.e2e.helpers_e2e import error_line, secret_template, temp_files, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import (
+    Bao,
+    BaoServer,
+    Running,
+    forbid,
+    holds_for,
+    inject_argv,
+    inject_env,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 
 POLL = ("--poll-interval", "300ms")
 OUTAGE = "unreachable"  # the one line logged when an outage starts
 RECOVERY = "reachable again"  # the one line logged when it ends
 FEW_POLLS_S = 1.0  # several polls at 300ms; none may log again
-
-
-@pytest.fixture
-def proxy(bao: Bao) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the session's server, passing through; stopped at the end."""
-    fault = FaultProxy(bao.address, body_marker=secret_value("body"))
-    fault.start()
-    yield fault
-    fault.stop()
 
 
 def _kv_url(path: str) -> str:
@@ -105,11 +105,19 @@ def running(
     child = SignalChild.create(tmp_path)
     write(tmp_path / "a.j2", "".join(f"{{{{ secret('{p}').{k} }}}}\n" for p, k in secrets.items()))
     first, key = next(iter(secrets.items()))
-    argv = inject_cmd(*POLL, *args, "-t", "a.j2:out/a.txt", "-e", f"APP_V=vault:{first}#{key}")
+    argv = inject_argv(*POLL, *args, "-t", "a.j2:out/a.txt", "-e", f"APP_V=vault:{first}#{key}")
     with supervise([*argv, "--", *child.argv("APP_V")], env=env, cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
         out = tmp_path / "out" / "a.txt"
         yield Scene(inject, child, pid, out, out.read_text())
+
+
+def behind(
+    proxy: FaultProxy, bao: Bao, tmp_path: Path, path: str
+) -> contextlib.AbstractContextManager[Scene]:
+    """``running`` through ``proxy`` with a new value of ``path``'s ``v``."""
+    bao.kv_put(path, v=secret_value())
+    return running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"})
 
 
 # --- stalls (read timeouts) --------------------------------------------------------------
@@ -125,9 +133,12 @@ def test_stalled_poll_does_not_block_sigterm(
     with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), paths) as scene:
         proxy.stall(match=_kv_url(prefix))
         proxy.wait_hits(2)
-        time.sleep(FEW_POLLS_S)  # the stalled poll is still in flight
-        scene.untouched()
-        assert scene.inject.lines(OUTAGE) == []
+
+        def quiet() -> None:
+            scene.untouched()
+            assert scene.inject.lines(OUTAGE) == []
+
+        holds_for(quiet, duration_s=FEW_POLLS_S, what="the stalled poll still in flight, nothing logged")
         started = time.monotonic()
         code = scene.inject.stop(signal.SIGTERM, timeout_s=10)
         elapsed = time.monotonic() - started
@@ -143,12 +154,12 @@ def test_stall_ended_by_a_dropped_connection_is_one_outage(
 ) -> None:
     """A stalled read whose connection is then dropped is an outage (logged once) and the next poll recovers (logged once)."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"}) as scene:
+    with behind(proxy, bao, tmp_path, path) as scene:
         proxy.stall(match=_kv_url(path))
         proxy.wait_hits(1)
-        time.sleep(0.5)
-        assert scene.inject.lines(OUTAGE) == []
+        holds_for(
+            lambda: scene.inject.lines(OUTAGE) == [], duration_s=0.5, what="no outage line while stalled"
+        )
         new = secret_value()
         bao.kv_put(path, v=new)
         proxy.pass_through()  # the stalled connection is closed without an answer
@@ -167,17 +178,9 @@ def test_stalled_server_at_startup_exits_5_after_retry_timeout(
     proxy.stall()
     started_at = time.monotonic()
     result = run_inject(
-        "--retry-timeout",
-        "2s",
-        "-t",
-        "a.j2:a.txt",
-        "--",
-        "touch",
-        "started",
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "--retry-timeout", "2s", "-t", "a.j2:a.txt", "--", "touch", "started",
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     elapsed = time.monotonic() - started_at
     assert result.returncode == 5, result.stderr
     line = error_line(result)
@@ -196,32 +199,18 @@ def test_429_retry_after_is_honoured_at_startup(
 ) -> None:
     """At startup a 429 with `Retry-After: 2` makes inject wait at least 2s before the next request (not its 0.1s backoff), then it renders."""
     path = f"{prefix}/app"
-    value = secret_value()
-    bao.kv_put(path, v=value)
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    value = secret_template(bao, path, tmp_path)
     proxy.status(429, retry_after_s=2)
-    process = subprocess.Popen(
-        inject_cmd("render", "--retry-timeout", "10s", "-t", "a.j2:a.txt"),
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    argv = inject_argv("render", "--retry-timeout", "10s", "-t", "a.j2:a.txt")
+    env = inject_env(bao, {"VAULT_ADDR": proxy.address})
+    with supervise(argv, env=env, cwd=tmp_path, ready=None) as inject:
         proxy.wait_hits(1)
         limited_at = proxy.hit_at
         assert limited_at is not None
         proxy.pass_through()
         next_at = proxy.wait_request()
-        _, stderr = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    record_output(stderr)
-    assert process.returncode == 0, stderr
+        code, _, stderr = inject.finish(timeout_s=15)
+    assert code == 0, stderr
     assert next_at - limited_at >= 1.9, f"retried {next_at - limited_at:.2f}s after a 2s Retry-After"
     assert (tmp_path / "a.txt").read_text() == value
     assert proxy.body_marker not in stderr
@@ -235,15 +224,9 @@ def test_429_retry_after_past_the_deadline_gives_up_at_once(
     proxy.status(429, retry_after_s=120)
     started_at = time.monotonic()
     result = run_inject(
-        "render",
-        "--retry-timeout",
-        "5s",
-        "-t",
-        "a.j2:a.txt",
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "render", "--retry-timeout", "5s", "-t", "a.j2:a.txt",
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     elapsed = time.monotonic() - started_at
     assert result.returncode == 5, result.stderr
     line = error_line(result)
@@ -263,8 +246,7 @@ def test_server_errors_during_polls_are_one_outage(
 ) -> None:
     """500, then 502, then 503 on every secret read is one outage (one line, no body), the child runs on; recovery is one line and the new version arrives."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"}) as scene:
+    with behind(proxy, bao, tmp_path, path) as scene:
         proxy.status(500, match=_kv_url(path))
         scene.inject.wait_log(OUTAGE)
         new = secret_value()
@@ -287,8 +269,7 @@ def test_truncated_answers_are_a_clean_transient_error(
 ) -> None:
     """Answers cut off halfway (full Content-Length, half the body) are one outage with a plain reason, no traceback or parser text; recovery follows."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    with running(tmp_path, inject_env(bao, {"VAULT_ADDR": proxy.address}), {path: "v"}) as scene:
+    with behind(proxy, bao, tmp_path, path) as scene:
         proxy.truncate(match=_kv_url(path))
         line = scene.inject.wait_log(OUTAGE)[0]
         assert "cut short" in line, line
@@ -296,8 +277,7 @@ def test_truncated_answers_are_a_clean_transient_error(
         scene.untouched()
         proxy.pass_through()
         scene.inject.wait_log(RECOVERY)
-        time.sleep(0.5)  # a few good polls: nothing else to say
-        scene.untouched()
+        holds_for(scene.untouched, duration_s=0.5, what="the child and its file untouched")
         scene.once(OUTAGE)
         scene.once(RECOVERY)
         scene.clean_log()
@@ -308,19 +288,12 @@ def test_truncated_answers_at_startup_exit_5_with_one_line(
 ) -> None:
     """At startup, answers that keep being cut short are retried until `--retry-timeout`, then exit 5 with one plain line and no file."""
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     proxy.truncate(match=_kv_url(path))
     result = run_inject(
-        "render",
-        "--retry-timeout",
-        "1s",
-        "-t",
-        "a.j2:a.txt",
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "render", "--retry-timeout", "1s", "-t", "a.j2:a.txt",
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     assert result.returncode == 5, result.stderr
     assert "cut short" in error_line(result)
     assert proxy.hits >= 2
@@ -330,64 +303,16 @@ def test_truncated_answers_at_startup_exit_5_with_one_line(
 # --- a dev server of our own, killed and started again -------------------------------------
 
 
-@dataclass
-class OwnServer:
-    """A dedicated `bao server -dev` on a fixed port and root token, so it can be killed and
-    started again on the same address (the dev server keeps no state: everything is lost)."""
-
-    home: Path
-    port: int = 0
-    token: str = ""
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        """Where it listens."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Bao:
-        """Start (again); a handle once it answers."""
-        self.process = subprocess.Popen(
-            [
-                find_bao(),
-                "server",
-                "-dev",
-                f"-dev-root-token-id={self.token}",
-                f"-dev-listen-address=127.0.0.1:{self.port}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
-                "HOME": str(self.home),
-            },
-        )
-        server = Bao(address=self.address, token=self.token, pid=self.process.pid)
-        wait_for(lambda: _healthy(server), timeout_s=30, what="dedicated bao dev server")
-        return server
-
-    def kill(self) -> None:
-        """Kill it (a crash: no clean shutdown) and wait until it is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=15)
-
-
 @pytest.fixture
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnServer]:
-    """A dedicated dev server (not started yet); killed at the end."""
-    server = OwnServer(
-        home=tmp_path_factory.mktemp("own-bao"),
-        port=free_port_pair(),
-        token=forbid(f"root-{uuid.uuid4().hex}"),
-    )
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """A dedicated dev server (not started yet), so it can be killed and started again; killed at the end."""
+    server = BaoServer(tmp_path_factory.mktemp("own-bao"))
     yield server
     server.kill()
 
 
 def test_server_restart_loses_the_secret_then_reseeding_recovers(
-    own_server: OwnServer, tmp_path: Path
+    own_server: BaoServer, tmp_path: Path
 ) -> None:
     """The server dies (one outage line) and comes back empty: the missing secret is logged once, the last good file and child stay; re-seeding it brings the new value."""
     server = own_server.start()
@@ -399,8 +324,7 @@ def test_server_restart_loses_the_secret_then_reseeding_recovers(
         server = own_server.start()
         scene.inject.wait_log(RECOVERY)
         scene.inject.wait_log(f"no secret at '{path}'")
-        time.sleep(FEW_POLLS_S)
-        scene.untouched()
+        holds_for(scene.untouched, duration_s=FEW_POLLS_S, what="the child and its file untouched")
         scene.once(f"no secret at '{path}'")
         new = secret_value()
         server.kv_put(path, v=new)
@@ -422,7 +346,7 @@ def _approle(server: Bao, role_id: str, secret_id: str, path: str) -> None:
     server.api("POST", f"{role}/custom-secret-id", json={"secret_id": secret_id})
 
 
-def test_server_restart_with_approle_logs_in_again(own_server: OwnServer, tmp_path: Path) -> None:
+def test_server_restart_with_approle_logs_in_again(own_server: BaoServer, tmp_path: Path) -> None:
     """After a restart that lost inject's token, the rejected token makes inject log in again with AppRole (once) and catch up, the child untouched until the new value."""
     server = own_server.start()
     proxy = FaultProxy(own_server.address, body_marker=secret_value("body"))
@@ -476,8 +400,7 @@ def test_deleted_then_destroyed_secret_keeps_last_good_and_picks_up_new_versions
     with running(tmp_path, inject_env(bao), {path: "v"}) as scene:
         bao.api("DELETE", f"secret/data/{rest}")
         deleted = scene.inject.wait_log(f"'{path}' was deleted")[0]
-        time.sleep(FEW_POLLS_S)
-        scene.untouched()
+        holds_for(scene.untouched, duration_s=FEW_POLLS_S, what="the child and its file untouched")
         assert "keeping the last good version" in deleted
         scene.once("was deleted")
 
@@ -488,10 +411,13 @@ def test_deleted_then_destroyed_secret_keeps_last_good_and_picks_up_new_versions
 
         bao.api("POST", f"secret/destroy/{rest}", json={"versions": [version]})
         scene.inject.wait_log(f"'{path}' was destroyed")
-        time.sleep(FEW_POLLS_S)
-        assert scene.child.pids()[1:] == [pid]
-        assert scene.child.signals(pid) == []
-        assert scene.out.read_text() == text
+
+        def unchanged() -> None:
+            assert scene.child.pids()[1:] == [pid]
+            assert scene.child.signals(pid) == []
+            assert scene.out.read_text() == text
+
+        holds_for(unchanged, duration_s=FEW_POLLS_S, what="the restarted child and its file untouched")
         scene.once("was destroyed")
 
         third = secret_value()
@@ -517,8 +443,7 @@ def test_disabled_kv_mount_keeps_last_good_and_reenabling_recovers(bao: Bao, tmp
         with running(tmp_path, inject_env(bao), {path: "v"}) as scene:
             bao.api("DELETE", f"sys/mounts/{mount}")
             gone = scene.inject.wait_log(f"'{path}'")[0]
-            time.sleep(FEW_POLLS_S)
-            scene.untouched()
+            holds_for(scene.untouched, duration_s=FEW_POLLS_S, what="the child and its file untouched")
             assert "keeping the last good version" in gone
             assert f"no secrets engine is mounted at '{mount}/'" in gone, gone
             scene.once(f"'{path}'")

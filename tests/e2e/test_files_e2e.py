@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.e2e.helpers_e2e import error_line, temp_files, write
-from tests.support import Bao, inject_env, record_output, run_inject, secret_value
+from tests.support import Bao, inject_env, run_inject, secret_value
 
 
 def _secret_template(bao: Bao, prefix: str, tmp_path: Path, name: str = "t.j2") -> str:
@@ -23,24 +21,10 @@ def _secret_template(bao: Bao, prefix: str, tmp_path: Path, name: str = "t.j2") 
 def test_mode_0600_with_a_permissive_umask(bao: Bao, prefix: str, tmp_path: Path) -> None:
     """Under `umask 000` the file is still 0600 and a created parent directory 0700."""
     password = _secret_template(bao, prefix, tmp_path)
-    result = subprocess.run(
-        [
-            "sh",
-            "-c",
-            'umask 000; exec "$0" -m vault_inject "$@"',
-            sys.executable,
-            "render",
-            "-t",
-            "t.j2:new-dir/out.txt",
-        ],
-        env=inject_env(bao),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    umask_000 = ["sh", "-c", 'umask 000; exec "$@"', "sh"]
+    result = run_inject(
+        "render", "-t", "t.j2:new-dir/out.txt", env=inject_env(bao), cwd=tmp_path, wrapper=umask_000
     )
-    record_output(result.stderr)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "new-dir" / "out.txt"
     assert out.read_text() == f"password={password}\n"
@@ -110,16 +94,9 @@ def test_failed_render_writes_nothing_and_starts_nothing(bao: Bao, prefix: str, 
     existing = write(out_dir / "second.txt", "old\n")
     marker = tmp_path / "child-ran"
     result = run_inject(
-        "-t",
-        "first.j2:out/first.txt",
-        "-t",
-        "second.j2:out/second.txt",
-        "--",
-        "touch",
-        str(marker),
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-t", "first.j2:out/first.txt", "-t", "second.j2:out/second.txt", "--", "touch", str(marker),
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 3
     line = error_line(result)
     assert "second.j2" in line

@@ -22,9 +22,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import audited_server, error_line, forbid, temp_files, write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, record_output, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, temp_files, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import (
+    Bao,
+    Running,
+    forbid,
+    holds_for,
+    inject_argv,
+    inject_env,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 from vault_inject import files
 
 # --- atomicity under SIGKILL --------------------------------------------------------------
@@ -150,7 +161,7 @@ def test_sigkill_during_rerenders_never_exposes_a_partial_file(bao: Bao, prefix:
     bao.kv_put(path, v=first)
     out_dir = tmp_path / "out"
     destination = out_dir / "app.conf"
-    argv = inject_cmd("watch", "--poll-interval", "100ms", "-t", f"big.j2:{destination}")
+    argv = inject_argv("watch", "--poll-interval", "100ms", "-t", f"big.j2:{destination}")
     kills, rng = 0, random.Random()
     threads = [
         threading.Thread(target=_read_forever, args=(destination, contents, stop), daemon=True),
@@ -310,6 +321,15 @@ def test_render_to_full_or_read_only_fs_exits_6_and_keeps_the_old_file(
     assert temp_files(small_fs) == []
 
 
+@contextlib.contextmanager
+def _polling_into(bao: Bao, tmp_path: Path, destination: Path, app: SignalChild) -> Iterator[Running]:
+    """inject polling every 100ms, rendering t.j2 into ``destination``, with ``app`` started once."""
+    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
+        app.wait_starts(1)
+        yield running
+
+
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_full_or_read_only_fs_while_running_leaves_the_child_alone(
     bao: Bao, prefix: str, tmp_path: Path, small_fs: Path, fault: str
@@ -318,20 +338,21 @@ def test_full_or_read_only_fs_while_running_leaves_the_child_alone(
     naming the file; the old file stays, no temp file is left, and the child is not restarted or
     signalled; inject keeps running."""
     path, old = _small_render(bao, prefix, tmp_path)
-    destination = small_fs / "app.conf"
-    app = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
-    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
-        pid = app.wait_starts(1)[0]["pid"]
+    destination, app = small_fs / "app.conf", SignalChild.create(tmp_path)
+    with _polling_into(bao, tmp_path, destination, app) as running:
+        pid = app.pids()[0]
         reason = _fill_or_freeze(fault, small_fs)
         bao.kv_put(path, v=_bigger_than_the_fs(fault))
         logged = running.wait_log(reason)
         assert str(destination) in logged[0]
         assert "child not told" in logged[0]
-        time.sleep(0.5)  # a few more polls: still nothing may reach the child
-        assert running.process.poll() is None
-        assert app.pids() == [pid]
-        assert app.signals(pid) == []
+
+        def untouched() -> None:  # a few more polls: still nothing may reach the child
+            assert running.poll() is None
+            assert app.pids() == [pid]
+            assert app.signals(pid) == []
+
+        holds_for(untouched, duration_s=0.5, what="inject running, the child not told")
         assert destination.read_text() == f"v={old}\n"
         assert temp_files(small_fs) == []
 
@@ -342,11 +363,9 @@ def test_failed_write_is_retried_when_the_filesystem_recovers(
     """A re-render that could not be written (read-only fs) is written once the filesystem is
     writable again, with no further secret change, and only then is the child restarted."""
     path, _ = _small_render(bao, prefix, tmp_path)
-    destination = small_fs / "app.conf"
-    app = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", *app.argv())
-    with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
-        first_pid = app.wait_starts(1)[0]["pid"]
+    destination, app = small_fs / "app.conf", SignalChild.create(tmp_path)
+    with _polling_into(bao, tmp_path, destination, app) as running:
+        first_pid = app.pids()[0]
         reason = _fill_or_freeze("read-only", small_fs)
         new = secret_value("new")
         bao.kv_put(path, v=new)
@@ -380,19 +399,10 @@ def test_secret_values_never_choose_where_files_go(bao: Bao, prefix: str, tmp_pa
     )
     before = _all_files(tmp_path)
     result = run_inject(
-        "-t",
-        "t.j2:out/app.conf",
-        "-e",
-        f"A=vault:{prefix}/app#a",
-        "--",
-        sys.executable,
-        "-c",
-        DUMP_ENV,
-        "A",
-        "a.env",
-        env=inject_env(bao),
-        cwd=work,
-    )
+        "-t", "t.j2:out/app.conf", "-e", f"A=vault:{prefix}/app#a", "--", sys.executable, "-c", DUMP_ENV,
+        "A", "a.env",
+        env=inject_env(bao), cwd=work,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _all_files(tmp_path) - before == {"work/out/app.conf", "work/a.env"}
     rendered = (work / "out" / "app.conf").read_text().splitlines()
@@ -454,17 +464,9 @@ def test_environment_bytes_that_are_not_utf8(bao: Bao, tmp_path: Path) -> None:
     writing it into a file is refused naming the file (exit 6) with nothing written."""
     env = inject_env(bao, {"RAW": os.fsdecode(b"caf\xe9\xff")})
     result = run_inject(
-        "-e",
-        "COPY={{ env('RAW') }}",
-        "--",
-        sys.executable,
-        "-c",
-        DUMP_ENV,
-        "COPY",
-        "copy.bin",
-        env=env,
-        cwd=tmp_path,
-    )
+        "-e", "COPY={{ env('RAW') }}", "--", sys.executable, "-c", DUMP_ENV, "COPY", "copy.bin",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "copy.bin").read_bytes() == b"caf\xe9\xff"
     write(tmp_path / "t.j2", "raw={{ env('RAW') }}\n")
@@ -482,17 +484,9 @@ def test_newlines_in_env_values_are_passed_as_is(bao: Bao, prefix: str, tmp_path
     forbid(value.strip())
     bao.kv_put(f"{prefix}/pem", key=value)
     result = run_inject(
-        "-e",
-        f"KEY=vault:{prefix}/pem#key",
-        "--",
-        sys.executable,
-        "-c",
-        DUMP_ENV,
-        "KEY",
-        "key.bin",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-e", f"KEY=vault:{prefix}/pem#key", "--", sys.executable, "-c", DUMP_ENV, "KEY", "key.bin",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "key.bin").read_bytes() == value.encode()
 
@@ -518,13 +512,6 @@ def test_one_megabyte_secret_renders_to_a_file_and_is_refused_as_env(
     assert "env BIG" in line
     assert "128 KiB" in line
     assert not marker.exists()
-
-
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Path]]:
-    """A second dev server whose audit log records every request."""
-    with audited_server(tmp_path_factory.mktemp("audit")) as found:
-        yield found
 
 
 def _reads_per_path(audit_log: Path, prefix: str) -> dict[str, int]:
@@ -573,16 +560,9 @@ def test_ten_thousand_env_refs_read_each_path_once(audited: tuple[Bao, Path], tm
     (tmp_path / "expected.json").write_text(json.dumps(expected))
     started = time.monotonic()
     result = run_inject(
-        *cli,
-        "--",
-        sys.executable,
-        "-c",
-        CHECK_ENV,
-        "expected.json",
-        "verdict.json",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        *cli, "--", sys.executable, "-c", CHECK_ENV, "expected.json", "verdict.json",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     elapsed_s = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "verdict.json").read_text()) == {"checked": 10_000, "wrong": []}
@@ -720,7 +700,7 @@ def test_child_proc_environ_has_no_token_or_auth_material(
     )
     app = SignalChild.create(tmp_path)
     extra = ["--no-watch"] if mode == "exec" else []
-    argv = inject_cmd(*extra, "-e", f"DB_PASSWORD=vault:{prefix}/app#password", "--", *app.argv())
+    argv = inject_argv(*extra, "-e", f"DB_PASSWORD=vault:{prefix}/app#password", "--", *app.argv())
     with supervise(argv, env=env, cwd=tmp_path, ready=None) as running:
         pid = app.wait_starts(1)[0]["pid"]
         child_env = _environ_of(pid)
@@ -757,20 +737,10 @@ def test_app_cannot_read_the_token_from_injects_proc_environ(bao: Bao, prefix: s
     shared.chmod(0o777)
     as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     try:
-        result = subprocess.run(
-            [
-                *as_user,
-                *inject_cmd("-e", f"P=vault:{prefix}/app#password", "--", "sh", "-c", PEEK_AT_PARENT, "peek"),
-                str(shared / "result"),
-            ],
-            env=inject_env(bao, token=token),
-            cwd=shared,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        record_output(result.stderr)
+        result = run_inject(
+            "-e", f"P=vault:{prefix}/app#password", "--", "sh", "-c", PEEK_AT_PARENT, "peek", str(shared / "result"),
+            env=inject_env(bao, token=token), cwd=shared, timeout_s=30, wrapper=as_user,
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert (shared / "result").read_text().split() == ["0", "self-readable"]
     finally:

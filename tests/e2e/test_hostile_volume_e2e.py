@@ -10,7 +10,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,9 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, finish, start_inject, stop_quietly, write
-from tests.e2e.supervise_helpers import inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, write
+from tests.support import (
+    Bao,
+    inject_argv,
+    inject_env,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -123,14 +129,9 @@ def test_sticky_directory_like_tmp_keeps_working(bao: Bao, prefix: str, tmp_path
     vol = shared_dir(volume, 0o1777)
     value = template(bao, prefix, tmp_path)
     result = run_inject(
-        "render",
-        "-t",
-        f"t.j2:{vol / 'a.conf'}",
-        "-t",
-        f"t.j2:{vol / 'sub' / 'b.conf'}",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "render", "-t", f"t.j2:{vol / 'a.conf'}", "-t", f"t.j2:{vol / 'sub' / 'b.conf'}",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (vol / "a.conf").read_text() == f"v={value}\n"
     assert (vol / "sub" / "b.conf").read_text() == f"v={value}\n"
@@ -162,13 +163,19 @@ def test_entry_precreated_by_another_user_in_a_sticky_directory_is_refused(
 # --- what is at the destination ---------------------------------------------------------
 
 
+def _fifo_at_destination(bao: Bao, prefix: str, tmp_path: Path, volume: Path) -> Path:
+    """A shared directory with a FIFO named app.conf, and t.j2 with a secret; the directory."""
+    vol = shared_dir(volume, 0o755)
+    os.mkfifo(vol / "app.conf")
+    template(bao, prefix, tmp_path)
+    return vol
+
+
 def test_fifo_at_the_destination_is_an_error_not_a_hang(
     bao: Bao, prefix: str, tmp_path: Path, volume: Path
 ) -> None:
     """A FIFO at the destination makes `inject render` exit 6 naming it, promptly."""
-    vol = shared_dir(volume, 0o755)
-    os.mkfifo(vol / "app.conf")
-    template(bao, prefix, tmp_path)
+    vol = _fifo_at_destination(bao, prefix, tmp_path, volume)
     result = run_inject(
         "render",
         "-t",
@@ -192,20 +199,15 @@ def test_fifo_appearing_while_running_does_not_block_the_loop(
     vol = shared_dir(volume, 0o755)
     destination = vol / "app.conf"
     template(bao, prefix, tmp_path)
-    process = start_inject(
-        "--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", "sleep", "600",
-        env=inject_env(bao), cwd=tmp_path,
-    )  # fmt: skip
-    try:
+    argv = inject_argv("--poll-interval", "100ms", "-t", f"t.j2:{destination}", "--", "sleep", "600")
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None) as process:
         wait_for(destination.is_file, timeout_s=15, what="the first render")
         destination.unlink()
         os.mkfifo(destination)
         template(bao, prefix, tmp_path)  # a new version: the next poll writes
         assert not _reader_opens(destination, within_s=2.0), "inject is blocked reading the FIFO"
         process.send_signal(15)
-        code, _, stderr = finish(process, timeout_s=HANG_TIMEOUT_S)
-    finally:
-        stop_quietly(process)
+        code, _, stderr = process.finish(timeout_s=HANG_TIMEOUT_S)
     assert code == 143, stderr
     assert "FIFO" in stderr
     assert str(destination) in stderr
@@ -233,15 +235,10 @@ def test_huge_file_at_the_destination_is_not_read(
     with huge.open("wb") as handle:
         handle.truncate(4 << 30)
     template(bao, prefix, tmp_path)
-    result = subprocess.run(
-        ["prlimit", f"--as={1 << 30}", sys.executable, "-m", "vault_inject", "render", "-t", f"t.j2:{huge}"],
-        env=inject_env(bao),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=HANG_TIMEOUT_S,
-        check=False,
-    )
+    result = run_inject(
+        "render", "-t", f"t.j2:{huge}", env=inject_env(bao), cwd=tmp_path, timeout_s=HANG_TIMEOUT_S,
+        wrapper=["prlimit", f"--as={1 << 30}"],
+    )  # fmt: skip
     assert result.returncode == 6, result.stderr
     assert str(huge) in error_line(result)
     assert huge.stat().st_size == 4 << 30
@@ -251,9 +248,7 @@ def test_plan_with_a_fifo_at_the_destination_does_not_hang(
     bao: Bao, prefix: str, tmp_path: Path, volume: Path
 ) -> None:
     """`inject plan` with a FIFO at a destination answers promptly (exit 0) instead of blocking."""
-    vol = shared_dir(volume, 0o755)
-    os.mkfifo(vol / "app.conf")
-    template(bao, prefix, tmp_path)
+    vol = _fifo_at_destination(bao, prefix, tmp_path, volume)
     result = run_inject(
         "plan", "-t", f"t.j2:{vol / 'app.conf'}", env=inject_env(bao), cwd=tmp_path, timeout_s=HANG_TIMEOUT_S
     )
@@ -301,7 +296,7 @@ def test_rollback_after_a_failed_check_restores_owner_and_mode(
         f'[child]\ncheck = "grep -q good {destination}"\n\n'
         f'[[template]]\nsource = "t.j2"\ndestination = "{destination}"\nperms = "0640"\n',
     )
-    argv = inject_cmd("--poll-interval", "100ms", "--", "sleep", "600")
+    argv = inject_argv("--poll-interval", "100ms", "--", "sleep", "600")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
         bao.kv_put(f"{prefix}/app", v=secret_value("bad"))
         running.wait_log("restoring the previous files", timeout_s=10)

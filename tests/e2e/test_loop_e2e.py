@@ -15,8 +15,8 @@ import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
 from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import SignalChild, alive, inject_cmd, supervise
-from tests.support import Bao, inject_env, secret_value, wait_for
+from tests.e2e.supervise_helpers import SignalChild, children
+from tests.support import Bao, alive, holds_for, inject_argv, inject_env, secret_value, supervise, wait_for
 
 POLL = ("--poll-interval", "200ms")
 
@@ -47,13 +47,13 @@ def test_term_during_a_slow_check_reaches_the_child_at_once(bao: Bao, prefix: st
     bao.kv_put(path, v=secret_value())
     write(tmp_path / "app.j2", f"{{{{ secret('{path}').v }}}}\n")
     write(tmp_path / "inject.toml", '[child]\ncheck = "sleep 8"\non_change = "signal"\n')
-    argv = inject_cmd(*POLL, "-t", "app.j2:app.txt", "--", *child.argv())
+    argv = inject_argv(*POLL, "-t", "app.j2:app.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
         first = (tmp_path / "app.txt").read_text()
         bao.kv_put(path, v=secret_value())
         wait_for(lambda: (tmp_path / "app.txt").read_text() != first, timeout_s=10, what="the new file")
-        time.sleep(0.3)  # the check (sleep 8) is running now
+        wait_for(lambda: _running_sleep(inject.pid), timeout_s=5, what="the check (sleep 8) running")
         sent = time.monotonic()
         inject.process.send_signal(signal.SIGTERM)
         child.wait_signal(pid, "TERM", timeout_s=5)
@@ -72,7 +72,7 @@ def test_restart_leaves_nothing_of_the_old_child(bao: Bao, prefix: str, tmp_path
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
     write(tmp_path / "app.j2", f"{{{{ secret('{path}').v }}}}\n")
-    argv = inject_cmd(*POLL, "--kill-timeout", "1s", "-t", "app.j2:app.txt", "--")
+    argv = inject_argv(*POLL, "--kill-timeout", "1s", "-t", "app.j2:app.txt", "--")
     argv += ["sh", str(tmp_path / "family.sh"), str(record)]
     grandchildren = record / "grandchildren"
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=lambda: _lines(grandchildren)) as inject:
@@ -103,7 +103,7 @@ def test_template_edited_before_the_watcher_is_up_is_rerendered(
         f"command = \"sed -i 's/^first/second/' {source}\"\n",
     )
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", "1h", "--", *child.argv())
+    argv = inject_argv("--poll-interval", "1h", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids):
         wait_for(
             lambda: (tmp_path / "app.txt").read_text().startswith("second"),
@@ -127,7 +127,7 @@ def test_check_and_template_commands_run_as_the_user(bao: Bao, prefix: str, tmp_
         '[env]\nAPP_FLAG = "on"\n'
         '[[template]]\nsource = "app.j2"\ndestination = "app.txt"\ncommand = "id -u >> command.uid"\n',
     )
-    argv = inject_cmd(*POLL, "--user", "nobody", "--", "sleep", "60")
+    argv = inject_argv(*POLL, "--user", "nobody", "--", "sleep", "60")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path):
         wait_for(lambda: _lines(tmp_path / "command.uid"), timeout_s=5, what="the first template command")
         bao.kv_put(path, v=secret_value())
@@ -151,13 +151,13 @@ def test_term_reaches_the_child_while_the_server_trickles(
         path = f"{prefix}/app"
         bao.kv_put(path, v=secret_value())
         child = SignalChild.create(tmp_path)
-        argv = inject_cmd("--poll-interval", poll, "-e", f"V=vault:{path}#v", "--", *child.argv())
+        argv = inject_argv("--poll-interval", poll, "-e", f"V=vault:{path}#v", "--", *child.argv())
         env = {**inject_env(bao, token=token), "VAULT_ADDR": proxy.address}
         with supervise(argv, env=env, cwd=tmp_path, stray=child.pids) as inject:
             pid = child.wait_starts(1)[0]["pid"]
             proxy.trickle(match=match)
             proxy.wait_request(timeout_s=10)  # the trickled request (the only kind sent) is in flight
-            time.sleep(0.5)
+            holds_for(lambda: inject.poll() is None, duration_s=0.5, what="inject up, the request in flight")
             sent = time.monotonic()
             inject.process.send_signal(signal.SIGTERM)
             child.wait_signal(pid, "TERM", timeout_s=5)
@@ -166,3 +166,20 @@ def test_term_reaches_the_child_while_the_server_trickles(
     finally:
         proxy.stop()
     assert latency < 1.0, f"TERM took {latency:.2f}s to reach the child"
+
+
+def _running_sleep(parent: int) -> bool:
+    """True while some descendant of ``parent`` runs ``sleep``."""
+    return any(b"sleep" in _cmdline(pid) for pid in _descendants(parent))
+
+
+def _descendants(pid: int) -> list[int]:
+    found = children(pid)
+    return found + [grand for child in found for grand in _descendants(child)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers_e2e import error_line, write
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
-from vault_inject.devserver import find_bao, free_port_pair
+from tests.support import Bao, bao_server, inject_env, run_inject, secret_value
+from vault_inject.devserver import free_port_pair
 
 ROOT = "mtls-root-" + secret_value("tok")
 
@@ -75,42 +75,15 @@ def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao,
     """A dev server with an extra listener that requires a client certificate signed by our CA."""
     directory = tmp_path_factory.mktemp("mtls")
     _certificates(directory)
-    dev_port, tls_port = free_port_pair(), free_port_pair()
+    tls_port = free_port_pair()
     write(
         directory / "listener.hcl",
         f'listener "tcp" {{\n  address = "127.0.0.1:{tls_port}"\n  cluster_address = "127.0.0.1:{tls_port + 1}"\n'
         f'  tls_cert_file = "{directory}/server.pem"\n  tls_key_file = "{directory}/server.key"\n'
         f'  tls_client_ca_file = "{directory}/ca.pem"\n  tls_require_and_verify_client_cert = true\n}}\n',
     )
-    process = subprocess.Popen(
-        [
-            find_bao(),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={ROOT}",
-            f"-dev-listen-address=127.0.0.1:{dev_port}",
-            f"-config={directory}/listener.hcl",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={"HOME": str(directory), "PATH": "/usr/bin:/bin"},
-    )
-    plain = Bao(address=f"http://127.0.0.1:{dev_port}", token=ROOT, pid=process.pid)
-    try:
-        wait_for(lambda: _up(plain), timeout_s=30, what="the mTLS dev server")
-        yield Bao(address=f"https://127.0.0.1:{tls_port}", token=ROOT, pid=process.pid), directory
-        plain.session.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
-def _up(server: Bao) -> bool:
-    try:
-        return server.session.get(f"{server.address}/v1/sys/health", timeout=1).status_code == 200
-    except OSError:
-        return False
+    with bao_server(directory, f"-config={directory}/listener.hcl", token=ROOT) as plain:
+        yield Bao(address=f"https://127.0.0.1:{tls_port}", token=ROOT, pid=plain.pid), directory
 
 
 def test_client_certificate_is_presented(mtls_server: tuple[Bao, Path], tmp_path: Path) -> None:
@@ -129,18 +102,10 @@ def test_client_certificate_is_presented(mtls_server: tuple[Bao, Path], tmp_path
     write(tmp_path / "a.j2", "{{ secret('secret/app').k }}")
     env = inject_env(server, token=ROOT)
     result = run_inject(
-        "render",
-        "--ca-cert",
-        str(certs / "ca.pem"),
-        "--client-cert",
-        str(certs / "client.pem"),
-        "--client-key",
-        str(certs / "client.key"),
-        "-t",
-        "a.j2:out.txt",
-        env=env,
-        cwd=tmp_path,
-    )
+        "render", "--ca-cert", str(certs / "ca.pem"), "--client-cert", str(certs / "client.pem"),
+        "--client-key", str(certs / "client.key"), "-t", "a.j2:out.txt",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
 
@@ -152,16 +117,9 @@ def test_missing_client_certificate_is_a_clear_tls_error(
     server, certs = mtls_server
     write(tmp_path / "a.j2", "{{ secret('secret/app').k }}")
     result = run_inject(
-        "render",
-        "--ca-cert",
-        str(certs / "ca.pem"),
-        "--retry-timeout",
-        "2s",
-        "-t",
-        "a.j2:out.txt",
-        env=inject_env(server, token=ROOT),
-        cwd=tmp_path,
-    )
+        "render", "--ca-cert", str(certs / "ca.pem"), "--retry-timeout", "2s", "-t", "a.j2:out.txt",
+        env=inject_env(server, token=ROOT), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 5
     assert "client certificate" in error_line(result)
     assert not (tmp_path / "out.txt").exists()

@@ -8,16 +8,16 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import secret_template
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
 POLL = ("--poll-interval", "300ms")
 
@@ -62,30 +62,35 @@ def wait_health(base: str, code: int, *, timeout_s: float = 10.0) -> dict[str, s
     return body
 
 
-@pytest.fixture
-def fault(bao: Bao) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the test server, passing everything through to start with."""
-    proxy = FaultProxy(bao.address, body_marker=secret_value("body"))
-    proxy.start()
-    yield proxy
-    proxy.stop()
-
-
 def _one_template(bao: Bao, prefix: str, tmp_path: Path) -> tuple[str, str]:
     path = f"{prefix}/app"
-    value = secret_value()
-    bao.kv_put(path, v=value)
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    value = secret_template(bao, path, tmp_path)
     return path, value
+
+
+@dataclass(frozen=True)
+class Listening:
+    """A secret rendered to a.txt, a free address for --listen, and inject's argv with the child."""
+
+    path: str
+    value: str
+    child: SignalChild
+    base: str  # http://127.0.0.1:PORT
+    argv: list[str]
+
+
+def _listening(bao: Bao, prefix: str, tmp_path: Path, *extra: str) -> Listening:
+    path, value = _one_template(bao, prefix, tmp_path)
+    child = SignalChild.create(tmp_path)
+    base = f"http://127.0.0.1:{free_port()}"
+    argv = inject_argv(*POLL, *extra, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
+    return Listening(path, value, child, base, [*argv, "--", *child.argv()])
 
 
 def test_healthz_and_metrics_while_the_child_runs(bao: Bao, prefix: str, tmp_path: Path) -> None:
     """With --listen, /healthz is 200 while the child runs; /metrics counts renders, reads and a restart, shows child memory, and never a value."""
-    child = SignalChild.create(tmp_path)
-    path, value = _one_template(bao, prefix, tmp_path)
-    base = f"http://127.0.0.1:{free_port()}"
-    argv = inject_cmd(*POLL, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
-    argv += ["--", *child.argv()]
+    scene = _listening(bao, prefix, tmp_path)
+    path, value, child, base, argv = scene.path, scene.value, scene.child, scene.base, scene.argv
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
         assert wait_health(base, 200) == {"status": "ok"}
@@ -115,19 +120,16 @@ def test_healthz_and_metrics_while_the_child_runs(bao: Bao, prefix: str, tmp_pat
 
 
 def test_healthz_is_503_during_an_outage_and_200_after(
-    bao: Bao, prefix: str, tmp_path: Path, fault: FaultProxy
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
     """An outage longer than the poll interval turns /healthz to 503 with the reason and shows in /metrics; recovery turns it back to 200."""
-    child = SignalChild.create(tmp_path)
-    _one_template(bao, prefix, tmp_path)
-    base = f"http://127.0.0.1:{free_port()}"
-    argv = inject_cmd(*POLL, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
-    argv += ["--", *child.argv()]
-    env = inject_env(bao, {"VAULT_ADDR": fault.address})
+    scene = _listening(bao, prefix, tmp_path)
+    child, base, argv = scene.child, scene.base, scene.argv
+    env = inject_env(bao, {"VAULT_ADDR": proxy.address})
     with supervise(argv, env=env, cwd=tmp_path, stray=child.pids):
         pid = child.wait_starts(1)[0]["pid"]
         wait_health(base, 200)
-        fault.refuse()
+        proxy.refuse()
         body = wait_health(base, 503)
         assert body["status"] == "unhealthy"
         assert "server unreachable" in body["reason"]
@@ -135,26 +137,23 @@ def test_healthz_is_503_during_an_outage_and_200_after(
         assert found[("inject_outage_seconds", ())] > 0.3
         assert found[("inject_server_requests_total", (("outcome", "unreachable"),))] >= 1
         assert found[("inject_healthy", ())] == 0
-        fault.pass_through()
+        proxy.pass_through()
         assert wait_health(base, 200) == {"status": "ok"}
         assert child.pids() == [pid]
 
 
 def test_healthz_says_first_render_pending_until_the_server_answers(
-    bao: Bao, prefix: str, tmp_path: Path, fault: FaultProxy
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
     """The endpoints are up before the first render: 503 "first render pending" while the server is down at startup, 200 once it answers."""
-    child = SignalChild.create(tmp_path)
-    _one_template(bao, prefix, tmp_path)
-    base = f"http://127.0.0.1:{free_port()}"
-    fault.refuse()
-    argv = inject_cmd(*POLL, "--retry-timeout", "30s", "--listen", base.removeprefix("http://"))
-    argv += ["-t", "a.j2:a.txt", "--", *child.argv()]
-    env = inject_env(bao, {"VAULT_ADDR": fault.address})
+    scene = _listening(bao, prefix, tmp_path, "--retry-timeout", "30s")
+    child, base, argv = scene.child, scene.base, scene.argv
+    proxy.refuse()
+    env = inject_env(bao, {"VAULT_ADDR": proxy.address})
     with supervise(argv, env=env, cwd=tmp_path, stray=child.pids, ready=None):
         assert wait_health(base, 503) == {"status": "unhealthy", "reason": "first render pending"}
         assert child.starts() == []
-        fault.pass_through()
+        proxy.pass_through()
         child.wait_starts(1, timeout_s=15)
         wait_health(base, 200, timeout_s=15)
 
@@ -163,7 +162,7 @@ def test_watch_mode_is_healthy_without_a_child(bao: Bao, prefix: str, tmp_path: 
     """`inject watch --listen`: healthy while watching, with no child metrics."""
     _one_template(bao, prefix, tmp_path)
     base = f"http://127.0.0.1:{free_port()}"
-    argv = inject_cmd("watch", *POLL, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
+    argv = inject_argv("watch", *POLL, "--listen", base.removeprefix("http://"), "-t", "a.j2:a.txt")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready="health and metrics on"):
         wait_health(base, 200)
         found = samples(get(base + "/metrics")[1])

@@ -5,53 +5,41 @@ one for the recovery, then the catch-up; at startup inject retries until the dea
 from __future__ import annotations
 
 import re
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import SignalChild, TcpProxy, inject_cmd, port_of, supervise
-from tests.support import Bao, inject_env, record_output, run_inject, secret_value
+from tests.e2e.fault_proxy import FaultProxy
+from tests.e2e.helpers_e2e import secret_template, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, holds_for, inject_argv, inject_env, run_inject, secret_value, supervise
 
 OUTAGE_POLLS_S = 1.0  # while down, inject re-polls every min(poll interval, backoff) = 0.3s
 
 
-@pytest.fixture
-def proxy(bao: Bao) -> Iterator[TcpProxy]:
-    """A proxy to the test server on its own port, not yet listening; stopped at the end."""
-    tcp = TcpProxy(target_port=port_of(bao.address))
-    tcp.reserve()
-    yield tcp
-    tcp.stop()
-
-
 def test_outage_keeps_child_logs_once_and_catches_up(
-    bao: Bao, prefix: str, tmp_path: Path, proxy: TcpProxy
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
     """While the server is unreachable the child keeps running and one line is logged; after recovery one line and the new value arrives."""
-    proxy.start()
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/app"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
-    argv = inject_cmd("--poll-interval", "300ms", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
+    secret_template(bao, path, tmp_path)
+    argv = inject_argv("--poll-interval", "300ms", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
     argv += ["--", *child.argv("APP_V")]
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
     with supervise(argv, env=env, cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
-        proxy.stop()
+        proxy.refuse()
         inject.wait_log("unreachable")
         new = secret_value()
         assert bao.kv_put(path, v=new) == 2
-        time.sleep(OUTAGE_POLLS_S)  # several more failed polls, none may log again
-        assert len(inject.lines("unreachable")) == 1
-        assert child.pids() == [pid]
-        assert child.signals(pid) == []
 
-        proxy.start()
+        def quiet() -> None:  # several more failed polls, none may log again
+            assert len(inject.lines("unreachable")) == 1
+            assert child.pids() == [pid]
+            assert child.signals(pid) == []
+
+        holds_for(quiet, duration_s=OUTAGE_POLLS_S, what="one outage line, the child untouched")
+
+        proxy.pass_through()
         recovered = inject.wait_log("reachable again")[0]
         failed_polls = re.search(r"after (\d+) failed poll", recovered)
         assert failed_polls is not None, recovered
@@ -64,53 +52,32 @@ def test_outage_keeps_child_logs_once_and_catches_up(
 
 
 def test_startup_retries_until_server_comes_up(
-    bao: Bao, prefix: str, tmp_path: Path, proxy: TcpProxy
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
     """At startup an unreachable server is retried with backoff until `--retry-timeout`; it comes up and the render succeeds."""
     path = f"{prefix}/app"
-    value = secret_value()
-    bao.kv_put(path, v=value)
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    value = secret_template(bao, path, tmp_path)
+    proxy.refuse()
+    argv = inject_argv("render", "-v", "--retry-timeout", "2s", "-t", "a.j2:a.txt")
     env = inject_env(bao, {"VAULT_ADDR": proxy.address})
-    process = subprocess.Popen(
-        inject_cmd("render", "--retry-timeout", "2s", "-t", "a.j2:a.txt"),
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(0.5)  # inject is retrying against a closed port by now
-        assert process.poll() is None
-        proxy.start()
-        _, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    record_output(stderr)
-    assert process.returncode == 0, stderr
+    with supervise(argv, env=env, cwd=tmp_path, ready="retrying ") as inject:
+        proxy.pass_through()
+        code = inject.wait(timeout_s=10)
+    assert code == 0, inject.stderr()
     assert (tmp_path / "a.txt").read_text() == value
 
 
-def test_startup_gives_up_after_retry_timeout(bao: Bao, prefix: str, tmp_path: Path, proxy: TcpProxy) -> None:
+def test_startup_gives_up_after_retry_timeout(
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
+) -> None:
     """A server that stays unreachable past `--retry-timeout` exits 5 with no file written and no child started."""
+    proxy.refuse()
     write(tmp_path / "a.j2", f"{{{{ secret('{prefix}/app').v }}}}")
     started = tmp_path / "started"
     result = run_inject(
-        "--retry-timeout",
-        "1s",
-        "-t",
-        "a.j2:a.txt",
-        "--",
-        "touch",
-        str(started),
-        env=inject_env(bao, {"VAULT_ADDR": proxy.address}),
-        cwd=tmp_path,
-        timeout_s=30,
-    )
+        "--retry-timeout", "1s", "-t", "a.j2:a.txt", "--", "touch", str(started),
+        env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, timeout_s=30,
+    )  # fmt: skip
     assert result.returncode == 5, result.stderr
     assert "did not answer" in result.stderr
     assert not (tmp_path / "a.txt").exists()

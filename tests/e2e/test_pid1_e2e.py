@@ -19,17 +19,18 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers_e2e import closed_port
-from tests.e2e.supervise_helpers import (
-    SignalChild,
+from tests.e2e.supervise_helpers import SignalChild, children, host_pid_of, status_field
+from tests.support import (
+    Bao,
     alive,
-    children,
-    host_pid_of,
-    inject_cmd,
+    inject_argv,
+    inject_env,
     proc_state,
-    status_field,
+    record_output,
+    secret_value,
     supervise,
+    wait_for,
 )
-from tests.support import Bao, inject_env, record_output, secret_value, wait_for
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("unshare") is None, reason="Linux with unshare"
@@ -155,7 +156,7 @@ def test_pid1_exits_with_childs_code(bao: Bao, tmp_path: Path, script: str, code
 def test_subreaper_adopts_and_reaps_orphans(bao: Bao, tmp_path: Path) -> None:
     """Not being PID 1, inject registers as child subreaper: the child's orphans get inject as parent and are reaped."""
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd(*QUIET, "--", *child.argv(orphans=2, orphan_s=1.0))
+    argv = inject_argv(*QUIET, "--", *child.argv(orphans=2, orphan_s=1.0))
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.orphans) as inject:
         child.wait_starts(1)
         orphans = child.orphans()
@@ -168,7 +169,7 @@ def test_subreaper_adopts_and_reaps_orphans(bao: Bao, tmp_path: Path) -> None:
 
 def test_child_starts_with_default_signal_dispositions_and_empty_mask(bao: Bao, tmp_path: Path) -> None:
     """The child runs with no ignored and no blocked signals, whatever inject itself ignores."""
-    argv = inject_cmd(*QUIET, "--", "sleep", "30")
+    argv = inject_argv(*QUIET, "--", "sleep", "30")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path) as inject:
         pid = wait_for(lambda: children(inject.pid), what="the child")[0]
         assert int(status_field(inject.pid, "SigIgn"), 16) != 0, "inject itself ignores some signals"
@@ -179,7 +180,7 @@ def test_child_starts_with_default_signal_dispositions_and_empty_mask(bao: Bao, 
 def test_child_is_gone_when_inject_exits_on_term(bao: Bao, tmp_path: Path) -> None:
     """On TERM inject stops the child before it exits: the child's pid no longer exists."""
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd(*QUIET, "--", *child.argv())
+    argv = inject_argv(*QUIET, "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
         assert inject.stop(signal.SIGTERM) == 0
@@ -193,7 +194,7 @@ def test_child_ignoring_stop_signal_is_killed_and_inject_exits_137(
 ) -> None:
     """On TERM or INT with a child that ignores it, inject SIGKILLs the child after `--kill-timeout` and exits 137."""
     child = SignalChild.create(tmp_path)  # its INT handler only records, so INT is ignored too
-    argv = inject_cmd(*QUIET, "--kill-timeout", "300ms", "--", *child.argv(ignore_term=True))
+    argv = inject_argv(*QUIET, "--kill-timeout", "300ms", "--", *child.argv(ignore_term=True))
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
         assert inject.stop(getattr(signal, "SIG" + name)) == 137
@@ -208,10 +209,10 @@ def test_pid1_stop_signal_during_startup_retries_exits_at_once(
 ) -> None:
     """As PID 1, a TERM/INT/QUIT while inject still retries an unreachable server (60 s budget)
     ends it at once with 128+N: `docker stop` never needs its SIGKILL."""
-    args = ["--address", f"http://127.0.0.1:{closed_port()}", "--retry-timeout", "60s"]
+    args = ["-v", "--address", f"http://127.0.0.1:{closed_port()}", "--retry-timeout", "60s"]
     args += ["-e", "X=vault:secret/x#k", "--", "sleep", "60"]
     with as_pid1(args, bao=bao, cwd=tmp_path) as ns:
-        time.sleep(0.5)  # inside the retry loop by now
+        wait_for(lambda: "retrying " in ns.stderr(), timeout_s=10, what="inside the retry loop")
         sent = time.monotonic()
         ns.kill(getattr(signal, "SIG" + name))
         assert ns.wait(timeout_s=5) == code

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, forbid, write
-from tests.e2e.supervise_helpers import SignalChild, inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import error_line, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, forbid, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
 # --- PKI -----------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def test_pki_cert_and_key_from_one_issue_reissued_together_before_expiry(
     write(tmp_path / "key.j2", KEY_TEMPLATE.replace("ROLE", f"{pki_mount}/web"))
     cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("-t", "cert.j2:tls/cert.pem", "-t", "key.j2:tls/key.pem", "--", *child.argv())
+    argv = inject_argv("-t", "cert.j2:tls/cert.pem", "-t", "key.j2:tls/key.pem", "--", *child.argv())
     started_s = time.monotonic()  # the first certificate is issued after this: it expires after +6s
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
@@ -182,10 +182,15 @@ def test_secret_previous_renders_current_and_previous_version(bao: Bao, prefix: 
     old, new = secret_value("jwt"), secret_value("jwt")
     bao.kv_put(path, jwt_secret=old)
     bao.kv_put(path, jwt_secret=new)
+    assert _render_rolling(bao, path, tmp_path) == f"current={new}\nprevious={old}\n"
+
+
+def _render_rolling(bao: Bao, path: str, tmp_path: Path) -> str:
+    """``inject render`` of the rolling-key template for ``path``; what it wrote."""
     write(tmp_path / "t.j2", ROLLING_TEMPLATE.replace("PATH", path))
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.txt").read_text() == f"current={new}\nprevious={old}\n"
+    return (tmp_path / "out.txt").read_text()
 
 
 def test_secret_previous_is_none_with_one_version(bao: Bao, prefix: str, tmp_path: Path) -> None:
@@ -193,10 +198,7 @@ def test_secret_previous_is_none_with_one_version(bao: Bao, prefix: str, tmp_pat
     path = f"{prefix}/api-brain"
     only = secret_value("jwt")
     bao.kv_put(path, jwt_secret=only)
-    write(tmp_path / "t.j2", ROLLING_TEMPLATE.replace("PATH", path))
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.txt").read_text() == f"current={only}\nprevious=none\n"
+    assert _render_rolling(bao, path, tmp_path) == f"current={only}\nprevious=none\n"
 
 
 def test_secret_previous_follows_a_rotation_while_running(bao: Bao, prefix: str, tmp_path: Path) -> None:
@@ -207,7 +209,7 @@ def test_secret_previous_follows_a_rotation_while_running(bao: Bao, prefix: str,
     bao.kv_put(path, jwt_secret=second)
     write(tmp_path / "t.j2", ROLLING_TEMPLATE.replace("PATH", path))
     out = tmp_path / "out.txt"
-    argv = inject_cmd("watch", "--poll-interval", "300ms", "-t", "t.j2:out.txt")
+    argv = inject_argv("watch", "--poll-interval", "300ms", "-t", "t.j2:out.txt")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready=None):
         wait_for(lambda: out.exists(), timeout_s=5, what="the first render")
         assert out.read_text() == f"current={second}\nprevious={first}\n"

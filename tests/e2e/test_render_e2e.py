@@ -13,7 +13,6 @@ import pytest
 
 from tests.e2e.helpers_e2e import (
     PRINT_ENV_NAMES,
-    audited_server,
     closed_port,
     error_line,
     reader_token,
@@ -55,18 +54,13 @@ def test_kv2_full_api_path_also_works(bao: Bao, prefix: str, tmp_path: Path) -> 
     bao.kv_put(f"{prefix}/app", password=password)
     api_path = prefix.replace("secret/", "secret/data/", 1) + "/app"
     write(tmp_path / "t.j2", f"{{{{ secret('{api_path}').password }}}}")
-    result = run_inject(
-        "-t",
-        "t.j2:out.txt",
-        "-e",
-        f"PW=vault:{api_path}#password",
-        "--",
-        "sh",
-        "-c",
-        'printf %s "$PW"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+    _renders_and_passes(bao, tmp_path, f"{api_path}", password)
+
+
+def _renders_and_passes(bao: Bao, tmp_path: Path, path: str, password: str) -> None:
+    """t.j2 renders ``password`` into out.txt, and ``PW=vault:PATH#password`` hands it to the child."""
+    args = ["-t", "t.j2:out.txt", "-e", f"PW=vault:{path}#password", "--", "sh", "-c", 'printf %s "$PW"']
+    result = run_inject(*args, env=inject_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == password
     assert (tmp_path / "out.txt").read_text() == password
@@ -77,21 +71,7 @@ def test_kv1_mount_is_read_as_is(bao: Bao, kv1_mount: str, tmp_path: Path) -> No
     password = secret_value()
     bao.api("POST", f"{kv1_mount}/app", json={"password": password})
     write(tmp_path / "t.j2", f"{{{{ secret('{kv1_mount}/app').password }}}}")
-    result = run_inject(
-        "-t",
-        "t.j2:out.txt",
-        "-e",
-        f"PW=vault:{kv1_mount}/app#password",
-        "--",
-        "sh",
-        "-c",
-        'printf %s "$PW"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == password
-    assert (tmp_path / "out.txt").read_text() == password
+    _renders_and_passes(bao, tmp_path, f"{kv1_mount}/app", password)
 
 
 def test_version_suffix_pins_an_older_version(bao: Bao, prefix: str, tmp_path: Path) -> None:
@@ -104,19 +84,10 @@ def test_version_suffix_pins_an_older_version(bao: Bao, prefix: str, tmp_path: P
         f"{{{{ secret('{prefix}/rotating', version=1).key }}}} {{{{ secret('{prefix}/rotating').key }}}}",
     )
     result = run_inject(
-        "-t",
-        "t.j2:out.txt",
-        "-e",
-        f"OLD=vault:{prefix}/rotating#key#1",
-        "-e",
-        f"NEW=vault:{prefix}/rotating#key",
-        "--",
-        "sh",
-        "-c",
-        'printf "%s %s" "$OLD" "$NEW"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-t", "t.j2:out.txt", "-e", f"OLD=vault:{prefix}/rotating#key#1", "-e",
+        f"NEW=vault:{prefix}/rotating#key", "--", "sh", "-c", 'printf "%s %s" "$OLD" "$NEW"',
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{old} {new}"
     assert (tmp_path / "out.txt").read_text() == f"{old} {new}"
@@ -127,14 +98,9 @@ def test_version_on_kv1_path_is_a_clean_error(bao: Bao, kv1_mount: str, tmp_path
     bao.api("POST", f"{kv1_mount}/app", json={"password": secret_value()})
     marker = tmp_path / "started"
     result = run_inject(
-        "-e",
-        f"PW=vault:{kv1_mount}/app#password#1",
-        "--",
-        "touch",
-        str(marker),
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-e", f"PW=vault:{kv1_mount}/app#password#1", "--", "touch", str(marker),
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 2
     line = error_line(result)
     assert f"{kv1_mount}/app" in line
@@ -143,13 +109,6 @@ def test_version_on_kv1_path_is_a_clean_error(bao: Bao, kv1_mount: str, tmp_path
 
 
 # --- one read per distinct path --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Path]]:
-    """A dev server with a file audit device, for this module only (stopped afterwards)."""
-    with audited_server(tmp_path_factory.mktemp("audit")) as found:
-        yield found
 
 
 def _reads_of(audit_file: Path, api_path: str) -> int:
@@ -176,21 +135,10 @@ def test_each_distinct_path_is_read_once_per_render(audited: tuple[Bao, Path], t
     write(tmp_path / "a.j2", f"{{{{ secret('{path}').username }}}}")
     write(tmp_path / "b.j2", f"{{{{ secret('{path}').password }}}}")
     result = run_inject(
-        "-t",
-        "a.j2:a.txt",
-        "-t",
-        "b.j2:b.txt",
-        "-e",
-        f"DB_USER=vault:{path}#username",
-        "-e",
-        f"DB_PASS=vault:{path}#password",
-        "--",
-        "sh",
-        "-c",
-        'printf "%s %s" "$DB_USER" "$DB_PASS"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-t", "a.j2:a.txt", "-t", "b.j2:b.txt", "-e", f"DB_USER=vault:{path}#username", "-e",
+        f"DB_PASS=vault:{path}#password", "--", "sh", "-c", 'printf "%s %s" "$DB_USER" "$DB_PASS"',
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{username} {password}"
     assert (tmp_path / "a.txt").read_text() == username
@@ -230,15 +178,10 @@ def test_env_values_may_be_jinja_templates(bao: Bao, prefix: str, tmp_path: Path
         f"[env]\nDSN = \"postgresql://{{{{ secret('{path}').username }}}}@{{{{ env('DB_HOST') }}}}/app\"\n",
     )
     result = run_inject(
-        "-e",
-        f"AUTH={{{{ secret('{path}').password | b64encode | b64decode }}}}",
-        "--",
-        "sh",
-        "-c",
+        "-e", f"AUTH={{{{ secret('{path}').password | b64encode | b64decode }}}}", "--", "sh", "-c",
         'printf "%s|%s" "$DSN" "$AUTH"',
-        env=inject_env(bao, {"DB_HOST": "db.internal"}),
-        cwd=tmp_path,
-    )
+        env=inject_env(bao, {"DB_HOST": "db.internal"}), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"postgresql://{username}@db.internal/app|{password}"
 
@@ -262,15 +205,9 @@ def test_config_file_templates_and_env(bao: Bao, prefix: str, tmp_path: Path) ->
         f'OPENAI_API_KEY = "vault:{prefix}/external/openai#api_key"\n',
     )
     result = run_inject(
-        "-c",
-        "conf/app.toml",
-        "--",
-        "sh",
-        "-c",
-        'printf %s "$OPENAI_API_KEY"',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "-c", "conf/app.toml", "--", "sh", "-c", 'printf %s "$OPENAI_API_KEY"',
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == api_key
     # relative paths in the config file are relative to the file's directory
@@ -298,16 +235,9 @@ def test_cli_address_beats_env_and_config(bao: Bao, prefix: str, tmp_path: Path)
     write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}")
     env = inject_env(bao, {"VAULT_ADDR": f"http://127.0.0.1:{closed_port()}"})
     result = run_inject(
-        "render",
-        "--retry-timeout",
-        "1",
-        "--address",
-        bao.address,
-        "-t",
-        "t.j2:out.txt",
-        env=env,
-        cwd=tmp_path,
-    )
+        "render", "--retry-timeout", "1", "--address", bao.address, "-t", "t.j2:out.txt",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == password
 

@@ -17,16 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers_e2e import forbid
-from tests.e2e.pg_helpers import (
-    DatabaseEngine,
-    Postgres,
-    add_role,
-    enable_database,
-    needs_postgres,
-    postgres,
-)
-from tests.support import Bao, inject_env, record_output, secret_value, wait_for
+from tests.e2e.pg_helpers import DatabaseEngine, Postgres, add_role, enable_database, needs_postgres, postgres
+from tests.support import Bao, forbid, inject_env, record_output, secret_value, wait_for
 from vault_inject import Secrets, UsageError
 
 __all__ = ["postgres"]  # the session fixture, imported so pytest finds it here

@@ -18,17 +18,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.helpers_e2e import audited_server, forbid, reader_token
+from tests.e2e.helpers_e2e import audited_server, reader_token
 from tests.e2e.test_pki_transit_e2e import pki_mount
-from tests.support import Bao, record_output, run_inject, secret_value, wait_for
-from vault_inject import (
-    AuthError,
-    InjectError,
-    PermissionDenied,
-    SecretNotFound,
-    Secrets,
-    UsageError,
-)
+from tests.support import Bao, forbid, record_output, run_inject, secret_value, wait_for
+from vault_inject import AuthError, InjectError, PermissionDenied, SecretNotFound, Secrets, UsageError
 
 __all__ = ["pki_mount"]  # the module fixture, imported so pytest finds it here
 
@@ -281,15 +274,10 @@ def test_the_runtime_example_runs_under_inject_dev() -> None:
     dev_secrets = (EXAMPLES / "dev-secrets.toml").read_text()
     values = {line.split(" = ", 1)[1].strip('"') for line in dev_secrets.splitlines() if " = " in line}
     result = run_inject(
-        "dev",
-        "--secrets",
-        str(EXAMPLES / "dev-secrets.toml"),
-        "--",
-        sys.executable,
+        "dev", "--secrets", str(EXAMPLES / "dev-secrets.toml"), "--", sys.executable,
         str(EXAMPLES / "runtime_app.py"),
-        env=clean_env(),
-        cwd=EXAMPLES.parent,
-    )
+        env=clean_env(), cwd=EXAMPLES.parent,
+    )  # fmt: skip
     record_output(result.stdout)
     assert result.returncode == 0, result.stderr
     assert "postgres: ['password', 'username'] password len=" in result.stdout

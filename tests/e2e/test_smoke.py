@@ -27,14 +27,9 @@ def test_run_passes_env_reference_to_child(bao: Bao, prefix: str, tmp_path: Path
     api_key = secret_value()
     bao.kv_put(f"{prefix}/external/openai", api_key=api_key)
     result = run_inject(
-        "-e",
-        f"OPENAI_API_KEY=vault:{prefix}/external/openai#api_key",
-        "--",
-        "sh",
-        "-c",
+        "-e", f"OPENAI_API_KEY=vault:{prefix}/external/openai#api_key", "--", "sh", "-c",
         'printf %s "$OPENAI_API_KEY"; exit 7',
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 7, result.stderr
     assert result.stdout == api_key

@@ -9,20 +9,19 @@ import os
 import signal
 import stat
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import temp_files, write
-from tests.e2e.supervise_helpers import SignalChild, alive, inject_cmd, supervise
-from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from tests.e2e.helpers_e2e import secret_template, temp_files, write
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Bao, alive, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
 
 POLL = ("--poll-interval", "300ms")
 
 
 def _run_args(*args: str) -> list[str]:
-    return inject_cmd(*POLL, *args)
+    return inject_argv(*POLL, *args)
 
 
 def _text(path: Path) -> str | None:
@@ -99,8 +98,7 @@ def test_on_change_signal_reloads_same_child_on_file_change(
     """`--on-change signal`: a file-only change sends the reload signal to the same child, no restart."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/file"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "f.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path, "f.j2")
     argv = _run_args("--on-change", "signal", *options, "-t", "f.j2:f.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids):
         pid = child.wait_starts(1)[0]["pid"]
@@ -131,8 +129,7 @@ def test_on_change_none_rewrites_file_and_leaves_child_alone(bao: Bao, prefix: s
     """`--on-change none`: the file is rewritten and the child gets no signal and keeps running."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/file"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "f.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path, "f.j2")
     argv = _run_args("--on-change", "none", "-t", "f.j2:f.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
@@ -184,8 +181,8 @@ def test_failing_check_restores_previous_file_and_leaves_child(bao: Bao, prefix:
         pid = child.wait_starts(1)[0]["pid"]
         bad = secret_value("bad")
         bao.kv_put(path, word=bad)
-        inject.wait_log("check command failed")
-        assert out.read_text() == f"word={good}\n"
+        inject.wait_log("check command failed")  # logged just before the restore
+        wait_for(lambda: out.read_text() == f"word={good}\n", timeout_s=5, what="the previous file restored")
         assert seen.read_text() == f"word={bad}\n", "the check ran on the new file"
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
         _barrier(inject.pid, child, pid)
@@ -236,8 +233,7 @@ def test_template_command_over_its_timeout_is_killed_and_logged(
     """A template command that outlives `command_timeout` is killed, logged, and the child is still told."""
     child = SignalChild.create(tmp_path)
     path = f"{prefix}/a"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     pidfile = tmp_path / "command.pid"
     write(
         tmp_path / "inject.toml",
@@ -266,7 +262,7 @@ def test_template_source_edit_rerenders(bao: Bao, prefix: str, tmp_path: Path) -
     bao.kv_put(path, v=value)
     source, out = tmp_path / "tpl" / "a.j2", tmp_path / "a.txt"
     write(source, f"one {{{{ secret('{path}').v }}}}")
-    argv = inject_cmd("--poll-interval", "1h", "-t", "tpl/a.j2:a.txt", "--", *child.argv())
+    argv = inject_argv("--poll-interval", "1h", "-t", "tpl/a.j2:a.txt", "--", *child.argv())
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids):
         child.wait_starts(1)
         assert out.read_text() == f"one {value}"
@@ -328,8 +324,8 @@ def test_burst_of_versions_gives_one_restart(bao: Bao, prefix: str, tmp_path: Pa
         child.wait_starts(1)
         values = [secret_value() for _ in range(3)]
         for n, value in enumerate(values):
-            if n:
-                time.sleep(0.5)  # longer than one poll: each version is seen on its own
+            if n:  # each version is seen on its own poll
+                inject.wait_log(" -> v", count=n)
             bao.kv_put(path, v=value)
         second = child.wait_starts(2)[1]
         assert second["env"]["APP_V"] == values[-1]
@@ -349,20 +345,11 @@ def test_user_runs_child_as_that_user_and_owns_files(bao: Bao, prefix: str, tmp_
 
     nobody = pwd.getpwnam("nobody")
     path = f"{prefix}/a"
-    bao.kv_put(path, v=secret_value())
-    write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
+    secret_template(bao, path, tmp_path)
     result = run_inject(
-        "--user",
-        "nobody",
-        "-t",
-        "a.j2:out/a.txt",
-        "--",
-        "sh",
-        "-c",
-        "id -u; id -g",
-        env=inject_env(bao),
-        cwd=tmp_path,
-    )
+        "--user", "nobody", "-t", "a.j2:out/a.txt", "--", "sh", "-c", "id -u; id -g",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(nobody.pw_uid), str(nobody.pw_gid)]
     info = (tmp_path / "out" / "a.txt").stat()

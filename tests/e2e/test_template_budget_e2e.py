@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import inject_argv, write
-from tests.support import Bao, inject_env, record_output, secret_value
+from tests.e2e.helpers_e2e import write
+from tests.support import Bao, inject_argv, inject_env, record_output, secret_value
 from tests.unit.test_sandbox import HOSTILE, REFUSED, SLOW
 from vault_inject.errors import EXIT_RENDER
 

@@ -5,7 +5,6 @@ refused with a clear one-line error without the CA, and reached with ``--tls-ski
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -15,11 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.e2e.helpers_e2e import error_line, forbid, write
-from tests.support import Bao, _healthy, inject_env, run_inject, secret_value, wait_for
-from vault_inject.devserver import find_bao, free_port_pair
+from tests.e2e.helpers_e2e import error_line, write
+from tests.support import Bao, bao_server, inject_env, run_inject, secret_value
 
 # Trust settings of the machine must not make an untrusted server look trusted, or hide one.
 _TRUST_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -29,35 +26,10 @@ _TRUST_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CER
 def tls_bao() -> Iterator[tuple[Bao, Path]]:
     """A `bao server -dev-tls` on a free loopback port; yields the server and its CA file."""
     cert_dir = Path(tempfile.mkdtemp(prefix="inject-tls-"))
-    token = forbid("root-" + secrets.token_hex(12))
-    port = free_port_pair()
-    process = subprocess.Popen(
-        [
-            find_bao(),
-            "server",
-            "-dev-tls",
-            f"-dev-tls-cert-dir={cert_dir}",
-            f"-dev-root-token-id={token}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
-    )
-    ca_file = cert_dir / "vault-ca.pem"
-    session = requests.Session()
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE would override session.verify
-    server = Bao(address=f"https://127.0.0.1:{port}", token=token, pid=process.pid, session=session)
     try:
-        wait_for(ca_file.exists, timeout_s=30, what="the dev-tls CA file")
-        session.verify = str(ca_file)
-        wait_for(lambda: _healthy(server), timeout_s=30, what="bao -dev-tls server")
-        yield server, ca_file
+        with bao_server(cert_dir, tls=True) as server:
+            yield server, cert_dir / "vault-ca.pem"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
-        session.close()
         shutil.rmtree(cert_dir, ignore_errors=True)
 
 
@@ -119,15 +91,9 @@ def test_tls_skip_verify_renders_without_the_ca(tls_bao: tuple[Bao, Path], tmp_p
     server, _ = tls_bao
     value = _setup(server, tmp_path)
     result = run_inject(
-        "render",
-        "--tls-skip-verify",
-        "--log-format",
-        "json",
-        "-t",
-        "t.j2:out.txt",
-        env=_env(server),
-        cwd=tmp_path,
-    )
+        "render", "--tls-skip-verify", "--log-format", "json", "-t", "t.j2:out.txt",
+        env=_env(server), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
     lines = result.stderr.splitlines()

@@ -20,15 +20,6 @@ from vault_inject.vault import ServerSettings, VaultClient
 
 
 @pytest.fixture
-def proxy(bao: Bao) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the session's server, passing through; stopped at the end."""
-    fault = FaultProxy(bao.address, body_marker=secret_value("body"))
-    fault.start()
-    yield fault
-    fault.stop()
-
-
-@pytest.fixture
 def listener() -> Iterator[Listener]:
     """Another loopback server (a different port): where a hostile redirect points."""
     far = Listener()

@@ -7,8 +7,16 @@ import signal
 from pathlib import Path
 
 from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import inject_cmd, supervise
-from tests.support import Bao, inject_env, record_output, run_inject, secret_value, wait_for
+from tests.support import (
+    Bao,
+    inject_argv,
+    inject_env,
+    record_output,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 
 
 def _text(path: Path) -> str | None:
@@ -33,7 +41,7 @@ def test_watch_keeps_file_fresh_runs_command_and_exits_0_on_term(
         f'[[template]]\nsource = "a.j2"\ndestination = "shared/a.txt"\ncommand = "echo reload >> {marker}"\n',
     )
     out = tmp_path / "shared" / "a.txt"
-    argv = inject_cmd("watch", "-c", "inject.toml")
+    argv = inject_argv("watch", "-c", "inject.toml")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready="wrote ") as inject:
         assert out.read_text() == f"v={first}\n"
         # the first render runs the command too (the consumer learns the file exists)

@@ -11,22 +11,61 @@ import pytest
 
 PACKAGE = "vault_inject"
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "src" / PACKAGE
+# Decisions and values: no I/O package, no os.environ, nothing I/O through our own modules.
 PURE_MODULES = (
-    "config",
-    "refs",
-    "durations",
-    "backoff",
-    "render",
-    "debounce",
-    "leases",
-    "polling",
-    "controller",
-    "model",
     "actions",
-    "splay",
+    "backoff",
+    "config",
+    "controller",
+    "debounce",
+    "durations",
+    "errors",
     "health",
     "failover",
+    "leases",
+    "model",
+    "pending",
+    "polling",
+    "refs",
+    "render",
+    "runtime_plan",
+    "splay",
 )
+# Every other module, with the I/O it owns or drives (a new module must be sorted here or above).
+IO_MODULES = {
+    "__init__": "the library's public names (Secrets reaches the server)",
+    "__main__": "python -m vault_inject",
+    "app": "composition root: builds the real collaborators",
+    "apply": "re-render, write, check, roll back on a worker thread",
+    "auth": "reads credential files, logs in",
+    "child": "the only place that spawns, signals and reaps processes",
+    "cli": "click, os.environ",
+    "dev": "inject dev: a dev server for the run",
+    "devserver": "starts the bao binary (see test_only_child_spawns_processes)",
+    "engine": "render state; re-renders through the server",
+    "entry": "the console script",
+    "fanout": "threads",
+    "files": "the only writer of destinations",
+    "inbox": "signals and the loop's queue",
+    "lifecycle": "renews leases and the token on the server",
+    "log": "handlers and the redaction filter",
+    "observe": "the health/metrics HTTP listener",
+    "readfile": "reads inject's own input files",
+    "renewals": "runs lifecycle on a worker",
+    "runtime": "the Secrets library object (os.environ, threads)",
+    "runtime_connect": "the library's connection settings (env, config file)",
+    "runtime_thread": "the library's background thread",
+    "runtime_token": "the library's token refresh",
+    "safepath": "directory-fd walks for files",
+    "sandbox": "the Jinja sandbox and its memory/time budget (/proc/self/statm)",
+    "sources": "poll timer, file watcher: change producers",
+    "stats": "the loop's counters (signal names, clock)",
+    "supervisor": "the loop",
+    "tempfiles": "temp files and renames for files",
+    "transport": "HTTP to the server",
+    "vault": "the Vault operations over transport",
+    "wiring": "builds and runs the long-running loop",
+}
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
 
 
@@ -83,6 +122,126 @@ def transitive_imports(module: str) -> set[str]:
 def test_package_has_the_expected_modules() -> None:
     """The import checks below see the real package (guards against checking an empty dir)."""
     assert {"config", "refs", "render", "vault", "cli", "files", "child"} <= set(modules())
+
+
+def test_every_module_is_sorted_into_pure_or_io() -> None:
+    """Each module is either pure (checked below) or named with the I/O it owns: a new module cannot skip the pure checks unnoticed."""
+    assert set(PURE_MODULES).isdisjoint(IO_MODULES)
+    assert sorted({*PURE_MODULES, *IO_MODULES}) == modules()
+
+
+# What spawns, signals or reaps a process: imports, and calls on os / signal.
+PROCESS_PACKAGES = frozenset({"subprocess", "multiprocessing", "pty", "psutil"})
+PROCESS_CALLS = frozenset(
+    {
+        *(
+            "fork",
+            "forkpty",
+            "kill",
+            "killpg",
+            "system",
+            "popen",
+            "wait",
+            "waitpid",
+            "wait3",
+            "wait4",
+            "waitid",
+        ),
+        *("execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "execlpe"),
+        *("spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe"),
+        *("posix_spawn", "posix_spawnp", "pidfd_open", "pthread_kill"),
+    }
+)
+# Where else it is allowed, and why.
+PROCESS_EXCEPTIONS = {
+    # `inject dev` runs the bao binary itself: a server for the run, not the app, and it is
+    # never signalled by the loop (Popen.terminate on the way out, PDEATHSIG if inject dies).
+    "devserver": {"subprocess"},
+    # /metrics reads CPU and memory of the child's process tree at scrape time; never signals.
+    "observe": {"psutil"},
+}
+
+
+def os_calls(module: str, names: frozenset[str], owners: tuple[str, ...] = ("os", "signal")) -> set[str]:
+    """``os.NAME`` / ``signal.NAME`` attributes in ``module`` (and names imported from os/signal) in ``names``."""
+    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in owners:
+            if node.attr in names:
+                found.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and node.module in owners:
+            found |= {alias.name for alias in node.names if alias.name in names}
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(set(IO_MODULES) - {"child"}))
+def test_only_child_spawns_processes(module: str) -> None:
+    """No module but child imports subprocess/psutil or calls os.fork/exec*/kill/wait* (devserver's bao and observe's psutil reads are the named exceptions)."""
+    allowed = PROCESS_EXCEPTIONS.get(module, set())
+    assert (top_levels(imports_of(module)) & PROCESS_PACKAGES) - allowed == set()
+    assert os_calls(module, PROCESS_CALLS) - allowed == set()
+
+
+def test_child_is_where_processes_are_spawned() -> None:
+    """The process check can fail: child.py does import psutil and call os.execvpe and os.killpg."""
+    assert "psutil" in top_levels(imports_of("child"))
+    assert {"execvpe", "killpg"} <= os_calls("child", PROCESS_CALLS)
+
+
+# What creates, replaces or changes a file or directory.
+WRITE_CALLS = frozenset(
+    {
+        *("rename", "replace", "link", "symlink", "unlink", "remove", "rmdir", "mkdir", "makedirs"),
+        *("chmod", "fchmod", "lchmod", "chown", "fchown", "lchown", "truncate", "ftruncate"),
+        *("mkfifo", "mknod", "utime", "rmtree", "copy", "copyfile", "copy2", "copytree", "move"),
+    }
+)
+WRITERS = frozenset({"files", "safepath", "tempfiles"})
+# Where else a file is written or removed, and why: none of these is a destination.
+WRITE_EXCEPTIONS = {
+    "auth": {"unlink"},  # `remove_secret_id_file`: deletes the consumed approle secret_id file
+    "devserver": {"open", "rmtree"},  # the dev server's own 0600 state dir and token file
+}
+
+
+def writes_in(module: str) -> set[str]:
+    """The file-changing calls in ``module``: os/shutil writers, and open() in a writing mode."""
+    found = os_calls(module, WRITE_CALLS, ("os", "shutil"))
+    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+            mode = (
+                node.args[1]
+                if len(node.args) > 1
+                else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            )
+            if (
+                isinstance(mode, ast.Constant)
+                and isinstance(mode.value, str)
+                and set(mode.value) & set("wax+")
+            ):
+                found.add("open")
+        if isinstance(node, ast.Attribute) and node.attr in (
+            "write_text",
+            "write_bytes",
+            "O_CREAT",
+            "O_TRUNC",
+        ):
+            found.add(node.attr if node.attr.startswith("write") else "open")
+    return found
+
+
+@pytest.mark.parametrize("module", sorted({*PURE_MODULES, *IO_MODULES} - WRITERS))
+def test_only_files_writes_destinations(module: str) -> None:
+    """No module but files (and its helpers safepath, tempfiles) creates, renames, removes or chmods files (auth's secret_id removal and devserver's own state are the named exceptions)."""
+    assert writes_in(module) - WRITE_EXCEPTIONS.get(module, set()) == set()
+
+
+def test_files_is_where_destinations_are_written() -> None:
+    """The write check can fail: tempfiles and safepath do rename and mkdir."""
+    assert "replace" in writes_in("tempfiles")
+    assert "mkdir" in writes_in("safepath")
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)

@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter as one pure function (SPEC sections 6, 8)."""
+"""Exponential backoff with jitter as one pure function."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure helpers of the child module: exit codes from wait statuses, and --user (SPEC section 7)."""
+"""Pure helpers of the child module: exit codes from wait statuses, and --user."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration: CLI > environment > config file > defaults, and validation (SPEC sections 2, 10)."""
+"""Configuration: CLI > environment > config file > defaults, and validation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from vault_inject import config as config_module
 from vault_inject.config import (
     DEFAULT_CONFIG_NAME,
     CliOptions,
@@ -48,7 +49,7 @@ def build(
 
 
 def test_defaults_when_nothing_is_given() -> None:
-    """With no CLI, env or file the documented defaults apply (SPEC section 2)."""
+    """With no CLI, env or file the documented defaults apply."""
     config = build(config_path=None)
     assert config.poll_interval_s == 60.0
     assert config.on_change == "restart"
@@ -564,3 +565,22 @@ def test_template_commands_only_for_written_files() -> None:
         f"command for {a}",
         f"command for {b}",
     ]
+
+
+def test_a_parser_returning_the_wrong_type_is_caught_before_config_is_built() -> None:
+    """Config(**values) is fed from the option table: a value of the wrong type (or outside a Literal) stops the build at once."""
+    with pytest.raises(TypeError, match="poll_interval_s"):
+        config_module._typed({"poll_interval_s": "60"})
+    with pytest.raises(TypeError, match="on_change"):
+        config_module._typed({"on_change": "reboot"})
+    assert config_module._typed({"on_change": "signal", "poll_interval_s": 5, "config_file": None}) == {
+        "on_change": "signal",
+        "poll_interval_s": 5,
+        "config_file": None,
+    }
+
+
+def test_choices_are_the_literal_types() -> None:
+    """The accepted auth methods and on_change values are exactly the Literal types' values."""
+    assert config_module.AUTH_METHODS == ("token", "approle", "jwt", "kubernetes")
+    assert config_module.ON_CHANGE == ("restart", "signal", "none")

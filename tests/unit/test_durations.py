@@ -1,4 +1,4 @@
-"""Durations: ``500ms``, ``1.5s``, ``10s``, ``5m``, ``1h``, ``1h30m`` or bare seconds (SPEC section 2)."""
+"""Durations: ``500ms``, ``1.5s``, ``10s``, ``5m``, ``1h``, ``1h30m`` or bare seconds."""
 
 from __future__ import annotations
 

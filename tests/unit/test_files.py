@@ -1,4 +1,4 @@
-"""Atomic, all-or-nothing file writes with safe modes (SPEC section 5). Real files in tmp_path."""
+"""Atomic, all-or-nothing file writes with safe modes. Real files in tmp_path."""
 
 from __future__ import annotations
 

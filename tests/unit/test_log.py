@@ -1,4 +1,4 @@
-"""Logging: redaction of known secret values and JSON lines (SPEC sections 8, 9)."""
+"""Logging: redaction of known secret values and JSON lines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secret references: ``vault:PATH#KEY[#VERSION]`` and ``bao:`` (SPEC section 3)."""
+"""Secret references: ``vault:PATH#KEY[#VERSION]`` and ``bao:``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rendering templates and env values in the Jinja sandbox (SPEC sections 3, 4, 8)."""
+"""Rendering templates and env values in the Jinja sandbox."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from vault_inject.errors import (
     UnreachableError,
 )
 from vault_inject.fanout import fan_out
+from vault_inject.model import TokenInfo
 from vault_inject.transport import MIN_ATTEMPT_TIMEOUT_S, Answer, ServerSettings, check_status
 from vault_inject.vault import VaultClient
 
@@ -503,3 +504,10 @@ def test_fan_out_of_one_item_runs_inline() -> None:
     threads: list[threading.Thread] = []
     fan_out([1], lambda n: threads.append(threading.current_thread()), workers=8)
     assert threads == [threading.current_thread()]
+
+
+def test_token_lookup_is_a_typed_token_info(clock: FakeClock) -> None:
+    """lookup_self answers a TokenInfo (ttl, renewable, policies), not the raw lookup mapping."""
+    body = {"data": {"ttl": 3600, "renewable": True, "policies": ["default", "app"], "id": "tok-unit"}}
+    client, _ = client_with(clock, lambda sent: answer(200, body))
+    assert client.lookup_self() == TokenInfo(ttl_s=3600, renewable=True, policies=("default", "app"))
