@@ -141,10 +141,6 @@ class Bao:
             return False
 
 
-def _healthy(server: Bao) -> bool:
-    return server.healthy()  # kept for tests written before the scaffold
-
-
 def _server_env(home: Path) -> dict[str, str]:
     # HOME: `bao server -dev` writes its root token to $HOME/.vault-token.
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}

@@ -21,14 +21,14 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.e2e.supervise_helpers import TcpProxy
 from tests.support import OUTPUTS, wait_for
 from vault_inject.devserver import find_bao
 
@@ -107,7 +107,7 @@ class Node:
     cluster_port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
-    link: TcpProxy | None = None  # the way in to its cluster port, when it can be cut off
+    link: TcpLink | None = None  # the way in to its cluster port, when it can be cut off
     linked: bool = True
 
     @property
@@ -348,7 +348,7 @@ def raft_cluster(directory: Path) -> Iterator[Cluster]:
         for n in range(NODE_COUNT)
     ]
     for node in nodes:
-        node.link = TcpProxy(target_port=node.cluster_port)
+        node.link = TcpLink(target_port=node.cluster_port)
         node.link.start()
     cluster = Cluster(nodes)
     try:
@@ -424,3 +424,96 @@ def haproxy(binary: str, cluster: Cluster, directory: Path) -> Iterator[Balancer
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@dataclass
+class TcpLink:
+    """A raw TCP relay 127.0.0.1:``port`` -> 127.0.0.1:``target_port``, one thread per direction.
+
+    For a node's raft cluster port, which is not HTTP (``FaultProxy`` is HTTP-aware and cannot
+    carry it): ``stop`` cuts the node off from the cluster, ``start`` joins it again.
+    """
+
+    target_port: int
+    port: int = 0
+    _listener: socket.socket | None = None
+    _conns: set[socket.socket] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _running: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        """Listen (on the same port as before, if there was one) and forward."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self.port = int(listener.getsockname()[1])
+        self._listener = listener
+        self._running.set()
+        self._spawn(self._accept_loop, listener)
+
+    def stop(self) -> None:
+        """Close the listener and every live connection; wait for the threads to end."""
+        self._running.clear()
+        if self._threads:
+            self._threads[0].join(timeout=5)  # the accept loop: no new connections after this
+        if self._listener is not None:
+            _close(self._listener)
+            self._listener = None
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            _close(conn)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while self._running.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._connect(client)
+
+    def _connect(self, client: socket.socket) -> None:
+        client.settimeout(None)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            _close(client)
+            return
+        with self._lock:
+            if not self._running.is_set():
+                _close(client)
+                _close(upstream)
+                return
+            self._conns |= {client, upstream}
+        self._spawn(self._pump, client, upstream)
+        self._spawn(self._pump, upstream, client)
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        _close(source)
+        _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -385,12 +385,6 @@ class Seen:
     had_token: bool
 
 
-def tcp_proxy(target_port: int) -> FaultProxy:
-    """A pass-through proxy to ``127.0.0.1:target_port`` (what ``TcpProxy`` was: ``stop`` is an
-    outage, ``start`` the recovery on the same port)."""
-    return FaultProxy(f"http://{LOOPBACK}:{target_port}")
-
-
 class Listener:
     """A loopback HTTP server answering ``200 {}`` to anything, recording what it received."""
 

@@ -8,10 +8,10 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support import Bao, Running, bao_server, forbid, inject_argv, secret_value
+from tests.support import Bao, bao_server, forbid, secret_value
 
 # A child that prints the sorted *names* (never the values) of its environment as JSON.
 PRINT_ENV_NAMES = "import json, os; print(json.dumps(sorted(os.environ)))"
@@ -97,16 +97,3 @@ def audited_server(workdir: Path) -> Iterator[tuple[Bao, Path]]:
     )
     with bao_server(workdir, f"-config={config}") as server:
         yield server, log_file
-
-
-# Kept for tests written before the scaffold (tests/support.py is the one place now).
-def start_inject(*args: str, env: Mapping[str, str], cwd: Path, stdout: int | None = None) -> Running:
-    return Running.launch(inject_argv(*args), env=env, cwd=cwd)  # kept for tests written before the scaffold
-
-
-def finish(process: Running, *, timeout_s: float = 10) -> tuple[int, str, str]:
-    return process.finish(timeout_s=timeout_s)  # kept for tests written before the scaffold
-
-
-def stop_quietly(process: Running) -> None:
-    process.shut_down()  # kept for tests written before the scaffold

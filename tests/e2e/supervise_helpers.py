@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests import support
-from tests.e2e import fault_proxy
 from tests.support import alive, kill_quietly, proc_state, wait_for  # noqa: F401 (re-exported)
 
 # The signal-recording child. argv: RECORD_DIR [--ignore-term] [--env NAME]...
@@ -159,13 +157,6 @@ def host_pid_of(ns_pid: int, candidates: Sequence[int]) -> int | None:
             if int(status_field(pid, "NSpid").split()[-1]) == ns_pid:
                 return pid
     return None
-
-
-# Kept for tests written before the scaffold (tests/support.py is the one place now).
-Running = support.Running  # kept for tests written before the scaffold
-supervise = support.supervise  # kept for tests written before the scaffold
-inject_cmd = support.inject_argv  # kept for tests written before the scaffold
-TcpProxy = fault_proxy.tcp_proxy  # kept for tests written before the scaffold
 
 
 def port_of(address: str) -> int:

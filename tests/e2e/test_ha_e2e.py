@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cluster import Balancer, Cluster, Node, find_haproxy, haproxy, raft_cluster
+from tests.e2e.fault_proxy import FaultProxy
 from tests.e2e.helpers_e2e import write
-from tests.e2e.supervise_helpers import Running, SignalChild, TcpProxy, inject_cmd, supervise
-from tests.support import secret_value, wait_for
+from tests.e2e.supervise_helpers import SignalChild
+from tests.support import Running, inject_argv, secret_value, supervise, wait_for
 
 POLL_S = 1.0
 DELIVERY_S = POLL_S + 3.0  # issue 14: the next version arrives within poll + 3 s
@@ -151,7 +152,7 @@ def test_leader_sigkill_keeps_injectors_running_and_delivers_the_next_version(
             write(directory / "a.j2", f"{{{{ secret('{path}').v }}}}")
             child = SignalChild.create(directory)
             extra_argv, extra_env = _address_forms(order, directory)
-            argv = inject_cmd("--poll-interval", f"{POLL_S}s", "--on-change", "signal", *extra_argv)
+            argv = inject_argv("--poll-interval", f"{POLL_S}s", "--on-change", "signal", *extra_argv)
             argv += ["-t", "a.j2:a.txt", "--", *child.argv()]
             inject = stack.enter_context(
                 supervise(argv, env=cluster_env(cluster, extra_env), cwd=directory, stray=child.pids)
@@ -189,7 +190,7 @@ def test_a_node_stopped_and_brought_back_never_takes_a_version_back(cluster: Clu
     cluster.wait_replicated(path, 1)
     write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", f"{POLL_S}s", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
+    argv = inject_argv("--poll-interval", f"{POLL_S}s", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
     argv += ["--address", first_node.address, "--address", second_node.address, "--", *child.argv("APP_V")]
     samples = ContentLog(tmp_path / "a.txt")
     with supervise(argv, env=cluster_env(cluster), cwd=tmp_path, stray=child.pids) as inject:
@@ -231,11 +232,13 @@ def test_a_lagging_standby_s_older_version_is_ignored_and_logged_once(
     values = [secret_value()]
     cluster.kv_put(path, v=values[0])
     cluster.wait_replicated(path, 1)
-    front = TcpProxy(target_port=standby.api_port)  # the standby's API only: it stays in the cluster
+    front = FaultProxy(
+        f"http://127.0.0.1:{standby.api_port}"
+    )  # the standby's API only: it stays in the cluster
     front.start()
     write(tmp_path / "a.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
-    argv = inject_cmd("--poll-interval", f"{POLL_S}s", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
+    argv = inject_argv("--poll-interval", f"{POLL_S}s", "-t", "a.j2:a.txt", "-e", f"APP_V=vault:{path}#v")
     argv += ["--address", front.address, "--address", laggard.address, "--", *child.argv("APP_V")]
     samples = ContentLog(tmp_path / "a.txt")
     try:
@@ -289,7 +292,7 @@ def test_a_fleet_of_20_through_haproxy_survives_a_leader_kill(
         fleet = [
             stack.enter_context(
                 supervise(
-                    inject_cmd("watch", "--poll-interval", f"{POLL_S}s", "-t", f"a.j2:{file.name}"),
+                    inject_argv("watch", "--poll-interval", f"{POLL_S}s", "-t", f"a.j2:{file.name}"),
                     env=env,
                     cwd=tmp_path,
                     ready=None,
