@@ -10,9 +10,9 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from . import auth, child, files, safepath
+from . import child, files, safepath
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -27,14 +27,20 @@ from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
 from .model import Identity
+from .outputs import NothingToRender, Rendered, secret_strings
 from .refs import looks_like_ref
-from .render import EnvSpec, Rendered, Renderer, secret_strings
 from .sources import FileWatcher
-from .vault import Login, ServerSettings, VaultClient
 
+# Imported where they are used, not here: what a command does not need it does not load.
+# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2,
+# ~15 ms) nor a server connection (auth, vault: hvac and requests, ~60 ms); `--listen`
+# alone loads observe (prometheus_client).
 if TYPE_CHECKING:
+    from . import auth
     from .health import Snapshot
     from .observe import ObserveServer
+    from .render import Renderer
+    from .vault import Login, ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +77,41 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
-    renderer = Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s)
+    env_values = _env_values(config, environ)
+    if not config.templates and not env_values:
+        return Job(config, NothingToRender(), {}, [], {}, _config_digest(config))
+    renderer = _renderer(config, environ)
     templates = {}
-    sources = {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
+    sources = _config_digest(config)
     for spec in config.templates:
         text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
         if spec.source:
             sources[spec.source] = hashlib.sha256(text.encode()).hexdigest()
     owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
-    return Job(config, renderer, templates, _env_specs(config, environ, renderer), owners, sources)
+    env = [renderer.env_spec(name, value) for name, value in env_values]
+    return Job(config, renderer, templates, env, owners, sources)
 
 
-def _env_specs(config: Config, environ: Mapping[str, str], renderer: Renderer) -> list[EnvSpec]:
+def _renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
+    from .render import Renderer  # jinja2 only when there is something to compile
+
+    return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s)
+
+
+def _config_digest(config: Config) -> dict[str, str]:
+    return {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
+
+
+def _env_values(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The child's env values to classify: ambient references, then the configured ones."""
     configured = dict(config.env)
-    specs = [
-        renderer.env_spec(name, value)
+    ambient = [
+        (name, value)
         for name, value in sorted(environ.items())
         if looks_like_ref(value) and name not in configured
     ]
-    return specs + [renderer.env_spec(name, value) for name, value in configured.items()]
+    return ambient + list(configured.items())
 
 
 def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
@@ -101,12 +122,16 @@ def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
 
 def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth.Authenticator, Login]:
     """A logged-in client, the authenticator that can log in again, and the token's TTL."""
+    from . import auth
+
     authenticator = auth.Authenticator(config, environ)
     client, grant = _login(config, authenticator)
     return client, authenticator, grant
 
 
 def _settings(config: Config, address: str) -> ServerSettings:
+    from .vault import ServerSettings
+
     return ServerSettings(
         address=address,
         namespace=config.namespace,
@@ -276,7 +301,7 @@ def _render_and_supervise(
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
     offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server
-    authenticator = None if offline else auth.Authenticator(config, environ)
+    authenticator = None if offline else _authenticator(config, environ)
     auth_file = _watched_auth_file(authenticator)
     events = INBOX.events
     # Watching before the first render: an edit made while it runs is not lost.
@@ -329,6 +354,12 @@ def _render_and_supervise(
         client.close()
 
 
+def _authenticator(config: Config, environ: Mapping[str, str]) -> auth.Authenticator:
+    from . import auth
+
+    return auth.Authenticator(config, environ)
+
+
 def _watched_auth_file(authenticator: auth.Authenticator | None) -> str:
     if authenticator is None:
         return ""
@@ -345,6 +376,8 @@ def _watched_files(config: Config, auth_file: str) -> list[str]:
 
 
 def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
+    from .vault import VaultClient
+
     address = config.address or DEFAULT_ADDRESS
     client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
     try:
@@ -357,8 +390,67 @@ def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClie
 
 
 def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
-    """A client that never logs in: nothing will ask it for a secret."""
-    return VaultClient(_settings(config, config.address or DEFAULT_ADDRESS), "", retry_timeout_s=0), None
+    """A client that never logs in: nothing will ask it for a secret (unless a reloaded
+    config adds templates). It is made on first use, so a plain PID 1 loads no hvac."""
+
+    def make(token: str, retry_timeout_s: float) -> VaultClient:
+        from .vault import VaultClient
+
+        settings = _settings(config, config.address or DEFAULT_ADDRESS)
+        return VaultClient(settings, token, retry_timeout_s=retry_timeout_s)
+
+    return cast("VaultClient", DeferredClient(make, retry_timeout_s=0)), None
+
+
+class DeferredClient:
+    """Stands in for a VaultClient and makes the real one (importing hvac) on first use.
+
+    The methods the loop binds or calls at start-up without sending anything (``clone``,
+    ``set_token``, ``close``, and ``read``/``read_many``, which are handed over as bound
+    methods) are defined here so that they do not make the client; anything else is
+    forwarded to the real client, made then with the token given so far.
+    """
+
+    def __init__(self, make: Callable[[str, float], VaultClient], *, retry_timeout_s: float) -> None:
+        self._make = make
+        self._retry_timeout_s = retry_timeout_s
+        self._token = ""
+        self._client: VaultClient | None = None
+
+    def _real(self) -> VaultClient:
+        if self._client is None:
+            self._client = self._make(self._token, self._retry_timeout_s)
+        return self._client
+
+    def clone(self, *, retry_timeout_s: float) -> VaultClient:
+        """Another deferred client with the same token and its own default budget."""
+        if self._client is not None:
+            return self._client.clone(retry_timeout_s=retry_timeout_s)
+        other = DeferredClient(self._make, retry_timeout_s=retry_timeout_s)
+        other._token = self._token
+        return cast("VaultClient", other)
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from now on."""
+        self._token = token
+        if self._client is not None:
+            self._client.set_token(token)
+
+    def close(self) -> None:
+        """Close the real client's session, if one was made."""
+        if self._client is not None:
+            self._client.close()
+
+    def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> Any:
+        """``VaultClient.read`` on the real client."""
+        return self._real().read(path, version, budget_s=budget_s)
+
+    def read_many(self, keys: Any, **options: Any) -> Any:
+        """``VaultClient.read_many`` on the real client."""
+        return self._real().read_many(keys, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
 
 
 def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:

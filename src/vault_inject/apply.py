@@ -23,7 +23,7 @@ from .engine import Job, Outcome
 from .errors import InjectError
 from .files import Commit, FileWrite
 from .model import Identity
-from .render import Rendered
+from .outputs import Rendered
 
 log = logging.getLogger(__name__)
 

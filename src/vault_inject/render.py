@@ -15,8 +15,7 @@ import json
 import shlex
 import types
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import jinja2
 import jinja2.nodes
@@ -25,8 +24,9 @@ from jinja2.sandbox import safe_range
 
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
 from .log import redact
-from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, pki_key, strings_in, transit_key
-from .refs import Ref, looks_like_ref, normalize_path, parse_ref
+from .model import Secret, SecretKey, pki_key, transit_key
+from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, cache_path, secret_strings
+from .refs import Ref, looks_like_ref, parse_ref
 from .sandbox import (
     DEFAULT_RENDER_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -36,29 +36,22 @@ from .sandbox import (
     render_budget,
 )
 
+__all__ = [
+    "MAX_ENV_ENTRY_BYTES",
+    "EnvSpec",
+    "ReadCache",
+    "Rendered",
+    "Renderer",
+    "SecretData",
+    "SecretReader",
+    "as_text",
+    "cache_path",
+    "literal_secret_keys",
+    "secret_strings",
+]
+
 _MISSING: Any = object()
 MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
-
-
-class SecretReader(Protocol):
-    """Anything that can read a secret by path (the real VaultClient, or a fake in tests)."""
-
-    def read(self, path: str, version: int | None = None) -> Secret: ...
-
-
-class ReadCache:
-    """Reads each distinct (path, version) once per render and remembers what was read."""
-
-    def __init__(self, reader: SecretReader, known: Mapping[SecretKey, Secret] | None = None) -> None:
-        self._reader = reader
-        self.secrets: dict[SecretKey, Secret] = dict(known or {})
-
-    def get(self, path: str, version: int | None = None) -> Secret:
-        """The secret at ``path`` (cached for the rest of this render)."""
-        key = (cache_path(path), version)
-        if key not in self.secrets:
-            self.secrets[key] = self._reader.read(key[0], version)
-        return self.secrets[key]
 
 
 _SECRET_FUNCTIONS = ("secret", "secret_meta")
@@ -90,11 +83,6 @@ def _is_version(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def cache_path(path: str) -> str:
-    """Paths are normalised; ``pki:``/``transit:`` request keys are kept exactly."""
-    return path if path.startswith((PKI_PREFIX, TRANSIT_PREFIX)) else normalize_path(path)
-
-
 class _MissingKey(Exception):
     """A template asked a secret for a key it does not have (not a LookupError on purpose:
     Jinja would turn a LookupError into a vague 'has no attribute' undefined)."""
@@ -124,26 +112,6 @@ class SecretData(Mapping[str, Any]):
 
     def __repr__(self) -> str:  # never the values
         return f"<secret {self._path} keys={sorted(self._data)}>"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """One child env var: a reference, a template or a literal."""
-
-    name: str
-    ref: Ref | None = None
-    template: jinja2.Template | None = None
-    literal: str = ""
-
-
-@dataclass
-class Rendered:
-    """The result of one complete render: file contents, env values, and what was read."""
-
-    files: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    secrets: dict[SecretKey, Secret] = field(default_factory=dict)
-    deps: dict[str, frozenset[SecretKey]] = field(default_factory=dict)
 
 
 # --- filters --------------------------------------------------------------------------
@@ -416,11 +384,6 @@ def _masked(message: str, cache: ReadCache) -> str:
     """Jinja and our own messages can quote a key that came from a secret: mask every
     value this render has seen (and every value the process has registered)."""
     return redact(message, also=secret_strings(cache.secrets.values()))
-
-
-def secret_strings(secrets: Iterable[Secret]) -> set[str]:
-    """Every string value inside these secrets (for masking)."""
-    return {v for s in secrets for v in strings_in(s.data)}
 
 
 def _describe(name: str, exc: BaseException) -> str:

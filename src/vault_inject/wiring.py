@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import child, files
 from .apply import Applier
-from .auth import Authenticator
 from .config import Config
 from .controller import ChildController
 from .engine import Engine, Job
@@ -21,7 +21,11 @@ from .lifecycle import Lifecycle
 from .model import Identity
 from .sources import EventQueue, Workers
 from .supervisor import Collaborators, Supervisor, stop_everything
-from .vault import Login, VaultClient
+
+if TYPE_CHECKING:  # annotations only: auth and vault load hvac and requests (~60 ms), which a
+    # plain PID 1 (nothing to render) never needs
+    from .auth import Authenticator
+    from .vault import Login, VaultClient
 
 RUNNING_RETRY_TIMEOUT_S = 2.0  # lifecycle and re-render reads
 POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll or refresh; the loop backs off

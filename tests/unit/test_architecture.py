@@ -17,6 +17,7 @@ PURE_MODULES = (
     "durations",
     "backoff",
     "render",
+    "outputs",
     "debounce",
     "leases",
     "polling",
