@@ -6,7 +6,6 @@ renders, then either execs the command in place (``--no-watch``) or supervises i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -87,7 +86,7 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
         text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
         if spec.source:
-            sources[spec.source] = hashlib.sha256(text.encode()).hexdigest()
+            sources[spec.source] = _sha256_hex(text)
     owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
     env = [renderer.env_spec(name, value) for name, value in env_values]
     return Job(config, renderer, templates, env, owners, sources)
@@ -468,9 +467,15 @@ def changed_sources(job: Job) -> frozenset[str]:
     return frozenset(path for path, digest in job.sources.items() if _digest_of(path) != digest)
 
 
+def _sha256_hex(text: str) -> str:
+    import hashlib  # loads OpenSSL (~2.5 ms): only when there is a source or config to digest
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _digest_of(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
-            return hashlib.sha256(handle.read().encode()).hexdigest()
+            return _sha256_hex(handle.read())
     except (OSError, UnicodeDecodeError):
         return ""

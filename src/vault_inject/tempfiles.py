@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -77,7 +76,9 @@ def write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int) -> Temp:
 
 def _create_temp(dir_fd: int) -> tuple[str, int]:
     for _ in range(_TEMP_NAME_TRIES):
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        # os.urandom(8).hex() is what secrets.token_hex(8) returns, without importing secrets
+        # (random, hmac: ~1.5 ms at every start)
+        name = f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}"
         try:
             return name, os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
         except FileExistsError:
