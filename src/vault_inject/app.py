@@ -36,6 +36,7 @@ from .sources import FileWatcher
 # alone loads observe (prometheus_client).
 if TYPE_CHECKING:
     from . import auth
+    from .compilecache import CompileCache
     from .health import Snapshot
     from .observe import ObserveServer
     from .render import Renderer
@@ -79,23 +80,36 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     env_values = _env_values(config, environ)
     if not config.templates and not env_values:
         return Job(config, NothingToRender(), {}, [], {}, _config_digest(config))
-    renderer = _renderer(config, environ)
-    templates = {}
-    sources = _config_digest(config)
-    for spec in config.templates:
-        text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
-        templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
-        if spec.source:
-            sources[spec.source] = _sha256_hex(text)
+    cache = _compile_cache(environ)
+    try:
+        renderer = _renderer(config, environ, cache)
+        templates = {}
+        sources = _config_digest(config)
+        for spec in config.templates:
+            text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
+            templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
+            if spec.source:
+                sources[spec.source] = _sha256_hex(text)
+        env = [renderer.env_spec(name, value) for name, value in env_values]
+    finally:
+        if cache is not None:
+            cache.close()  # only compiling uses it; a later prepare (a reload) opens it again
     owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
-    env = [renderer.env_spec(name, value) for name, value in env_values]
     return Job(config, renderer, templates, env, owners, sources)
 
 
-def _renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
+def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | None) -> Renderer:
     from .render import Renderer  # jinja2 only when there is something to compile
 
-    return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s)
+    return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s, cache=cache)
+
+
+def _compile_cache(environ: Mapping[str, str]) -> CompileCache | None:
+    """The on-disk cache of compiled templates, when a private cache directory is available."""
+    from . import compilecache, render, sandbox
+
+    header = compilecache.header(render.__file__, sandbox.__file__)
+    return compilecache.CompileCache.open(compilecache.default_dir(environ), header)
 
 
 def _config_digest(config: Config) -> dict[str, str]:

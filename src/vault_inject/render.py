@@ -15,6 +15,7 @@ import json
 import shlex
 import types
 from collections.abc import Iterable, Iterator, Mapping
+from types import CodeType
 from typing import Any
 
 import jinja2
@@ -22,6 +23,7 @@ import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import safe_range
 
+from .compilecache import CompileCache, Keys
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
 from .log import redact
 from .model import Secret, SecretKey, pki_key, transit_key
@@ -159,9 +161,14 @@ class Renderer:
     render (all templates and env values together) within ``render_timeout_s`` of CPU time."""
 
     def __init__(
-        self, environ: Mapping[str, str], *, render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S
+        self,
+        environ: Mapping[str, str],
+        *,
+        render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
+        cache: CompileCache | None = None,
     ) -> None:
         self._environ = environ
+        self._cache = cache
         self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(
             undefined=jinja2.StrictUndefined,
@@ -176,7 +183,15 @@ class Renderer:
         self._static: dict[int, frozenset[SecretKey]] = {}
 
     def compile(self, name: str, text: str) -> jinja2.Template:
-        """Compile template ``name``; RenderError naming the line on a syntax error."""
+        """Compile template ``name`` (or load it from the compile cache); RenderError naming
+        the line on a syntax error."""
+        cached = self._cache.load(name, text) if self._cache is not None else None
+        code, keys = cached if cached is not None else self._compile(name, text)
+        template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+        self._static[id(template)] = frozenset(keys)
+        return template
+
+    def _compile(self, name: str, text: str) -> tuple[CodeType, Keys]:
         try:
             tree = self._jinja.parse(text, name=name, filename=name)
             code = self._jinja.compile(tree, name=name, filename=name)
@@ -186,9 +201,10 @@ class Renderer:
             # Jinja's parser recurses per nesting level and Python's compiler caps indentation:
             # thousands of nested brackets or blocks end here, not in a traceback.
             raise RenderError(f"template '{name}': expressions or blocks nested too deeply") from None
-        template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
-        self._static[id(template)] = literal_secret_keys(tree)
-        return template
+        keys = tuple(sorted(literal_secret_keys(tree), key=lambda k: (k[0], k[1] or 0)))
+        if self._cache is not None:
+            self._cache.store(name, text, code, keys)
+        return code, keys
 
     def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]:
         """Every secret the templates and env values name literally, so they can be
