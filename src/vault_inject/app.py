@@ -26,7 +26,7 @@ from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
 from .model import Identity
-from .outputs import NothingToRender, Rendered, secret_strings
+from .outputs import NoTemplates, Rendered, is_template_text, plain_env_spec, secret_strings
 from .refs import looks_like_ref
 from .sources import FileWatcher
 
@@ -78,8 +78,9 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     so every usage and syntax error is reported before the server is contacted."""
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     env_values = _env_values(config, environ)
-    if not config.templates and not env_values:
-        return Job(config, NothingToRender(), {}, [], {}, _config_digest(config))
+    if not config.templates and not any(_is_template(value) for _, value in env_values):
+        env = [plain_env_spec(name, value) for name, value in env_values]
+        return Job(config, NoTemplates(), {}, env, {}, _config_digest(config))
     cache = _compile_cache(environ)
     try:
         renderer = _renderer(config, environ, cache)
@@ -96,6 +97,10 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
             cache.close()  # only compiling uses it; a later prepare (a reload) opens it again
     owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
     return Job(config, renderer, templates, env, owners, sources)
+
+
+def _is_template(value: str) -> bool:
+    return is_template_text(value) and not looks_like_ref(value)
 
 
 def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | None) -> Renderer:
@@ -317,8 +322,11 @@ def _render_and_supervise(
     authenticator = None if offline else _authenticator(config, environ)
     auth_file = _watched_auth_file(authenticator)
     events = INBOX.events
-    # Watching before the first render: an edit made while it runs is not lost.
-    watcher = FileWatcher(_watched_files(config, auth_file), events)
+    # Watching before the first render: an edit made while it runs is not lost. With
+    # --no-watch the command replaces inject right after it: nothing would read the events,
+    # so nothing is watched (and watchfiles is not even imported).
+    execs = bool(argv) and config.no_watch
+    watcher = FileWatcher([] if execs else _watched_files(config, auth_file), events)
     watcher.start()
     reaper = child.Reaper()
     commands = child.Commands(reaper, identity)
@@ -337,7 +345,7 @@ def _render_and_supervise(
         watcher.stop()
         raise
     commands.run_all(template_commands(config, commit.changed), env=child_environ(config, environ, rendered))
-    if argv and config.no_watch:
+    if execs and argv:  # (argv again for mypy: execs implies it)
         watcher.stop()
         client.close()
         log.debug("exec %s in place of inject", argv[0])

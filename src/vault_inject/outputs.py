@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .errors import RenderError, SecretNotFound
 from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, strings_in
-from .refs import Ref, normalize_path
+from .refs import Ref, looks_like_ref, normalize_path, parse_ref
 
 if TYPE_CHECKING:
     import jinja2
+
+MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
 
 
 class SecretReader(Protocol):
@@ -71,7 +74,7 @@ def secret_strings(secrets: Iterable[Secret]) -> set[str]:
 
 
 class TemplateRenderer(Protocol):
-    """What a Job renders with: ``render.Renderer``, or ``NothingToRender``."""
+    """What a Job renders with: ``render.Renderer``, or ``NoTemplates``."""
 
     def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]: ...
 
@@ -90,13 +93,14 @@ class TemplateRenderer(Protocol):
     def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]: ...
 
 
-class NothingToRender:
-    """The renderer of a job with no templates and no env values (``inject -- CMD`` as a
-    plain PID 1): it renders nothing, so the sandbox, and jinja2, are never loaded."""
+class NoTemplates:
+    """The renderer of a job without templates, whose env values are all references or
+    literals (``inject -- CMD``, ``-e DB_PASS=vault:...``): nothing to compile, so neither
+    the sandbox nor jinja2 is loaded."""
 
     def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]:
-        """No template, no secret."""
-        return set()
+        """The references' secrets."""
+        return {(spec.ref.path, spec.ref.version) for spec in env if spec.ref is not None}
 
     def render_all(
         self,
@@ -105,17 +109,80 @@ class NothingToRender:
         reader: SecretReader,
         known: Mapping[SecretKey, Secret] | None = None,
     ) -> Rendered:
-        """The empty render."""
-        if templates or env:
-            raise ValueError("NothingToRender was given templates or env values to render")
-        return Rendered()
+        """Every env value, or raise."""
+        if templates:
+            raise ValueError("NoTemplates was given templates to render")
+        cache = ReadCache(reader, known)
+        out = Rendered()
+        for spec in env:
+            out.env[spec.name], out.deps["env:" + spec.name] = self.render_env(spec, cache)
+        out.secrets = dict(cache.secrets)
+        return out
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache
     ) -> tuple[str, frozenset[SecretKey]]:
-        """Never called: a job without templates has no output to re-render."""
-        raise ValueError(f"NothingToRender cannot render template '{name}'")
+        """Never called: a job without templates has no template to re-render."""
+        raise ValueError(f"NoTemplates cannot render template '{name}'")
 
     def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
-        """Never called: a job without env values has no env output."""
-        raise ValueError(f"NothingToRender cannot render env {spec.name}")
+        """One reference or literal env value."""
+        return render_plain_env(spec, cache)
+
+
+# --- env values that are not templates ---------------------------------------------------
+
+
+def is_template_text(raw: str) -> bool:
+    """An env value with Jinja markup is compiled as a template (unless it is a reference)."""
+    return "{{" in raw or "{%" in raw
+
+
+def plain_env_spec(name: str, raw: str) -> EnvSpec:
+    """A reference (parsed now) or a literal."""
+    if looks_like_ref(raw):
+        return EnvSpec(name=name, ref=parse_ref(raw, where=f"env {name}"))
+    return EnvSpec(name=name, literal=raw)
+
+
+def render_plain_env(spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
+    """A reference's value (read through ``cache``) or a literal, checked for execve."""
+    if spec.ref is not None:
+        text = resolve_ref(spec.ref, cache, f"env {spec.name}")
+        return checked_env(spec.name, text), frozenset({(spec.ref.path, spec.ref.version)})
+    return checked_env(spec.name, spec.literal), frozenset()
+
+
+def checked_env(name: str, text: str) -> str:
+    """``text`` if a process can receive it as ``name``'s value, else RenderError."""
+    if "\0" in text:
+        raise RenderError(f"env {name}: the value contains a NUL byte, which no process can receive")
+    size = _env_entry_bytes(name, text)
+    if size > MAX_ENV_ENTRY_BYTES:
+        raise RenderError(
+            f"env {name}: the value is {size} bytes; Linux passes at most "
+            f"{MAX_ENV_ENTRY_BYTES // 1024} KiB per environment variable (render it to a file instead)"
+        )
+    return text
+
+
+def _env_entry_bytes(name: str, value: str) -> int:
+    """Bytes of ``NAME=value\\0`` as execve receives it."""
+    return len(f"{name}={value}".encode(errors="surrogatepass")) + 1
+
+
+def resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
+    """The value a ``vault:PATH#KEY`` reference names, as env text."""
+    data = cache.get(ref.path, ref.version).data
+    if ref.key not in data:
+        raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'")
+    return as_text(data[ref.key])
+
+
+def as_text(value: Any) -> str:
+    """A secret value as env text: strings as they are, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    import json  # rarely needed (a non-string value); not loaded at every start (~1 ms)
+
+    return json.dumps(value)

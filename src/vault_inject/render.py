@@ -27,8 +27,21 @@ from .compilecache import CompileCache, Keys
 from .errors import InjectError, RenderError, SecretError, SecretNotFound, UsageError
 from .log import redact
 from .model import Secret, SecretKey, pki_key, transit_key
-from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, cache_path, secret_strings
-from .refs import Ref, looks_like_ref, parse_ref
+from .outputs import (
+    MAX_ENV_ENTRY_BYTES,
+    EnvSpec,
+    ReadCache,
+    Rendered,
+    SecretReader,
+    as_text,
+    cache_path,
+    checked_env,
+    is_template_text,
+    plain_env_spec,
+    render_plain_env,
+    secret_strings,
+)
+from .refs import looks_like_ref
 from .sandbox import (
     DEFAULT_RENDER_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -53,7 +66,6 @@ __all__ = [
 ]
 
 _MISSING: Any = object()
-MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
 
 
 _SECRET_FUNCTIONS = ("secret", "secret_meta")
@@ -221,11 +233,9 @@ class Renderer:
 
     def env_spec(self, name: str, raw: str) -> EnvSpec:
         """Classify an env value: reference (parsed now), template (compiled now) or literal."""
-        if looks_like_ref(raw):
-            return EnvSpec(name=name, ref=parse_ref(raw, where=f"env {name}"))
-        if "{{" in raw or "{%" in raw:
+        if is_template_text(raw) and not looks_like_ref(raw):
             return EnvSpec(name=name, template=self.compile(f"env {name}", raw))
-        return EnvSpec(name=name, literal=raw)
+        return plain_env_spec(name, raw)
 
     def render_all(
         self,
@@ -248,22 +258,10 @@ class Renderer:
 
     def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
         """One env value and the secrets it used (a NUL byte cannot be passed to a process)."""
-        if spec.ref is not None:
-            text = _resolve_ref(spec.ref, cache, f"env {spec.name}")
-            deps = frozenset({(spec.ref.path, spec.ref.version)})
-        elif spec.template is not None:
-            text, deps = self.render_one(f"env {spec.name}", spec.template, cache)
-        else:
-            text, deps = spec.literal, frozenset()
-        if "\0" in text:
-            raise RenderError(f"env {spec.name}: the value contains a NUL byte, which no process can receive")
-        size = _env_entry_bytes(spec.name, text)
-        if size > MAX_ENV_ENTRY_BYTES:
-            raise RenderError(
-                f"env {spec.name}: the value is {size} bytes; Linux passes at most "
-                f"{MAX_ENV_ENTRY_BYTES // 1024} KiB per environment variable (render it to a file instead)"
-            )
-        return text, deps
+        if spec.template is None:
+            return render_plain_env(spec, cache)
+        text, deps = self.render_one(f"env {spec.name}", spec.template, cache)
+        return checked_env(spec.name, text), deps
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache
@@ -332,11 +330,6 @@ class Renderer:
         }
 
 
-def _env_entry_bytes(name: str, value: str) -> int:
-    """Bytes of ``NAME=value\\0`` as execve receives it."""
-    return len(f"{name}={value}".encode(errors="surrogatepass")) + 1
-
-
 def _bounded(name: str, chunks: Iterator[str]) -> str:
     """Join the rendered chunks, refusing output past MAX_OUTPUT_CHARS as it grows."""
     parts, size = [], 0
@@ -382,18 +375,6 @@ def _meta(secret: Secret) -> dict[str, Any]:
         "renewable": secret.renewable,
         "expires_at": secret.expires_at,
     }
-
-
-def _resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
-    data = cache.get(ref.path, ref.version).data
-    if ref.key not in data:
-        raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'")
-    return as_text(data[ref.key])
-
-
-def as_text(value: Any) -> str:
-    """A secret value as env text: strings as they are, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _masked(message: str, cache: ReadCache) -> str:

@@ -78,3 +78,15 @@ def test_help_and_version_load_no_http_client_or_templates(tmp_path: Path) -> No
     code, loaded = modules_after(["--version"], tmp_path)
     assert code == 0
     assert loaded & (HTTP | {"jinja2", "watchfiles", "psutil"}) == set()
+
+
+def test_env_references_alone_load_no_template_engine(tmp_path: Path) -> None:
+    """`inject --no-watch -e NAME=vault:... -- true` (here against a closed port) loads hvac to
+    read the reference, but not jinja2: there is no template to compile."""
+    (tmp_path / "token").write_text("not-a-real-token\n")
+    args = ["--no-watch", "-e", "DB=vault:secret/app#password", "--address", "http://127.0.0.1:9"]
+    args += ["--token-file", str(tmp_path / "token"), "--retry-timeout", "0", "--", "true"]
+    code, loaded = modules_after(["run", *args], tmp_path)
+    assert code != 0  # nothing listens there
+    assert "hvac" in loaded
+    assert loaded & ({"jinja2", "vault_inject.render", "vault_inject.sandbox"} | LOOP_ONLY) == set()
