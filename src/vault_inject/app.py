@@ -6,6 +6,7 @@ renders, then either execs the command in place (``--no-watch``) or supervises i
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -162,7 +163,14 @@ def _settings(config: Config, address: str) -> ServerSettings:
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
+    gc_back_on()
     return render_job(job, client, client.read_many)
+
+
+def gc_back_on() -> None:
+    """The cyclic garbage collector on again (entry turns it off for start-up): a render
+    and the loop run with it, as they always did."""
+    gc.enable()
 
 
 def write_files(job: Job, rendered: Rendered, identity: Identity) -> files.Commit:
@@ -334,6 +342,7 @@ def _render_and_supervise(
     try:
         client, grant = _offline_client(config) if authenticator is None else _login(config, authenticator)
         engine = Engine(job, client, client.read_many)
+        gc_back_on()
         try:
             rendered = engine.first_render()
             with INBOX.deferred():

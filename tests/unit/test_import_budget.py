@@ -14,11 +14,12 @@ from pathlib import Path
 # Runs inject's console-script entry in this interpreter and prints sys.modules as it exits
 # (inject ends with os._exit, so an atexit hook would never run).
 PROBE = """
-import json, os, sys
+import gc, json, os, sys
 from vault_inject import entry
 
 def report(code):
-    os.write(int(os.environ["PROBE_FD"]), json.dumps(sorted(sys.modules)).encode())
+    seen = {"modules": sorted(sys.modules), "gc": gc.isenabled()}
+    os.write(int(os.environ["PROBE_FD"]), json.dumps(seen).encode())
     os._exit(code)
 
 entry.exit_without_teardown = report
@@ -30,7 +31,8 @@ LOOP_ONLY = {"watchfiles", "psutil", "prometheus_client", "vault_inject.supervis
 
 
 def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, set[str]]:
-    """The exit code of ``inject ARGS`` and the top-level and vault_inject modules it loaded."""
+    """The exit code of ``inject ARGS`` and the top-level and vault_inject modules it loaded
+    (plus ``gc:on`` when the cyclic garbage collector was on at exit)."""
     read, write = os.pipe()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "INJECT_"))}
     base = {k: v for k, v in base.items() if not v.startswith("vault:")}
@@ -45,8 +47,9 @@ def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None)
     )
     os.close(write)
     with os.fdopen(read) as pipe:
-        names = json.loads(pipe.read() or "[]")
-    return proc.returncode, {n if n.startswith("vault_inject.") else n.split(".")[0] for n in names}
+        seen = json.loads(pipe.read() or '{"modules": [], "gc": false}')
+    names = {n if n.startswith("vault_inject.") else n.split(".")[0] for n in seen["modules"]}
+    return proc.returncode, names | ({"gc:on"} if seen["gc"] else set())
 
 
 def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path) -> None:
@@ -57,6 +60,7 @@ def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path)
     heavy = HTTP | {"jinja2", "tomllib", "click", "watchfiles", "psutil", "prometheus_client"}
     assert loaded & heavy == set()
     assert "vault_inject.supervisor" in loaded  # it did supervise the child
+    assert "gc:on" in loaded  # off for start-up only: the loop runs with the garbage collector
 
 
 def test_render_once_loads_no_watcher_psutil_metrics_or_loop(tmp_path: Path) -> None:
