@@ -36,6 +36,8 @@ from .sources import FileWatcher
 # ~15 ms) nor a server connection (auth, vault: hvac and requests, ~60 ms); `--listen`
 # alone loads observe (prometheus_client).
 if TYPE_CHECKING:
+    import jinja2
+
     from . import auth
     from .compilecache import CompileCache
     from .health import Snapshot
@@ -85,19 +87,27 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     cache = _compile_cache(environ)
     try:
         renderer = _renderer(config, environ, cache)
-        templates = {}
-        sources = _config_digest(config)
-        for spec in config.templates:
-            text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
-            templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
-            if spec.source:
-                sources[spec.source] = _sha256_hex(text)
+        templates, sources = _compile_templates(config, renderer)
         env = [renderer.env_spec(name, value) for name, value in env_values]
     finally:
         if cache is not None:
             cache.close()  # only compiling uses it; a later prepare (a reload) opens it again
     owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
     return Job(config, renderer, templates, env, owners, sources)
+
+
+def _compile_templates(
+    config: Config, renderer: Renderer
+) -> tuple[dict[str, tuple[str, jinja2.Template]], dict[str, str]]:
+    """destination -> (name, compiled), and the SHA-256 of every source file (and config)."""
+    templates = {}
+    sources = _config_digest(config)
+    for spec in config.templates:
+        text = spec.contents if spec.contents is not None else _read_text(spec.source or "", "template")
+        templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
+        if spec.source:
+            sources[spec.source] = _sha256_hex(text)
+    return templates, sources
 
 
 def _is_template(value: str) -> bool:
@@ -333,8 +343,8 @@ def _render_and_supervise(
     # Watching before the first render: an edit made while it runs is not lost. With
     # --no-watch the command replaces inject right after it: nothing would read the events,
     # so nothing is watched (and watchfiles is not even imported).
-    execs = bool(argv) and config.no_watch
-    watcher = FileWatcher([] if execs else _watched_files(config, auth_file), events)
+    exec_argv = argv if argv and config.no_watch else None
+    watcher = FileWatcher([] if exec_argv else _watched_files(config, auth_file), events)
     watcher.start()
     reaper = child.Reaper()
     commands = child.Commands(reaper, identity)
@@ -354,11 +364,11 @@ def _render_and_supervise(
         watcher.stop()
         raise
     commands.run_all(template_commands(config, commit.changed), env=child_environ(config, environ, rendered))
-    if execs and argv:  # (argv again for mypy: execs implies it)
+    if exec_argv:
         watcher.stop()
         client.close()
-        log.debug("exec %s in place of inject", argv[0])
-        child.exec_in_place(argv, child_environ(config, environ, rendered, identity), identity)
+        log.debug("exec %s in place of inject", exec_argv[0])
+        child.exec_in_place(exec_argv, child_environ(config, environ, rendered, identity), identity)
     from . import wiring  # only long-running commands need the loop
 
     startup = wiring.Startup(
