@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import child, files, safepath
+from . import child
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -183,9 +183,14 @@ def gc_back_on() -> None:
     gc.enable()
 
 
-def write_files(job: Job, rendered: Rendered, identity: Identity) -> files.Commit:
-    """Write every rendered file atomically, all or nothing."""
-    return files.write_all(job.writes(rendered.files, identity))
+def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
+    """Write every rendered file atomically, all or nothing; the destinations that changed."""
+    writes = job.writes(rendered.files, identity)
+    if not writes:
+        return []  # (the plain PID 1) files, safepath and tempfiles stay unloaded (~5 ms)
+    from . import files
+
+    return files.write_all(writes).changed
 
 
 def child_environ(
@@ -208,9 +213,9 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     """``inject render``: write every file once and exit 0."""
     identity = child.resolve_user(config.user)
     job, rendered = _render_in_memory(config, environ)
-    commit = write_files(job, rendered, identity)
-    log.info("rendered %d file(s), %d changed", len(rendered.files), len(commit.changed))
-    run_template_commands(config, commit.changed, child_environ(config, environ, rendered), identity)
+    changed = write_files(job, rendered, identity)
+    log.info("rendered %d file(s), %d changed", len(rendered.files), len(changed))
+    run_template_commands(config, changed, child_environ(config, environ, rendered), identity)
     return 0
 
 
@@ -254,6 +259,8 @@ def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
 
 
 def _current_text(path: str) -> str | None:
+    from . import safepath  # only `inject plan` reads what is there
+
     data = safepath.read_regular_file(path)  # never blocks on a FIFO, never reads a huge file whole
     try:
         return None if data is None else data.decode()
@@ -356,14 +363,14 @@ def _render_and_supervise(
         try:
             rendered = engine.first_render()
             with INBOX.deferred():
-                commit = write_files(job, rendered, identity)
+                changed = write_files(job, rendered, identity)
         except BaseException:
             client.close()
             raise
     except BaseException:
         watcher.stop()
         raise
-    commands.run_all(template_commands(config, commit.changed), env=child_environ(config, environ, rendered))
+    commands.run_all(template_commands(config, changed), env=child_environ(config, environ, rendered))
     if exec_argv:
         watcher.stop()
         client.close()

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import InjectError
-from .files import FileWrite
-from .model import PKI_PREFIX, Identity, Secret, SecretKey
+from .model import PKI_PREFIX, FileWrite, Identity, Secret, SecretKey
 from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, TemplateRenderer
 
 if TYPE_CHECKING:  # a Job holds compiled templates; only compiling them needs jinja2 (app)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from . import safepath, tempfiles
 from .errors import FileWriteError
 from .fanout import fan_out
+from .model import FileWrite as FileWrite  # here since model: the loop holds writes without files
 from .safepath import MAX_FILE_BYTES, Owner, Place, Rules
 from .tempfiles import STALE_TEMP_S as STALE_TEMP_S
 from .tempfiles import TEMP_PREFIX as TEMP_PREFIX
@@ -51,19 +52,6 @@ from .tempfiles import sweep_stale_temps as sweep_stale_temps
 log = logging.getLogger(__name__)
 
 SYNC_WORKERS = 8  # concurrent fsyncs of the staged temp files
-
-
-@dataclass(frozen=True)
-class FileWrite:
-    """What one destination should contain."""
-
-    destination: str
-    content: str
-    perms: int = 0o600
-    allow_symlink: bool = False
-    uid: int = -1
-    gid: int = -1
-    allow_shared_dir: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,19 @@ SecretKey = tuple[str, int | None]  # (path as written, pinned version or None)
 
 
 @dataclass(frozen=True)
+class FileWrite:
+    """What one destination should contain."""
+
+    destination: str
+    content: str
+    perms: int = 0o600
+    allow_symlink: bool = False
+    uid: int = -1
+    gid: int = -1
+    allow_shared_dir: bool = False
+
+
+@dataclass(frozen=True)
 class Secret:
     """One read of one path: its data and what is known about its version or lease."""
 

@@ -54,11 +54,12 @@ def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None)
 
 def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path) -> None:
     """`inject -- true` with nothing to render loads none of hvac, requests, urllib3, jinja2,
-    tomllib, click, watchfiles, psutil, prometheus_client."""
+    tomllib, click, watchfiles, psutil, prometheus_client, nor the file writer."""
     code, loaded = modules_after(["--", "true"], tmp_path)
     assert code == 0
     heavy = HTTP | {"jinja2", "tomllib", "click", "watchfiles", "psutil", "prometheus_client"}
     assert loaded & heavy == set()
+    assert "vault_inject.files" not in loaded  # nothing to write
     assert "vault_inject.supervisor" in loaded  # it did supervise the child
     assert "gc:on" in loaded  # off for start-up only: the loop runs with the garbage collector
 
