@@ -6,13 +6,13 @@ renders, then either execs the command in place (``--no-watch``) or supervises i
 
 from __future__ import annotations
 
-import hashlib
+import gc
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from . import auth, child, files, safepath
+from . import child
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -27,15 +27,24 @@ from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
 from .model import Identity
+from .outputs import NoTemplates, Rendered, is_template_text, plain_env_spec, secret_strings
 from .readfile import read_text
 from .refs import looks_like_ref
-from .render import EnvSpec, Rendered, Renderer, secret_strings
 from .sources import FileWatcher
-from .vault import Login, ServerSettings, VaultClient
 
+# Imported where they are used, not here: what a command does not need it does not load.
+# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2,
+# ~15 ms) nor a server connection (auth, vault: hvac and requests, ~60 ms); `--listen`
+# alone loads observe (prometheus_client).
 if TYPE_CHECKING:
+    import jinja2
+
+    from . import auth
+    from .compilecache import CompileCache
     from .health import Snapshot
     from .observe import ObserveServer
+    from .render import Renderer
+    from .vault import Login, ServerSettings, VaultClient
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +69,67 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
-    renderer = Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s)
+    env_values = _env_values(config, environ)
+    if not config.templates and not any(_is_template(value) for _, value in env_values):
+        env = [plain_env_spec(name, value) for name, value in env_values]
+        return Job(config, NoTemplates(), {}, env, {}, _config_digest(config))
+    cache = _compile_cache(environ)
+    try:
+        renderer = _renderer(config, environ, cache)
+        templates, sources = _compile_templates(config, renderer)
+        env = [renderer.env_spec(name, value) for name, value in env_values]
+    finally:
+        if cache is not None:
+            cache.close()  # only compiling uses it; a later prepare (a reload) opens it again
+    owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
+    return Job(config, renderer, templates, env, owners, sources)
+
+
+def _compile_templates(
+    config: Config, renderer: Renderer
+) -> tuple[dict[str, tuple[str, jinja2.Template]], dict[str, str]]:
+    """destination -> (name, compiled), and the SHA-256 of every source file (and config)."""
     templates = {}
-    sources = {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
+    sources = _config_digest(config)
     for spec in config.templates:
         text = spec.contents if spec.contents is not None else read_text(spec.source or "", "template")
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
         if spec.source:
-            sources[spec.source] = hashlib.sha256(text.encode()).hexdigest()
-    owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
-    return Job(config, renderer, templates, _env_specs(config, environ, renderer), owners, sources)
+            sources[spec.source] = _sha256_hex(text)
+    return templates, sources
 
 
-def _env_specs(config: Config, environ: Mapping[str, str], renderer: Renderer) -> list[EnvSpec]:
+def _is_template(value: str) -> bool:
+    return is_template_text(value) and not looks_like_ref(value)
+
+
+def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | None) -> Renderer:
+    from .render import Renderer  # jinja2 only when there is something to compile
+
+    return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s, cache=cache)
+
+
+def _compile_cache(environ: Mapping[str, str]) -> CompileCache | None:
+    """The on-disk cache of compiled templates, when a private cache directory is available."""
+    from . import compilecache, render, sandbox
+
+    header = compilecache.header(render.__file__, sandbox.__file__)
+    return compilecache.CompileCache.open(compilecache.default_dir(environ), header)
+
+
+def _config_digest(config: Config) -> dict[str, str]:
+    return {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
+
+
+def _env_values(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The child's env values to classify: ambient references, then the configured ones."""
     configured = dict(config.env)
-    specs = [
-        renderer.env_spec(name, value)
+    ambient = [
+        (name, value)
         for name, value in sorted(environ.items())
         if looks_like_ref(value) and name not in configured
     ]
-    return specs + [renderer.env_spec(name, value) for name, value in configured.items()]
+    return ambient + list(configured.items())
 
 
 def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
@@ -90,12 +140,16 @@ def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
 
 def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth.Authenticator, Login]:
     """A logged-in client, the authenticator that can log in again, and the token's TTL."""
+    from . import auth
+
     authenticator = auth.Authenticator(config, environ)
     client, grant = _login(config, authenticator)
     return client, authenticator, grant
 
 
 def _settings(config: Config, address: str) -> ServerSettings:
+    from .vault import ServerSettings
+
     return ServerSettings(
         address=address,
         addresses=config.addresses,  # an HA cluster's nodes: failover in this order
@@ -109,12 +163,24 @@ def _settings(config: Config, address: str) -> ServerSettings:
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
+    gc_back_on()
     return render_job(job, client, client.read_many)
 
 
-def write_files(job: Job, rendered: Rendered, identity: Identity) -> files.Commit:
-    """Write every rendered file atomically, all or nothing."""
-    return files.write_all(job.writes(rendered.files, identity))
+def gc_back_on() -> None:
+    """The cyclic garbage collector on again (entry turns it off for start-up): a render
+    and the loop run with it, as they always did."""
+    gc.enable()
+
+
+def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
+    """Write every rendered file atomically, all or nothing; the destinations that changed."""
+    writes = job.writes(rendered.files, identity)
+    if not writes:
+        return []  # (the plain PID 1) files, safepath and tempfiles stay unloaded (~5 ms)
+    from . import files
+
+    return files.write_all(writes).changed
 
 
 def child_environ(
@@ -137,9 +203,9 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     """``inject render``: write every file once and exit 0."""
     identity = child.resolve_user(config.user)
     job, rendered = _render_in_memory(config, environ)
-    commit = write_files(job, rendered, identity)
-    log.info("rendered %d file(s), %d changed", len(rendered.files), len(commit.changed))
-    run_template_commands(config, commit.changed, child_environ(config, environ, rendered), identity)
+    changed = write_files(job, rendered, identity)
+    log.info("rendered %d file(s), %d changed", len(rendered.files), len(changed))
+    run_template_commands(config, changed, child_environ(config, environ, rendered), identity)
     return 0
 
 
@@ -183,6 +249,8 @@ def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
 
 
 def _current_text(path: str) -> str | None:
+    from . import safepath  # only `inject plan` reads what is there
+
     data = safepath.read_regular_file(path)  # never blocks on a FIFO, never reads a huge file whole
     try:
         return None if data is None else data.decode()
@@ -266,11 +334,14 @@ def _render_and_supervise(
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
     offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server
-    authenticator = None if offline else auth.Authenticator(config, environ)
+    authenticator = None if offline else _authenticator(config, environ)
     auth_file = _watched_auth_file(authenticator)
     events = INBOX.events
-    # Watching before the first render: an edit made while it runs is not lost.
-    watcher = FileWatcher(_watched_files(config, auth_file), events)
+    # Watching before the first render: an edit made while it runs is not lost. With
+    # --no-watch the command replaces inject right after it: nothing would read the events,
+    # so nothing is watched (and watchfiles is not even imported).
+    exec_argv = argv if argv and config.no_watch else None
+    watcher = FileWatcher([] if exec_argv else _watched_files(config, auth_file), events)
     watcher.start()
     reaper = child.Reaper()
     commands = child.Commands(reaper, identity)
@@ -278,22 +349,23 @@ def _render_and_supervise(
     try:
         client, grant = _offline_client(config) if authenticator is None else _login(config, authenticator)
         engine = Engine(job, client, client.read_many)
+        gc_back_on()
         try:
             rendered = engine.first_render()
             with INBOX.deferred():
-                commit = write_files(job, rendered, identity)
+                changed = write_files(job, rendered, identity)
         except BaseException:
             client.close()
             raise
     except BaseException:
         watcher.stop()
         raise
-    commands.run_all(template_commands(config, commit.changed), env=child_environ(config, environ, rendered))
-    if argv and config.no_watch:
+    commands.run_all(template_commands(config, changed), env=child_environ(config, environ, rendered))
+    if exec_argv:
         watcher.stop()
         client.close()
-        log.debug("exec %s in place of inject", argv[0])
-        child.exec_in_place(argv, child_environ(config, environ, rendered, identity), identity)
+        log.debug("exec %s in place of inject", exec_argv[0])
+        child.exec_in_place(exec_argv, child_environ(config, environ, rendered, identity), identity)
     from . import wiring  # only long-running commands need the loop
 
     startup = wiring.Startup(
@@ -319,6 +391,12 @@ def _render_and_supervise(
         client.close()
 
 
+def _authenticator(config: Config, environ: Mapping[str, str]) -> auth.Authenticator:
+    from . import auth
+
+    return auth.Authenticator(config, environ)
+
+
 def _watched_auth_file(authenticator: auth.Authenticator | None) -> str:
     if authenticator is None:
         return ""
@@ -335,6 +413,8 @@ def _watched_files(config: Config, auth_file: str) -> list[str]:
 
 
 def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
+    from .vault import VaultClient
+
     address = config.address or DEFAULT_ADDRESS
     client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
     try:
@@ -347,8 +427,67 @@ def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClie
 
 
 def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
-    """A client that never logs in: nothing will ask it for a secret."""
-    return VaultClient(_settings(config, config.address or DEFAULT_ADDRESS), "", retry_timeout_s=0), None
+    """A client that never logs in: nothing will ask it for a secret (unless a reloaded
+    config adds templates). It is made on first use, so a plain PID 1 loads no hvac."""
+
+    def make(token: str, retry_timeout_s: float) -> VaultClient:
+        from .vault import VaultClient
+
+        settings = _settings(config, config.address or DEFAULT_ADDRESS)
+        return VaultClient(settings, token, retry_timeout_s=retry_timeout_s)
+
+    return cast("VaultClient", DeferredClient(make, retry_timeout_s=0)), None
+
+
+class DeferredClient:
+    """Stands in for a VaultClient and makes the real one (importing hvac) on first use.
+
+    The methods the loop binds or calls at start-up without sending anything (``clone``,
+    ``set_token``, ``close``, and ``read``/``read_many``, which are handed over as bound
+    methods) are defined here so that they do not make the client; anything else is
+    forwarded to the real client, made then with the token given so far.
+    """
+
+    def __init__(self, make: Callable[[str, float], VaultClient], *, retry_timeout_s: float) -> None:
+        self._make = make
+        self._retry_timeout_s = retry_timeout_s
+        self._token = ""
+        self._client: VaultClient | None = None
+
+    def _real(self) -> VaultClient:
+        if self._client is None:
+            self._client = self._make(self._token, self._retry_timeout_s)
+        return self._client
+
+    def clone(self, *, retry_timeout_s: float) -> VaultClient:
+        """Another deferred client with the same token and its own default budget."""
+        if self._client is not None:
+            return self._client.clone(retry_timeout_s=retry_timeout_s)
+        other = DeferredClient(self._make, retry_timeout_s=retry_timeout_s)
+        other._token = self._token
+        return cast("VaultClient", other)
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from now on."""
+        self._token = token
+        if self._client is not None:
+            self._client.set_token(token)
+
+    def close(self) -> None:
+        """Close the real client's session, if one was made."""
+        if self._client is not None:
+            self._client.close()
+
+    def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> Any:
+        """``VaultClient.read`` on the real client."""
+        return self._real().read(path, version, budget_s=budget_s)
+
+    def read_many(self, keys: Any, **options: Any) -> Any:
+        """``VaultClient.read_many`` on the real client."""
+        return self._real().read_many(keys, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
 
 
 def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:
@@ -366,9 +505,15 @@ def changed_sources(job: Job) -> frozenset[str]:
     return frozenset(path for path, digest in job.sources.items() if _digest_of(path) != digest)
 
 
+def _sha256_hex(text: str) -> str:
+    import hashlib  # loads OpenSSL (~2.5 ms): only when there is a source or config to digest
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _digest_of(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
-            return hashlib.sha256(handle.read().encode()).hexdigest()
+            return _sha256_hex(handle.read())
     except (OSError, UnicodeDecodeError):
         return ""

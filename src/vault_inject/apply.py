@@ -15,15 +15,17 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .child import Commands
 from .config import Config, template_commands
 from .engine import Job, Outcome
 from .errors import InjectError
-from .files import Commit, FileWrite
 from .model import Identity
-from .render import Rendered
+from .outputs import Rendered
+
+if TYPE_CHECKING:  # annotations only: files is loaded when something is written
+    from .files import Commit, FileWrite
 
 log = logging.getLogger(__name__)
 

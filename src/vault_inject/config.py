@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os.path
 import signal
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -329,6 +328,8 @@ _TEMPLATE_KEYS = frozenset(
 
 def parse_toml(text: str, path: str) -> dict[str, Any]:
     """Parse config text; raise UsageError naming the file and line on bad TOML."""
+    import tomllib  # here, not at the top: without a config file nothing parses TOML (~3 ms)
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import InjectError
-from .files import FileWrite
-from .model import PKI_PREFIX, Identity, Secret, SecretKey
-from .render import EnvSpec, ReadCache, Rendered, Renderer, SecretReader
+from .model import PKI_PREFIX, FileWrite, Identity, Secret, SecretKey
+from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, TemplateRenderer
+
+if TYPE_CHECKING:  # a Job holds compiled templates; only compiling them needs jinja2 (app)
+    import jinja2
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class Job:
     """Everything compiled from a Config before any network: templates and env specs."""
 
     config: Config
-    renderer: Renderer
+    renderer: TemplateRenderer
     templates: dict[str, tuple[str, jinja2.Template]]
     env: list[EnvSpec]
     owners: dict[str, Identity] = field(default_factory=dict)  # per-template owner

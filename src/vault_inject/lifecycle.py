@@ -13,14 +13,16 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import backoff, leases
 from .errors import InjectError, UnreachableError
 from .health import Expiry
 from .leases import Plan
 from .model import PKI_PREFIX, Secret, SecretKey
-from .vault import Login, VaultClient
+
+if TYPE_CHECKING:  # annotations only: importing vault loads hvac and requests (~60 ms)
+    from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from .refs import normalize_path
 
@@ -22,6 +21,19 @@ class TokenInfo:
     ttl_s: int = 0
     renewable: bool = False
     policies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """What one destination should contain."""
+
+    destination: str
+    content: str
+    perms: int = 0o600
+    allow_symlink: bool = False
+    uid: int = -1
+    gid: int = -1
+    allow_shared_dir: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ TRANSIT_PREFIX = "transit:"
 
 def pki_key(role_path: str, params: Mapping[str, Any]) -> str:
     """The cache key of one certificate request: ``pki:pki/issue/web?common_name=...``."""
+    from urllib.parse import urlencode  # here: urllib.parse loads ipaddress (~3 ms at every start)
+
     path = normalize_path(role_path)
     if "/issue/" not in f"/{path}/":
         mount, _, role = path.rpartition("/")

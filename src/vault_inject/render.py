@@ -15,18 +15,33 @@ import json
 import shlex
 import types
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import CodeType
+from typing import Any
 
 import jinja2
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import safe_range
 
+from .compilecache import CompileCache, Keys
 from .errors import InjectError, RenderError, SecretNotFound
 from .log import redact
-from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, pki_key, strings_in, transit_key
-from .refs import Ref, looks_like_ref, normalize_path, parse_ref
+from .model import Secret, SecretKey, pki_key, transit_key
+from .outputs import (
+    MAX_ENV_ENTRY_BYTES,
+    EnvSpec,
+    ReadCache,
+    Rendered,
+    SecretReader,
+    as_text,
+    cache_path,
+    checked_env,
+    is_template_text,
+    plain_env_spec,
+    render_plain_env,
+    secret_strings,
+)
+from .refs import looks_like_ref
 from .sandbox import (
     DEFAULT_RENDER_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -36,29 +51,21 @@ from .sandbox import (
     render_budget,
 )
 
+__all__ = [
+    "MAX_ENV_ENTRY_BYTES",
+    "EnvSpec",
+    "ReadCache",
+    "Rendered",
+    "Renderer",
+    "SecretData",
+    "SecretReader",
+    "as_text",
+    "cache_path",
+    "literal_secret_keys",
+    "secret_strings",
+]
+
 _MISSING: Any = object()
-MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
-
-
-class SecretReader(Protocol):
-    """Anything that can read a secret by path (the real VaultClient, or a fake in tests)."""
-
-    def read(self, path: str, version: int | None = None) -> Secret: ...
-
-
-class ReadCache:
-    """Reads each distinct (path, version) once per render and remembers what was read."""
-
-    def __init__(self, reader: SecretReader, known: Mapping[SecretKey, Secret] | None = None) -> None:
-        self._reader = reader
-        self.secrets: dict[SecretKey, Secret] = dict(known or {})
-
-    def get(self, path: str, version: int | None = None) -> Secret:
-        """The secret at ``path`` (cached for the rest of this render)."""
-        key = (cache_path(path), version)
-        if key not in self.secrets:
-            self.secrets[key] = self._reader.read(key[0], version)
-        return self.secrets[key]
 
 
 _SECRET_FUNCTIONS = ("secret", "secret_meta")
@@ -90,11 +97,6 @@ def _is_version(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def cache_path(path: str) -> str:
-    """Paths are normalised; ``pki:``/``transit:`` request keys are kept exactly."""
-    return path if path.startswith((PKI_PREFIX, TRANSIT_PREFIX)) else normalize_path(path)
-
-
 class _MissingKey(Exception):
     """A template asked a secret for a key it does not have (not a LookupError on purpose:
     Jinja would turn a LookupError into a vague 'has no attribute' undefined)."""
@@ -124,26 +126,6 @@ class SecretData(Mapping[str, Any]):
 
     def __repr__(self) -> str:  # never the values
         return f"<secret {self._path} keys={sorted(self._data)}>"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """One child env var: a reference, a template or a literal."""
-
-    name: str
-    ref: Ref | None = None
-    template: jinja2.Template | None = None
-    literal: str = ""
-
-
-@dataclass
-class Rendered:
-    """The result of one complete render: file contents, env values, and what was read."""
-
-    files: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    secrets: dict[SecretKey, Secret] = field(default_factory=dict)
-    deps: dict[str, frozenset[SecretKey]] = field(default_factory=dict)
 
 
 # --- filters --------------------------------------------------------------------------
@@ -191,9 +173,14 @@ class Renderer:
     render (all templates and env values together) within ``render_timeout_s`` of CPU time."""
 
     def __init__(
-        self, environ: Mapping[str, str], *, render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S
+        self,
+        environ: Mapping[str, str],
+        *,
+        render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
+        cache: CompileCache | None = None,
     ) -> None:
         self._environ = environ
+        self._cache = cache
         self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(
             undefined=jinja2.StrictUndefined,
@@ -208,7 +195,15 @@ class Renderer:
         self._static: dict[int, frozenset[SecretKey]] = {}
 
     def compile(self, name: str, text: str) -> jinja2.Template:
-        """Compile template ``name``; RenderError naming the line on a syntax error."""
+        """Compile template ``name`` (or load it from the compile cache); RenderError naming
+        the line on a syntax error."""
+        cached = self._cache.load(name, text) if self._cache is not None else None
+        code, keys = cached if cached is not None else self._compile(name, text)
+        template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+        self._static[id(template)] = frozenset(keys)
+        return template
+
+    def _compile(self, name: str, text: str) -> tuple[CodeType, Keys]:
         try:
             tree = self._jinja.parse(text, name=name, filename=name)
             code = self._jinja.compile(tree, name=name, filename=name)
@@ -218,9 +213,10 @@ class Renderer:
             # Jinja's parser recurses per nesting level and Python's compiler caps indentation:
             # thousands of nested brackets or blocks end here, not in a traceback.
             raise RenderError(f"template '{name}': expressions or blocks nested too deeply") from None
-        template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
-        self._static[id(template)] = literal_secret_keys(tree)
-        return template
+        keys = tuple(sorted(literal_secret_keys(tree), key=lambda k: (k[0], k[1] or 0)))
+        if self._cache is not None:
+            self._cache.store(name, text, code, keys)
+        return code, keys
 
     def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]:
         """Every secret the templates and env values name literally, so they can be
@@ -237,11 +233,9 @@ class Renderer:
 
     def env_spec(self, name: str, raw: str) -> EnvSpec:
         """Classify an env value: reference (parsed now), template (compiled now) or literal."""
-        if looks_like_ref(raw):
-            return EnvSpec(name=name, ref=parse_ref(raw, where=f"env {name}"))
-        if "{{" in raw or "{%" in raw:
+        if is_template_text(raw) and not looks_like_ref(raw):
             return EnvSpec(name=name, template=self.compile(f"env {name}", raw))
-        return EnvSpec(name=name, literal=raw)
+        return plain_env_spec(name, raw)
 
     def render_all(
         self,
@@ -264,22 +258,10 @@ class Renderer:
 
     def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
         """One env value and the secrets it used (a NUL byte cannot be passed to a process)."""
-        if spec.ref is not None:
-            text = _resolve_ref(spec.ref, cache, f"env {spec.name}")
-            deps = frozenset({(spec.ref.path, spec.ref.version)})
-        elif spec.template is not None:
-            text, deps = self.render_one(f"env {spec.name}", spec.template, cache)
-        else:
-            text, deps = spec.literal, frozenset()
-        if "\0" in text:
-            raise RenderError(f"env {spec.name}: the value contains a NUL byte, which no process can receive")
-        size = _env_entry_bytes(spec.name, text)
-        if size > MAX_ENV_ENTRY_BYTES:
-            raise RenderError(
-                f"env {spec.name}: the value is {size} bytes; Linux passes at most "
-                f"{MAX_ENV_ENTRY_BYTES // 1024} KiB per environment variable (render it to a file instead)"
-            )
-        return text, deps
+        if spec.template is None:
+            return render_plain_env(spec, cache)
+        text, deps = self.render_one(f"env {spec.name}", spec.template, cache)
+        return checked_env(spec.name, text), deps
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache
@@ -344,11 +326,6 @@ class Renderer:
         }
 
 
-def _env_entry_bytes(name: str, value: str) -> int:
-    """Bytes of ``NAME=value\\0`` as execve receives it."""
-    return len(f"{name}={value}".encode(errors="surrogatepass")) + 1
-
-
 def _bounded(name: str, chunks: Iterator[str]) -> str:
     """Join the rendered chunks, refusing output past MAX_OUTPUT_CHARS as it grows."""
     parts, size = [], 0
@@ -396,27 +373,10 @@ def _meta(secret: Secret) -> dict[str, Any]:
     }
 
 
-def _resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
-    data = cache.get(ref.path, ref.version).data
-    if ref.key not in data:
-        raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'")
-    return as_text(data[ref.key])
-
-
-def as_text(value: Any) -> str:
-    """A secret value as env text: strings as they are, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _masked(message: str, cache: ReadCache) -> str:
     """Jinja and our own messages can quote a key that came from a secret: mask every
     value this render has seen (and every value the process has registered)."""
     return redact(message, also=secret_strings(cache.secrets.values()))
-
-
-def secret_strings(secrets: Iterable[Secret]) -> set[str]:
-    """Every string value inside these secrets (for masking)."""
-    return {v for s in secrets for v in strings_in(s.data)}
 
 
 def _located(exc: InjectError, name: str, cache: ReadCache) -> InjectError:

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -49,6 +48,11 @@ class Temp:
             raise FileWriteError(f"cannot replace {destination}: {exc.strerror}") from exc
         os.close(self.fd)
 
+    def sync(self) -> None:
+        """Flush the content and metadata to disk (before the rename, so a crash cannot
+        leave an empty file under the destination's name)."""
+        os.fsync(self.fd)
+
     def discard(self) -> None:
         """Remove the temp file and close it (quietly: this runs on failure paths)."""
         with contextlib.suppress(OSError):
@@ -57,7 +61,9 @@ class Temp:
             os.close(self.fd)
 
 
-def write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int) -> Temp:
+def write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int, *, sync: bool = True) -> Temp:
+    """A locked temp file in ``dir_fd`` holding ``data`` with this mode and owner; fsynced
+    unless ``sync`` is False (then the caller syncs it with ``Temp.sync`` before renaming)."""
     name, fd = _create_temp(dir_fd)
     temp = Temp(dir_fd, name, fd)
     try:
@@ -65,10 +71,11 @@ def write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int) -> Temp:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
         if uid != -1 or gid != -1:
             os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
+        if sync:
+            temp.sync()
     except BaseException:
         temp.discard()
         raise
@@ -77,7 +84,9 @@ def write_temp(dir_fd: int, data: bytes, mode: int, uid: int, gid: int) -> Temp:
 
 def _create_temp(dir_fd: int) -> tuple[str, int]:
     for _ in range(_TEMP_NAME_TRIES):
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        # os.urandom(8).hex() is what secrets.token_hex(8) returns, without importing secrets
+        # (random, hmac: ~1.5 ms at every start)
+        name = f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}"
         try:
             return name, os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
         except FileExistsError:

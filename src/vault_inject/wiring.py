@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from . import child, files
+from . import child
 from .apply import Applier
-from .auth import Authenticator
 from .config import Config
 from .controller import ChildController
 from .engine import Engine, Job
@@ -21,7 +21,13 @@ from .lifecycle import Lifecycle
 from .model import Identity
 from .sources import EventQueue, Workers
 from .supervisor import Collaborators, Supervisor, stop_everything
-from .vault import Login, VaultClient
+
+if TYPE_CHECKING:  # annotations only: auth and vault load hvac and requests (~60 ms), which a
+    # plain PID 1 (nothing to render) never needs
+    from .auth import Authenticator
+    from .files import Commit
+    from .model import FileWrite
+    from .vault import Login, VaultClient
 
 RUNNING_RETRY_TIMEOUT_S = 2.0  # lifecycle and re-render reads
 POLL_RETRY_TIMEOUT_S = 0.0  # one attempt per poll or refresh; the loop backs off
@@ -83,7 +89,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         events=events,
         workers=Workers(events),
         life=life,
-        applier=Applier(write=files.write_all, commands=startup.commands, identity=startup.identity),
+        applier=Applier(write=_write_all, commands=startup.commands, identity=startup.identity),
         poll_read=poll.read,
         refresh_read=refresh.read,
         reap=startup.reaper.reap,
@@ -94,6 +100,14 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         base_env=startup.base_env,
         publish=startup.publish,
     )
+
+
+def _write_all(writes: list[FileWrite]) -> Commit:
+    # files (with safepath and tempfiles, ~5 ms) is loaded by the first write: a plain PID 1
+    # whose config never gains a template never writes
+    from . import files
+
+    return files.write_all(writes)
 
 
 def _controller(startup: Startup, argv: Sequence[str]) -> ChildController:

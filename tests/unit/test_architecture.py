@@ -24,6 +24,7 @@ PURE_MODULES = (
     "failover",
     "leases",
     "model",
+    "outputs",
     "pending",
     "polling",
     "refs",
@@ -48,6 +49,8 @@ IO_MODULES = {
     "files": "the only writer of destinations",
     "inbox": "signals and the loop's queue",
     "lifecycle": "renews leases and the token on the server",
+    "launch": "runs one command: config, logging, the app call, exit codes",
+    "compilecache": "the on-disk cache of compiled templates",
     "log": "handlers and the redaction filter",
     "observe": "the health/metrics HTTP listener",
     "readfile": "reads inject's own input files",
@@ -202,6 +205,8 @@ WRITERS = frozenset({"files", "safepath", "tempfiles"})
 WRITE_EXCEPTIONS = {
     "auth": {"unlink"},  # `remove_secret_id_file`: deletes the consumed approle secret_id file
     "devserver": {"open", "rmtree"},  # the dev server's own 0600 state dir and token file
+    # compiled templates in inject's own private cache dir (never a destination)
+    "compilecache": {"makedirs", "open", "rename", "unlink"},
 }
 
 
