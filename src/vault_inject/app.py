@@ -70,7 +70,7 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     so every usage and syntax error is reported before the server is contacted."""
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     env_values = _env_values(config, environ)
-    if not config.templates and not any(_is_template(value) for _, value in env_values):
+    if not config.templates and not any(is_template_text(value) for _, value in env_values):
         env = [plain_env_spec(name, value) for name, value in env_values]
         return Job(config, NoTemplates(), {}, env, {}, _config_digest(config))
     cache = _compile_cache(environ)
@@ -97,10 +97,6 @@ def _compile_templates(
         if spec.source:
             sources[spec.source] = _sha256_hex(text)
     return templates, sources
-
-
-def _is_template(value: str) -> bool:
-    return is_template_text(value) and not looks_like_ref(value)
 
 
 def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | None) -> Renderer:

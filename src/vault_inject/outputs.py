@@ -135,7 +135,7 @@ class NoTemplates:
 
 def is_template_text(raw: str) -> bool:
     """An env value with Jinja markup is compiled as a template (unless it is a reference)."""
-    return "{{" in raw or "{%" in raw
+    return ("{{" in raw or "{%" in raw) and not looks_like_ref(raw)
 
 
 def plain_env_spec(name: str, raw: str) -> EnvSpec:

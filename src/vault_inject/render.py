@@ -41,7 +41,6 @@ from .outputs import (
     render_plain_env,
     secret_strings,
 )
-from .refs import looks_like_ref
 from .sandbox import (
     DEFAULT_RENDER_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -233,7 +232,7 @@ class Renderer:
 
     def env_spec(self, name: str, raw: str) -> EnvSpec:
         """Classify an env value: reference (parsed now), template (compiled now) or literal."""
-        if is_template_text(raw) and not looks_like_ref(raw):
+        if is_template_text(raw):
             return EnvSpec(name=name, template=self.compile(f"env {name}", raw))
         return plain_env_spec(name, raw)
 

@@ -16,19 +16,17 @@ from collections.abc import Callable, Iterable, Mapping
 from .errors import PermissionDenied
 from .lifecycle import Lifecycle
 from .model import Secret, SecretKey
-from .sources import PollDone, Workers, read_all
+from .sources import PollDone, ReadFn, Workers, read_all
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_ATTEMPT = 4  # a re-read in flight is not started again for ~8s
 
-Reader = Callable[[str, int | None], Secret]
-
 
 class Renewals:
     """The loop's handle on ``Lifecycle``: timers, worker jobs, and what waits for them."""
 
-    def __init__(self, life: Lifecycle, workers: Workers, refresh_read: Reader) -> None:
+    def __init__(self, life: Lifecycle, workers: Workers, refresh_read: ReadFn) -> None:
         self.life = life
         self._workers = workers
         self._refresh_read = refresh_read

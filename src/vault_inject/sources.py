@@ -27,6 +27,8 @@ from .model import READ_WORKERS, Secret, SecretKey
 
 log = logging.getLogger(__name__)
 
+ReadFn = Callable[[str, int | None], Secret]  # VaultClient.read of one worker's client
+
 
 @dataclass
 class PollDone:
@@ -100,7 +102,7 @@ class Workers:
             self._events.put(done)
 
 
-def read_all(read: Callable[[str, int | None], Secret], keys: Sequence[SecretKey]) -> PollDone:
+def read_all(read: ReadFn, keys: Sequence[SecretKey]) -> PollDone:
     """Read ``keys`` (one request per distinct path, READ_WORKERS at a time); every result,
     per-key error and outage is collected, nothing raised."""
     done = PollDone()

@@ -41,11 +41,10 @@ from .errors import InjectError
 from .health import Snapshot
 from .inbox import STOP_SIGNALS, Signal
 from .lifecycle import Lifecycle
-from .model import Secret
 from .pending import Pending
 from .polling import PollTimer
 from .renewals import Renewals
-from .sources import Event, EventQueue, FilesChanged, PollDone, WorkDone, Workers, read_all
+from .sources import Event, EventQueue, FilesChanged, PollDone, ReadFn, WorkDone, Workers, read_all
 from .splay import Splay
 from .stats import Stats
 
@@ -54,8 +53,6 @@ log = logging.getLogger(__name__)
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
 RECONCILE_AFTER_S = (0.0, 1.0)  # compare template sources once the watcher is up
 SETTLE_S = 2.0  # at exit, wait this long for a file commit in progress
-
-Reader = Callable[[str, int | None], Secret]
 
 
 @dataclass
@@ -66,8 +63,8 @@ class Collaborators:
     workers: Workers
     life: Lifecycle
     applier: Applier
-    poll_read: Reader
-    refresh_read: Reader
+    poll_read: ReadFn
+    refresh_read: ReadFn
     reap: Callable[[], None]
     child: ChildController | None = None
     rebuild_job: Callable[[], Job] | None = None

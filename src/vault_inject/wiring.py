@@ -68,14 +68,17 @@ def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) 
 def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> Collaborators:
     """Clients per worker, lifecycle, applier and child controller."""
     base = startup.client
+    # One client per worker thread (they run at the same time): lifecycle, re-render reads
+    # (the apply worker), polls, re-reads of leases.
     running = base.clone(retry_timeout_s=RUNNING_RETRY_TIMEOUT_S)
+    render = base.clone(retry_timeout_s=RUNNING_RETRY_TIMEOUT_S)
     poll = base.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
     refresh = base.clone(retry_timeout_s=POLL_RETRY_TIMEOUT_S)
     engine = startup.engine
-    engine.reader = running  # re-render reads run on the apply worker
+    engine.reader = render
 
     def new_token(token: str) -> None:
-        for other in (poll, refresh):
+        for other in (render, poll, refresh):
             other.set_token(token)
 
     life = Lifecycle(

@@ -316,6 +316,6 @@ def test_no_module_shadows_any_stdlib_module() -> None:
 
 def test_import_parser_resolves_relative_imports() -> None:
     """The import parser used above sees render's relative imports (so the checks can fail)."""
-    assert f"{PACKAGE}.refs" in imports_of("render")
+    assert f"{PACKAGE}.outputs" in imports_of("render")
     assert "jinja2" in top_levels(imports_of("render"))
     assert "hvac" in top_levels(imports_of("transport"))
