@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import child
+from . import alone, child
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -22,15 +22,13 @@ from .config import (
     resolve_config_path,
     template_commands,
 )
-from .engine import Engine, Job, render_job
 from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
 from .model import Identity
-from .outputs import NoTemplates, Rendered, is_template_text, plain_env_spec, secret_strings
+from .outputs import NoTemplates, Rendered, checked_env, is_template_text, plain_env_spec, secret_strings
 from .readfile import read_text
 from .refs import looks_like_ref
-from .sources import FileWatcher
 
 # Imported where they are used, not here: what a command does not need it does not load.
 # `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2,
@@ -41,6 +39,7 @@ if TYPE_CHECKING:
 
     from . import auth
     from .compilecache import CompileCache
+    from .engine import Job
     from .health import Snapshot
     from .observe import ObserveServer
     from .render import Renderer
@@ -68,6 +67,8 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
 def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
+    from .engine import Job  # not for the child alone (``alone``), which renders nothing
+
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     env_values = _env_values(config, environ)
     if not config.templates and not any(is_template_text(value) for _, value in env_values):
@@ -159,6 +160,8 @@ def _settings(config: Config, address: str) -> ServerSettings:
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
+    from .engine import render_job
+
     gc_back_on()
     return render_job(job, client, client.read_many)
 
@@ -291,6 +294,15 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
     """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
     if not argv:
         raise UsageError("no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)")
+    env_values = _env_values(config, environ)
+    if alone.applies(config, env_values, lambda value: looks_like_ref(value) or is_template_text(value)):
+        child.make_undumpable()  # inject's environment may still hold a token
+        gc_back_on()
+        identity = child.resolve_user(config.user)
+        literals = {name: checked_env(name, value) for name, value in env_values}
+        return alone.run(
+            config, {**child_environ(config, environ, Rendered(), identity), **literals}, argv, identity
+        )
     return _keep_fresh(config, environ, argv)
 
 
@@ -327,6 +339,9 @@ def _render_and_supervise(
     argv: Sequence[str] | None,
     publish: Callable[[Snapshot], None] | None,
 ) -> int:
+    from .engine import Engine
+    from .sources import FileWatcher
+
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
     offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server

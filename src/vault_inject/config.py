@@ -15,7 +15,6 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
-from urllib.parse import urlsplit
 
 from .durations import parse_duration
 from .errors import UsageError
@@ -231,6 +230,8 @@ def _as_address_list(value: Any, where: str) -> tuple[str, ...]:
     found = _as_str_list(value, where) if isinstance(value, str | list) else None
     if not found:
         raise UsageError(f"{where}: expected one or more server addresses (http(s)://HOST:PORT)")
+    from urllib.parse import urlsplit  # only when an address list is given (~1 ms at start-up)
+
     for address in found:
         parts = urlsplit(address)
         if parts.scheme not in ("http", "https") or not parts.hostname:

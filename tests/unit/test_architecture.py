@@ -36,6 +36,7 @@ PURE_MODULES = (
 IO_MODULES = {
     "__init__": "the library's public names (Secrets reaches the server)",
     "__main__": "python -m vault_inject",
+    "alone": "runs the child alone (signals, the process group) when nothing can change",
     "app": "composition root: builds the real collaborators",
     "apply": "re-render, write, check, roll back on a worker thread",
     "auth": "reads credential files, logs in",

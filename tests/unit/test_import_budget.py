@@ -60,8 +60,17 @@ def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path)
     heavy = HTTP | {"jinja2", "tomllib", "click", "watchfiles", "psutil", "prometheus_client"}
     assert loaded & heavy == set()
     assert "vault_inject.files" not in loaded  # nothing to write
-    assert "vault_inject.supervisor" in loaded  # it did supervise the child
+    assert "vault_inject.alone" in loaded  # it did supervise the child, with nothing else
+    assert loaded & {"vault_inject.supervisor", "vault_inject.wiring", "vault_inject.engine"} == set()
     assert "gc:on" in loaded  # off for start-up only: the loop runs with the garbage collector
+
+
+def test_a_config_file_brings_the_refresh_loop_even_with_nothing_to_render(tmp_path: Path) -> None:
+    """An edit to the config file could add a template: then `inject -- true` runs the full loop."""
+    (tmp_path / "inject.toml").write_text("[child]\nkill_timeout = '5s'\n")
+    code, loaded = modules_after(["--", "true"], tmp_path, {"INJECT_CONFIG": str(tmp_path / "inject.toml")})
+    assert code == 0
+    assert {"vault_inject.supervisor", "vault_inject.wiring"} <= loaded
 
 
 def test_render_once_loads_no_watcher_psutil_metrics_or_loop(tmp_path: Path) -> None:
