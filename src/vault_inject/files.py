@@ -90,11 +90,8 @@ class _Target:
 
 def write_all(writes: Iterable[FileWrite]) -> Commit:
     """Write every changed file, all or nothing; return what changed (FileWriteError names it)."""
-    with contextlib.ExitStack() as stack:
-        targets = []
-        for write in writes:
-            targets.append(_open_target(write))
-            stack.callback(targets[-1].place.close)
+    with _Dirs() as dirs:
+        targets = [_open_target(write, dirs) for write in writes]
         for target in _one_per_directory(targets):
             tempfiles.sweep(target.place.dir_fd, target.place.dir_path)  # also when nothing changed
         pending = [t for t in targets if not _unchanged(t)]
@@ -106,16 +103,38 @@ def _one_per_directory(targets: list[_Target]) -> list[_Target]:
     return list({t.place.dir_path: t for t in targets}.values())
 
 
-def _open_target(write: FileWrite) -> _Target:
+class _Dirs:
+    """The directories of one write, each walked once: destinations in one directory (with
+    the same owner and rules) share its descriptor, which is closed when the write ends.
+    500 files in one directory: one walk from ``/``, not 500."""
+
+    def __init__(self) -> None:
+        self._walked: dict[tuple[str, Rules], Place] = {}
+
+    def __enter__(self) -> _Dirs:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for place in self._walked.values():
+            place.close()
+
+    def place(self, path: str, rules: Rules) -> Place:
+        """Where ``path`` is: its directory walked now or earlier in this write."""
+        parent, name = os.path.split(os.path.abspath(path))
+        if not name:
+            return safepath.open_parent(path, rules)  # names a directory: the walk says so
+        walked = self._walked.get((parent, rules))
+        if walked is None:
+            walked = self._walked[(parent, rules)] = safepath.open_parent(path, rules)
+        return Place(walked.dir_fd, walked.dir_path, name, walked.shared)
+
+
+def _open_target(write: FileWrite, dirs: _Dirs) -> _Target:
     data = _encoded(write)
     rules = Rules(Owner(write.uid, write.gid), write.allow_shared_dir)
     path = safepath.resolve_once(write.destination, rules.owner) if write.allow_symlink else write.destination
-    place = safepath.open_parent(path, rules)
-    try:
-        return _Target(write, place, data, safepath.existing(place, rules.owner, write.destination))
-    except BaseException:
-        place.close()
-        raise
+    place = dirs.place(path, rules)
+    return _Target(write, place, data, safepath.existing(place, rules.owner, write.destination))
 
 
 def _encoded(write: FileWrite) -> bytes:
