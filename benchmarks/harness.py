@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,8 +116,14 @@ def run_measured(argv: Sequence[str], *, env: dict[str, str], cwd: Path, log: Pa
     """Run ``argv`` to its end under GNU time; wall time around the process, peak RSS from time."""
     rss_file = log.with_suffix(".rss")
     started = time.perf_counter()
-    code = start([TIME_BIN, "-f", "%M", "-o", str(rss_file), *argv], env=env, cwd=cwd, log=log).wait(300)
+    proc = start([TIME_BIN, "-f", "%M", "-o", str(rss_file), *argv], env=env, cwd=cwd, log=log)
+    # A blocking wait, bounded by a timer: Popen.wait(timeout) polls with sleeps of up to 50 ms,
+    # which rounded every wall time up to the next poll (64 ms, 114 ms, 164 ms, ...).
+    guard = threading.Timer(300, proc.kill)
+    guard.start()
+    code = proc.wait()
     wall_s = time.perf_counter() - started
+    guard.cancel()
     words = rss_file.read_text().split()
     rss_kb = int(words[-1]) if words and words[-1].isdigit() else 0
     return Measured(wall_s, rss_kb / 1024, code)
