@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import alone, child
+from . import child
 from .config import (
     AUTH_ENV_VARS,
     CliOptions,
@@ -294,6 +294,8 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
     """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
     if not argv:
         raise UsageError("no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)")
+    from . import alone  # the child alone: no supervisor loop (not for render or watch)
+
     env_values = _env_values(config, environ)
     if alone.applies(config, env_values, lambda value: looks_like_ref(value) or is_template_text(value)):
         child.make_undumpable()  # inject's environment may still hold a token
