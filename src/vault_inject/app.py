@@ -44,11 +44,9 @@ if TYPE_CHECKING:
     from .health import Snapshot
     from .observe import ObserveServer
     from .render import Renderer
-    from .vault import Login, ServerSettings, VaultClient
+    from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ADDRESS = "https://127.0.0.1:8200"
 
 
 def load_config(cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str) -> Config:
@@ -141,20 +139,6 @@ def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth
     authenticator = auth.Authenticator(config, environ)
     client, grant = _login(config, authenticator)
     return client, authenticator, grant
-
-
-def _settings(config: Config, address: str) -> ServerSettings:
-    from .vault import ServerSettings
-
-    return ServerSettings(
-        address=address,
-        addresses=config.addresses,  # an HA cluster's nodes: failover in this order
-        namespace=config.namespace,
-        ca_cert=config.ca_cert,
-        client_cert=config.client_cert,
-        client_key=config.client_key,
-        tls_skip_verify=config.tls_skip_verify,
-    )
 
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
@@ -409,10 +393,9 @@ def _watched_files(config: Config, auth_file: str) -> list[str]:
 
 
 def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
-    from .vault import VaultClient
+    from .vault import VaultClient, server_settings
 
-    address = config.address or DEFAULT_ADDRESS
-    client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
+    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
     try:
         grant = authenticator.login(client)
     except BaseException:
@@ -427,10 +410,9 @@ def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
     config adds templates). It is made on first use, so a plain PID 1 loads no hvac."""
 
     def make(token: str, retry_timeout_s: float) -> VaultClient:
-        from .vault import VaultClient
+        from .vault import VaultClient, server_settings
 
-        settings = _settings(config, config.address or DEFAULT_ADDRESS)
-        return VaultClient(settings, token, retry_timeout_s=retry_timeout_s)
+        return VaultClient(server_settings(config), token, retry_timeout_s=retry_timeout_s)
 
     return cast("VaultClient", DeferredClient(make, retry_timeout_s=0)), None
 

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from .errors import AuthError, PermissionDenied, SecretError, SecretNotFound, UsageError
@@ -26,11 +26,29 @@ from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, TokenInfo, 
 from .refs import normalize_path
 from .transport import NoRoute, ServerSettings, Transport, Wire, WireFactory
 
-__all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient"]
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient", "server_settings"]
 
 log = logging.getLogger(__name__)
 
+DEFAULT_ADDRESS = "https://127.0.0.1:8200"
+
 _Key = tuple[str, int | None]  # (path, version), as render.SecretKey
+
+
+def server_settings(config: Config) -> ServerSettings:
+    """How to reach the server ``config`` names (the CLI and the library alike)."""
+    return ServerSettings(
+        address=config.address or DEFAULT_ADDRESS,
+        addresses=config.addresses,  # an HA cluster's nodes: failover in this order
+        namespace=config.namespace,
+        ca_cert=config.ca_cert,
+        client_cert=config.client_cert,
+        client_key=config.client_key,
+        tls_skip_verify=config.tls_skip_verify,
+    )
 
 
 @dataclass(frozen=True)
