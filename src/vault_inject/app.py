@@ -26,7 +26,7 @@ from .engine import Engine, Job, render_job
 from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
-from .model import Identity
+from .model import Identity, Request, request_order
 from .outputs import NoTemplates, Rendered, is_template_text, plain_env_spec, secret_strings
 from .readfile import read_text
 from .refs import looks_like_ref
@@ -265,10 +265,10 @@ def _plan_lines(
 
 
 def _sources(rendered: Rendered, output: str) -> str:
-    keys = sorted(rendered.deps.get(output, frozenset()), key=lambda k: (k[0], k[1] or 0))
+    keys = sorted(rendered.deps.get(output, frozenset()), key=request_order)
     if not keys:
         return "no secrets"
-    return "reads " + ", ".join(f"{path} {rendered.secrets[(path, ver)].describe}" for path, ver in keys)
+    return "reads " + ", ".join(f"{key.label} {rendered.secrets[key].describe}" for key in keys)
 
 
 def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> int:
@@ -421,7 +421,7 @@ class DeferredClient:
     """Stands in for a VaultClient and makes the real one (importing hvac) on first use.
 
     The methods the loop binds or calls at start-up without sending anything (``clone``,
-    ``set_token``, ``close``, and ``read``/``read_many``, which are handed over as bound
+    ``set_token``, ``close``, and ``fetch``/``read_many``, which are handed over as bound
     methods) are defined here so that they do not make the client; anything else is
     forwarded to the real client, made then with the token given so far.
     """
@@ -456,9 +456,9 @@ class DeferredClient:
         if self._client is not None:
             self._client.close()
 
-    def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> Any:
-        """``VaultClient.read`` on the real client."""
-        return self._real().read(path, version, budget_s=budget_s)
+    def fetch(self, request: Request, *, budget_s: float | None = None) -> Any:
+        """``VaultClient.fetch`` on the real client."""
+        return self._real().fetch(request, budget_s=budget_s)
 
     def read_many(self, keys: Any, **options: Any) -> Any:
         """``VaultClient.read_many`` on the real client."""
