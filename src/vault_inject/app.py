@@ -25,7 +25,7 @@ from .config import (
 from .errors import UsageError
 from .inbox import INBOX
 from .log import masker
-from .model import Identity
+from .model import Identity, Request, request_order
 from .outputs import NoTemplates, Rendered, checked_env, is_template_text, plain_env_spec, secret_strings
 from .readfile import read_text
 from .refs import looks_like_ref
@@ -43,11 +43,9 @@ if TYPE_CHECKING:
     from .health import Snapshot
     from .observe import ObserveServer
     from .render import Renderer
-    from .vault import Login, ServerSettings, VaultClient
+    from .vault import Login, VaultClient
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ADDRESS = "https://127.0.0.1:8200"
 
 
 def load_config(cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str) -> Config:
@@ -142,20 +140,6 @@ def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth
     authenticator = auth.Authenticator(config, environ)
     client, grant = _login(config, authenticator)
     return client, authenticator, grant
-
-
-def _settings(config: Config, address: str) -> ServerSettings:
-    from .vault import ServerSettings
-
-    return ServerSettings(
-        address=address,
-        addresses=config.addresses,  # an HA cluster's nodes: failover in this order
-        namespace=config.namespace,
-        ca_cert=config.ca_cert,
-        client_cert=config.client_cert,
-        client_key=config.client_key,
-        tls_skip_verify=config.tls_skip_verify,
-    )
 
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
@@ -284,10 +268,10 @@ def _plan_lines(
 
 
 def _sources(rendered: Rendered, output: str) -> str:
-    keys = sorted(rendered.deps.get(output, frozenset()), key=lambda k: (k[0], k[1] or 0))
+    keys = sorted(rendered.deps.get(output, frozenset()), key=request_order)
     if not keys:
         return "no secrets"
-    return "reads " + ", ".join(f"{path} {rendered.secrets[(path, ver)].describe}" for path, ver in keys)
+    return "reads " + ", ".join(f"{key.label} {rendered.secrets[key].describe}" for key in keys)
 
 
 def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> int:
@@ -426,10 +410,9 @@ def _watched_files(config: Config, auth_file: str) -> list[str]:
 
 
 def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
-    from .vault import VaultClient
+    from .vault import VaultClient, server_settings
 
-    address = config.address or DEFAULT_ADDRESS
-    client = VaultClient(_settings(config, address), "", retry_timeout_s=config.retry_timeout_s)
+    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
     try:
         grant = authenticator.login(client)
     except BaseException:
@@ -444,10 +427,9 @@ def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
     config adds templates). It is made on first use, so a plain PID 1 loads no hvac."""
 
     def make(token: str, retry_timeout_s: float) -> VaultClient:
-        from .vault import VaultClient
+        from .vault import VaultClient, server_settings
 
-        settings = _settings(config, config.address or DEFAULT_ADDRESS)
-        return VaultClient(settings, token, retry_timeout_s=retry_timeout_s)
+        return VaultClient(server_settings(config), token, retry_timeout_s=retry_timeout_s)
 
     return cast("VaultClient", DeferredClient(make, retry_timeout_s=0)), None
 
@@ -456,7 +438,7 @@ class DeferredClient:
     """Stands in for a VaultClient and makes the real one (importing hvac) on first use.
 
     The methods the loop binds or calls at start-up without sending anything (``clone``,
-    ``set_token``, ``close``, and ``read``/``read_many``, which are handed over as bound
+    ``set_token``, ``close``, and ``fetch``/``read_many``, which are handed over as bound
     methods) are defined here so that they do not make the client; anything else is
     forwarded to the real client, made then with the token given so far.
     """
@@ -491,9 +473,9 @@ class DeferredClient:
         if self._client is not None:
             self._client.close()
 
-    def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> Any:
-        """``VaultClient.read`` on the real client."""
-        return self._real().read(path, version, budget_s=budget_s)
+    def fetch(self, request: Request, *, budget_s: float | None = None) -> Any:
+        """``VaultClient.fetch`` on the real client."""
+        return self._real().fetch(request, budget_s=budget_s)
 
     def read_many(self, keys: Any, **options: Any) -> Any:
         """``VaultClient.read_many`` on the real client."""

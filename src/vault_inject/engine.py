@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import InjectError
-from .model import PKI_PREFIX, FileWrite, Identity, Secret, SecretKey
+from .model import FileWrite, Identity, KvRead, PkiIssue, Request, Secret, request_order
 from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, TemplateRenderer
 
 if TYPE_CHECKING:  # a Job holds compiled templates; only compiling them needs jinja2 (app)
@@ -69,7 +69,7 @@ class Outcome:
         return bool(self.files) or self.env_changed
 
 
-Prefetch = Callable[[Iterable[SecretKey]], Mapping[SecretKey, Secret]]
+Prefetch = Callable[[Iterable[Request]], Mapping[Request, Secret]]
 
 
 def render_job(job: Job, reader: SecretReader, prefetch: Prefetch | None = None) -> Rendered:
@@ -80,15 +80,15 @@ def render_job(job: Job, reader: SecretReader, prefetch: Prefetch | None = None)
     return job.renderer.render_all(job.templates, job.env, reader, known)
 
 
-def describe_change(old: Secret | None, new: Secret) -> str:
+def describe_change(request: Request, old: Secret | None, new: Secret) -> str:
     """``secret/services/n8n v3 -> v4``, ``new lease for database/creds/ro``, never a value."""
-    if new.path.startswith(PKI_PREFIX):
-        return f"new certificate from {new.path[len(PKI_PREFIX) :].partition('?')[0]}"
+    if isinstance(request, PkiIssue):
+        return f"new certificate from {request.path}"
     if old is not None and old.version is not None and new.version is not None:
-        return f"{new.path} v{old.version} -> v{new.version}"
+        return f"{request.label} v{old.version} -> v{new.version}"
     if new.lease_id:
-        return f"new lease for {new.path}"
-    return f"{new.path} changed"
+        return f"new lease for {request.label}"
+    return f"{request.label} changed"
 
 
 class Engine:
@@ -98,12 +98,12 @@ class Engine:
         self.job = job
         self.reader = reader
         self._prefetch = prefetch
-        self.secrets: dict[SecretKey, Secret] = {}
+        self.secrets: dict[Request, Secret] = {}
         self.files: dict[str, str] = {}
         self.env: dict[str, str] = {}
-        self.deps: dict[str, frozenset[SecretKey]] = {}
+        self.deps: dict[str, frozenset[Request]] = {}
         self._errors: dict[str, str] = {}
-        self._stale: dict[SecretKey, int] = {}  # the older version last ignored, per key
+        self._stale: dict[Request, int] = {}  # the older version last ignored, per key
 
     def first_render(self) -> Rendered:
         """Render everything; any failure raises (all or nothing before the child starts)."""
@@ -120,16 +120,22 @@ class Engine:
         self.env.update(rendered.env)
         self.deps.update(rendered.deps)
 
-    def polled_keys(self) -> list[SecretKey]:
+    def polled_keys(self) -> list[Request]:
         """The secrets to check each poll: KV secrets read without a pinned version."""
         used = set().union(*self.deps.values()) if self.deps else set()
         return sorted(
-            key
-            for key in used
-            if key[1] is None and key in self.secrets and self.secrets[key].kv_version is not None
+            (
+                key
+                for key in used
+                if isinstance(key, KvRead)
+                and key.version is None
+                and key in self.secrets
+                and self.secrets[key].kv_version is not None
+            ),
+            key=request_order,
         )
 
-    def absorb(self, fresh: Mapping[SecretKey, Secret]) -> dict[SecretKey, str]:
+    def absorb(self, fresh: Mapping[Request, Secret]) -> dict[Request, str]:
         """Take newly read secrets; return the keys whose version or data changed, described.
 
         A KV v2 read older than the version held (a lagging standby, a node that rejoined
@@ -141,12 +147,12 @@ class Engine:
             if old is not None and self._went_back(key, old, new):
                 continue
             if old is None or old.version != new.version or old.data != new.data:
-                changed[key] = describe_change(old, new)
+                changed[key] = describe_change(key, old, new)
                 log.debug("%s", changed[key])
             self.secrets[key] = new
         return changed
 
-    def _went_back(self, key: SecretKey, old: Secret, new: Secret) -> bool:
+    def _went_back(self, key: Request, old: Secret, new: Secret) -> bool:
         """True (logged once per older version) when ``new`` is an older KV v2 version."""
         if not (old.kv_version == new.kv_version == 2 and old.version and new.version):
             return False
@@ -164,7 +170,7 @@ class Engine:
             )
         return True
 
-    def outputs_using(self, keys: Iterable[SecretKey]) -> set[str]:
+    def outputs_using(self, keys: Iterable[Request]) -> set[str]:
         """Every output (destination, or ``env:NAME``) that read one of ``keys``."""
         wanted = set(keys)
         return {out for out, deps in self.deps.items() if deps & wanted}
@@ -173,12 +179,12 @@ class Engine:
         """Every destination and ``env:NAME``."""
         return set(self.job.templates) | {ENV_PREFIX + spec.name for spec in self.job.env}
 
-    def snapshot(self) -> dict[SecretKey, Secret]:
+    def snapshot(self) -> dict[Request, Secret]:
         """The known secrets as of now, for a re-render on another thread."""
         return dict(self.secrets)
 
     def rerender(
-        self, outputs: Iterable[str], known: Mapping[SecretKey, Secret] | None = None
+        self, outputs: Iterable[str], known: Mapping[Request, Secret] | None = None
     ) -> tuple[Outcome, Rendered]:
         """Re-render ``outputs`` from the known secrets (``known``: a ``snapshot``); failures
         keep their last good value."""
@@ -200,7 +206,7 @@ class Engine:
 
     def _render_output(
         self, out: str, cache: ReadCache, env_by_name: Mapping[str, EnvSpec]
-    ) -> tuple[str, frozenset[SecretKey]]:
+    ) -> tuple[str, frozenset[Request]]:
         renderer = self.job.renderer
         if out.startswith(ENV_PREFIX):
             return renderer.render_env(env_by_name[out[len(ENV_PREFIX) :]], cache)

@@ -19,7 +19,7 @@ from . import backoff, leases
 from .errors import InjectError, UnreachableError
 from .health import Expiry
 from .leases import Plan
-from .model import PKI_PREFIX, Secret, SecretKey
+from .model import PkiIssue, Request, Secret
 
 if TYPE_CHECKING:  # annotations only: importing vault loads hvac and requests (~60 ms)
     from .vault import Login, VaultClient
@@ -58,20 +58,20 @@ class Lifecycle:
         self._threshold = reread_threshold
         self._clock = clock
         self._wall = wall_clock
-        self.plans: dict[SecretKey, Plan] = {}
+        self.plans: dict[Request, Plan] = {}
         self.issued_leases: dict[str, float] = {}  # lease id -> when it ends (monotonic)
         self._token_plan: Plan | None = None
         self._token_expires_at: float | None = None
         self._token_ttl_s = 0.0  # as last granted (the plan's is 0 after a failed login)
         self._generation = 0  # bumped at every new login
-        self._lease_generation: dict[SecretKey, int] = {}
+        self._lease_generation: dict[Request, int] = {}
         self._retries: dict[str, int] = {}
         if grant is not None:
             self._plan_token(grant)
 
     # --- planning ---------------------------------------------------------------------
 
-    def track(self, secrets: Mapping[SecretKey, Secret]) -> None:
+    def track(self, secrets: Mapping[Request, Secret]) -> None:
         """Plan renewal or re-read for every leased secret and certificate in ``secrets``."""
         now = self._clock()
         self._prune_ended(now)
@@ -124,7 +124,7 @@ class Lifecycle:
     def expiries(self) -> list[Expiry]:
         """When each lease, certificate and the token end unless renewed or re-read."""
         found = [
-            Expiry(_kind(key[0]), _what(key[0]), plan.expires_at, plan.ttl_s)
+            Expiry(_kind(key), _what(key), plan.expires_at, plan.ttl_s)
             for key, plan in self.plans.items()
             if plan.expires_at is not None
         ]
@@ -134,7 +134,7 @@ class Lifecycle:
 
     # --- acting -------------------------------------------------------------------------
 
-    def run_due(self) -> list[SecretKey]:
+    def run_due(self) -> list[Request]:
         """Renew what is due now; return the keys that must be re-read."""
         now = self._clock()
         if self._token_plan is not None and self._token_plan.at <= now:
@@ -149,21 +149,21 @@ class Lifecycle:
                 rereads.append(key)
         return rereads
 
-    def postpone(self, key: SecretKey, attempt: int) -> None:
+    def postpone(self, key: Request, attempt: int) -> None:
         """A re-read could not be done now (server down): try again after a backoff."""
         plan = self.plans.get(key)
         if plan is not None:
             delay = backoff.delay_s(attempt, initial_s=1.0, max_s=30.0)
             self.plans[key] = plan.at_time(self._clock() + delay)
 
-    def _renew(self, key: SecretKey, plan: Plan, now: float) -> None:
+    def _renew(self, key: Request, plan: Plan, now: float) -> None:
         try:
             grant = self._client.renew_lease(plan.lease_id, int(plan.wanted_ttl_s))
         except UnreachableError:
             self._retry_later(key, plan)
             return
         except InjectError as exc:
-            log.warning("lease %s could not be renewed (%s); reading %s again", plan.lease_id, exc, key[0])
+            log.warning("lease %s could not be renewed (%s); reading %s again", plan.lease_id, exc, key.label)
             self.plans[key] = plan.at_time(now, "reread")
             return
         self._retries.pop(plan.lease_id, None)
@@ -181,7 +181,7 @@ class Lifecycle:
         else:
             log.debug("renewed lease %s for %ds", plan.lease_id, grant.ttl_s)
 
-    def _retry_later(self, key: SecretKey, plan: Plan) -> None:
+    def _retry_later(self, key: Request, plan: Plan) -> None:
         attempt = self._retries.get(plan.lease_id, 0) + 1
         self._retries[plan.lease_id] = attempt
         self.postpone(key, attempt)
@@ -241,7 +241,7 @@ class Lifecycle:
             if not plan.lease_id or self._lease_generation.get(key, 0) >= self._generation:
                 continue
             if not self._client.lease_alive(plan.lease_id):
-                log.info("lease %s ended with the old token; reading %s again", plan.lease_id, key[0])
+                log.info("lease %s ended with the old token; reading %s again", plan.lease_id, key.label)
                 self.plans[key] = plan.at_time(now, "reread")
             elif old_expires_at is not None:
                 due = now + max(0.0, old_expires_at - now) / 2
@@ -264,10 +264,10 @@ class Lifecycle:
         self.issued_leases.clear()
 
 
-def _kind(path: str) -> str:
-    return "certificate" if path.startswith(PKI_PREFIX) else "lease"
+def _kind(request: Request) -> str:
+    return "certificate" if isinstance(request, PkiIssue) else "lease"
 
 
-def _what(path: str) -> str:
+def _what(request: Request) -> str:
     """The configured path (a certificate's role path, without its parameters)."""
-    return path.removeprefix(PKI_PREFIX).partition("?")[0]
+    return request.path if isinstance(request, PkiIssue) else request.label

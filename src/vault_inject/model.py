@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .refs import normalize_path
 
 READ_WORKERS = 8  # concurrent reads for a render or a poll (requests' default pool is 10)
-
-SecretKey = tuple[str, int | None]  # (path as written, pinned version or None)
 
 
 @dataclass(frozen=True)
@@ -61,30 +59,81 @@ class Secret:
         return "unversioned"
 
 
-PKI_PREFIX = "pki:"
-TRANSIT_PREFIX = "transit:"
+@dataclass(frozen=True)
+class KvRead:
+    """Read the secret at ``path`` (normalised: ``secret/app``) at a pinned ``version``, or
+    the latest (None): KV v1/v2, or a plain GET of any other engine (dynamic credentials)."""
+
+    path: str
+    version: int | None = None
+
+    @classmethod
+    def of(cls, path: str, version: int | None = None) -> KvRead:
+        """The read of ``path`` as a person types it (``/secret//app/`` is ``secret/app``)."""
+        return cls(normalize_path(path), version)
+
+    @property
+    def label(self) -> str:
+        """How logs and plan output name it: the path."""
+        return self.path
 
 
-def pki_key(role_path: str, params: Mapping[str, Any]) -> str:
-    """The cache key of one certificate request: ``pki:pki/issue/web?common_name=...``."""
-    from urllib.parse import urlencode  # here: urllib.parse loads ipaddress (~3 ms at every start)
+@dataclass(frozen=True)
+class PkiIssue:
+    """Issue one certificate: POST ``params`` (sorted, values as text) to ``path``
+    (``MOUNT/issue/ROLE``). Equal requests share one certificate within a render."""
 
-    path = normalize_path(role_path)
-    if "/issue/" not in f"/{path}/":
-        mount, _, role = path.rpartition("/")
-        path = f"{mount or 'pki'}/issue/{role}"
-    return (
-        PKI_PREFIX
-        + path
-        + ("?" + urlencode(sorted((k, str(v)) for k, v in params.items())) if params else "")
-    )
+    path: str
+    params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, role_path: str, params: Mapping[str, Any]) -> PkiIssue:
+        """The request ``pki_cert(role_path, **params)`` makes: ``MOUNT/ROLE`` means
+        ``MOUNT/issue/ROLE``, a bare ``ROLE`` the ``pki`` mount."""
+        path = normalize_path(role_path)
+        if "/issue/" not in f"/{path}/":
+            mount, _, role = path.rpartition("/")
+            path = f"{mount or 'pki'}/issue/{role}"
+        return cls(path, tuple(sorted((str(k), str(v)) for k, v in params.items())))
+
+    @property
+    def label(self) -> str:
+        """How logs and plan output name it: ``pki:pki/issue/web?common_name=...``."""
+        if not self.params:
+            return f"pki:{self.path}"
+        from urllib.parse import urlencode  # here: urllib.parse loads ipaddress (~3 ms at every start)
+
+        return f"pki:{self.path}?{urlencode(self.params)}"
 
 
-def transit_key(key: str, ciphertext: str) -> str:
-    """The cache key of one decryption: ``transit:transit/decrypt/app#vault:v1:...``."""
-    path = normalize_path(key)
-    mount, _, name = path.rpartition("/")
-    return f"{TRANSIT_PREFIX}{mount or 'transit'}/decrypt/{name}#{ciphertext}"
+@dataclass(frozen=True)
+class TransitDecrypt:
+    """Decrypt ``ciphertext`` with the transit key at ``path`` (``MOUNT/decrypt/KEY``)."""
+
+    path: str
+    ciphertext: str = field(repr=False)
+
+    @classmethod
+    def of(cls, key: str, ciphertext: str) -> TransitDecrypt:
+        """The request ``transit_decrypt(key, ciphertext)`` makes: a bare ``KEY`` is the
+        ``transit`` mount's."""
+        mount, _, name = normalize_path(key).rpartition("/")
+        return cls(f"{mount or 'transit'}/decrypt/{name}", ciphertext)
+
+    @property
+    def label(self) -> str:
+        """How logs and plan output name it: ``transit:transit/decrypt/app#vault:v1:...``."""
+        return f"transit:{self.path}#{self.ciphertext}"
+
+
+# One thing to ask the server for; also the key of what a render read (ReadCache, deps).
+Request = KvRead | PkiIssue | TransitDecrypt
+
+
+def request_order(request: Request) -> tuple[str, int]:
+    """A sort key for requests of any kind: by label, then version."""
+    version = request.version if isinstance(request, KvRead) else None
+    return request.label, version or 0
 
 
 @dataclass(frozen=True)

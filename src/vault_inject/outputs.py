@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import RenderError, SecretNotFound
-from .model import PKI_PREFIX, TRANSIT_PREFIX, Secret, SecretKey, strings_in
-from .refs import Ref, looks_like_ref, normalize_path, parse_ref
+from .model import KvRead, Request, Secret, strings_in
+from .refs import Ref, looks_like_ref, parse_ref
 
 if TYPE_CHECKING:
     import jinja2
@@ -23,29 +23,28 @@ MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=va
 
 
 class SecretReader(Protocol):
-    """Anything that can read a secret by path (the real VaultClient, or a fake in tests)."""
+    """Anything that can do a request (the real VaultClient, or a fake in tests)."""
 
-    def read(self, path: str, version: int | None = None) -> Secret: ...
+    def fetch(self, request: Request) -> Secret: ...
 
 
 class ReadCache:
-    """Reads each distinct (path, version) once per render and remembers what was read."""
+    """Does each distinct request once per render and remembers what it got."""
 
-    def __init__(self, reader: SecretReader, known: Mapping[SecretKey, Secret] | None = None) -> None:
+    def __init__(self, reader: SecretReader, known: Mapping[Request, Secret] | None = None) -> None:
         self._reader = reader
-        self.secrets: dict[SecretKey, Secret] = dict(known or {})
+        self.secrets: dict[Request, Secret] = dict(known or {})
 
-    def get(self, path: str, version: int | None = None) -> Secret:
-        """The secret at ``path`` (cached for the rest of this render)."""
-        key = (cache_path(path), version)
-        if key not in self.secrets:
-            self.secrets[key] = self._reader.read(key[0], version)
-        return self.secrets[key]
+    def get(self, request: Request) -> Secret:
+        """The answer to ``request`` (cached for the rest of this render)."""
+        if request not in self.secrets:
+            self.secrets[request] = self._reader.fetch(request)
+        return self.secrets[request]
 
 
-def cache_path(path: str) -> str:
-    """Paths are normalised; ``pki:``/``transit:`` request keys are kept exactly."""
-    return path if path.startswith((PKI_PREFIX, TRANSIT_PREFIX)) else normalize_path(path)
+def ref_request(ref: Ref) -> KvRead:
+    """The read a ``vault:PATH#KEY[#VERSION]`` reference needs."""
+    return KvRead.of(ref.path, ref.version)
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,8 @@ class Rendered:
 
     files: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    secrets: dict[SecretKey, Secret] = field(default_factory=dict)
-    deps: dict[str, frozenset[SecretKey]] = field(default_factory=dict)
+    secrets: dict[Request, Secret] = field(default_factory=dict)
+    deps: dict[str, frozenset[Request]] = field(default_factory=dict)
 
 
 def secret_strings(secrets: Iterable[Secret]) -> set[str]:
@@ -76,21 +75,21 @@ def secret_strings(secrets: Iterable[Secret]) -> set[str]:
 class TemplateRenderer(Protocol):
     """What a Job renders with: ``render.Renderer``, or ``NoTemplates``."""
 
-    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]: ...
+    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[Request]: ...
 
     def render_all(
         self,
         templates: Mapping[str, tuple[str, jinja2.Template]],
         env: list[EnvSpec],
         reader: SecretReader,
-        known: Mapping[SecretKey, Secret] | None = None,
+        known: Mapping[Request, Secret] | None = None,
     ) -> Rendered: ...
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache
-    ) -> tuple[str, frozenset[SecretKey]]: ...
+    ) -> tuple[str, frozenset[Request]]: ...
 
-    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]: ...
+    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[Request]]: ...
 
 
 class NoTemplates:
@@ -98,16 +97,16 @@ class NoTemplates:
     literals (``inject -- CMD``, ``-e DB_PASS=vault:...``): nothing to compile, so neither
     the sandbox nor jinja2 is loaded."""
 
-    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]:
+    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[Request]:
         """The references' secrets."""
-        return {(spec.ref.path, spec.ref.version) for spec in env if spec.ref is not None}
+        return {ref_request(spec.ref) for spec in env if spec.ref is not None}
 
     def render_all(
         self,
         templates: Mapping[str, tuple[str, jinja2.Template]],
         env: list[EnvSpec],
         reader: SecretReader,
-        known: Mapping[SecretKey, Secret] | None = None,
+        known: Mapping[Request, Secret] | None = None,
     ) -> Rendered:
         """Every env value, or raise."""
         if templates:
@@ -121,11 +120,11 @@ class NoTemplates:
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache
-    ) -> tuple[str, frozenset[SecretKey]]:
+    ) -> tuple[str, frozenset[Request]]:
         """Never called: a job without templates has no template to re-render."""
         raise ValueError(f"NoTemplates cannot render template '{name}'")
 
-    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
+    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[Request]]:
         """One reference or literal env value."""
         return render_plain_env(spec, cache)
 
@@ -145,11 +144,11 @@ def plain_env_spec(name: str, raw: str) -> EnvSpec:
     return EnvSpec(name=name, literal=raw)
 
 
-def render_plain_env(spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
+def render_plain_env(spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[Request]]:
     """A reference's value (read through ``cache``) or a literal, checked for execve."""
     if spec.ref is not None:
         text = resolve_ref(spec.ref, cache, f"env {spec.name}")
-        return checked_env(spec.name, text), frozenset({(spec.ref.path, spec.ref.version)})
+        return checked_env(spec.name, text), frozenset({ref_request(spec.ref)})
     return checked_env(spec.name, spec.literal), frozenset()
 
 
@@ -173,7 +172,7 @@ def _env_entry_bytes(name: str, value: str) -> int:
 
 def resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
     """The value a ``vault:PATH#KEY`` reference names, as env text."""
-    data = cache.get(ref.path, ref.version).data
+    data = cache.get(ref_request(ref)).data
     if ref.key not in data:
         raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'")
     return as_text(data[ref.key])

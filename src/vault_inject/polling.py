@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from . import backoff
 from .errors import InjectError
-from .model import SecretKey
+from .model import Request
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class PollTimer:
         self._started_at: float | None = clock()  # the first render was the first read
         self.next_at = clock() + backoff.jittered(interval_s)
         self.outage_attempts = 0
-        self._errors: dict[str, str] = {}
+        self._errors: dict[Request, str] = {}  # per request (polls: never a pinned version)
 
     def due(self) -> bool:
         """True when a poll should start now."""
@@ -75,11 +75,11 @@ class PollTimer:
         )
         self.next_at = self._clock() + delay
 
-    def report(self, failed: Mapping[SecretKey, InjectError], fresh: Iterable[SecretKey]) -> None:
+    def report(self, failed: Mapping[Request, InjectError], fresh: Iterable[Request]) -> None:
         """Log each per-secret error once (again only when it changes); forget fixed ones."""
-        for (path, _), exc in failed.items():
-            if self._errors.get(path) != str(exc):
-                self._errors[path] = str(exc)
+        for key, exc in failed.items():
+            if self._errors.get(key) != str(exc):
+                self._errors[key] = str(exc)
                 log.error("%s (keeping the last good version)", exc)
-        for path, _ in fresh:
-            self._errors.pop(path, None)
+        for key in fresh:
+            self._errors.pop(key, None)

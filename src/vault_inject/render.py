@@ -1,9 +1,10 @@
 """Templates and env values -> rendered strings, in a Jinja sandbox.
 
 No disk and no network: template texts come in as strings and secrets come from a
-``SecretReader``. Within one render each distinct (path, version) is read once and
-shared by every template and env value (so ``#username`` and ``#password`` of a
-dynamic path come from one lease). Every failure becomes a RenderError naming the
+``SecretReader``. Within one render each distinct request (``model.Request``: a path at
+a version, a certificate, a decryption) is made once and shared by every template and env
+value (so ``#username`` and ``#password`` of a dynamic path come from one lease, and the
+certificate and key templates from one issue). Every failure becomes a RenderError naming the
 template, the line and the missing name, or the SecretError the read raised.
 """
 
@@ -26,7 +27,7 @@ from jinja2.sandbox import safe_range
 from .compilecache import CompileCache, Keys
 from .errors import InjectError, RenderError, SecretNotFound
 from .log import redact
-from .model import Secret, SecretKey, pki_key, transit_key
+from .model import KvRead, PkiIssue, Request, Secret, TransitDecrypt
 from .outputs import (
     MAX_ENV_ENTRY_BYTES,
     EnvSpec,
@@ -34,10 +35,10 @@ from .outputs import (
     Rendered,
     SecretReader,
     as_text,
-    cache_path,
     checked_env,
     is_template_text,
     plain_env_spec,
+    ref_request,
     render_plain_env,
     secret_strings,
 )
@@ -59,7 +60,6 @@ __all__ = [
     "SecretData",
     "SecretReader",
     "as_text",
-    "cache_path",
     "literal_secret_keys",
     "secret_strings",
 ]
@@ -70,8 +70,8 @@ _MISSING: Any = object()
 _SECRET_FUNCTIONS = ("secret", "secret_meta")
 
 
-def literal_secret_keys(tree: jinja2.nodes.Template) -> frozenset[SecretKey]:
-    """``(path, version)`` of every ``secret('literal path'[, version])`` call in a template."""
+def literal_secret_keys(tree: jinja2.nodes.Template) -> frozenset[KvRead]:
+    """The read of every ``secret('literal path'[, version])`` call in a template."""
     keys = set()
     for call in tree.find_all(jinja2.nodes.Call):
         if not (isinstance(call.node, jinja2.nodes.Name) and call.node.name in _SECRET_FUNCTIONS):
@@ -80,8 +80,12 @@ def literal_secret_keys(tree: jinja2.nodes.Template) -> frozenset[SecretKey]:
         version_node = call.args[1] if len(call.args) > 1 else _kwarg(call, "version")
         version = _const(version_node) if version_node is not None else None
         if isinstance(path, str) and path.strip("/") and (version is None or _is_version(version)):
-            keys.add((cache_path(path), version))
+            keys.add(KvRead.of(path, version))
     return frozenset(keys)
+
+
+def _path_order(key: tuple[str, int | None]) -> tuple[str, int]:
+    return key[0], key[1] or 0
 
 
 def _const(node: jinja2.nodes.Node) -> Any:
@@ -191,7 +195,7 @@ class Renderer:
         )
         self._jinja.globals.clear()  # no range/lipsum/cycler/joiner/namespace/dict beyond ours
         self._jinja.globals["range"] = safe_range  # capped at MAX_RANGE items
-        self._static: dict[int, frozenset[SecretKey]] = {}
+        self._static: dict[int, frozenset[Request]] = {}
 
     def compile(self, name: str, text: str) -> jinja2.Template:
         """Compile template ``name`` (or load it from the compile cache); RenderError naming
@@ -199,7 +203,7 @@ class Renderer:
         cached = self._cache.load(name, text) if self._cache is not None else None
         code, keys = cached if cached is not None else self._compile(name, text)
         template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
-        self._static[id(template)] = frozenset(keys)
+        self._static[id(template)] = frozenset(KvRead(path, version) for path, version in keys)
         return template
 
     def _compile(self, name: str, text: str) -> tuple[CodeType, Keys]:
@@ -212,20 +216,21 @@ class Renderer:
             # Jinja's parser recurses per nesting level and Python's compiler caps indentation:
             # thousands of nested brackets or blocks end here, not in a traceback.
             raise RenderError(f"template '{name}': expressions or blocks nested too deeply") from None
-        keys = tuple(sorted(literal_secret_keys(tree), key=lambda k: (k[0], k[1] or 0)))
+        # (path, version) pairs: what the cache stores (marshal knows no dataclasses)
+        keys = tuple(sorted(((k.path, k.version) for k in literal_secret_keys(tree)), key=_path_order))
         if self._cache is not None:
             self._cache.store(name, text, code, keys)
         return code, keys
 
-    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[SecretKey]:
+    def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[Request]:
         """Every secret the templates and env values name literally, so they can be
         fetched together before rendering (paths computed at render time are read then)."""
-        keys: set[SecretKey] = set()
+        keys: set[Request] = set()
         for template in templates:
             keys |= self._static.get(id(template), frozenset())
         for spec in env:
             if spec.ref is not None:
-                keys.add((spec.ref.path, spec.ref.version))
+                keys.add(ref_request(spec.ref))
             elif spec.template is not None:
                 keys |= self._static.get(id(spec.template), frozenset())
         return keys
@@ -241,7 +246,7 @@ class Renderer:
         templates: Mapping[str, tuple[str, jinja2.Template]],
         env: list[EnvSpec],
         reader: SecretReader,
-        known: Mapping[SecretKey, Secret] | None = None,
+        known: Mapping[Request, Secret] | None = None,
     ) -> Rendered:
         """Render every template (destination -> (name, compiled)) and env value, or raise.
         ``known`` holds secrets already fetched for this render (see static_keys)."""
@@ -255,7 +260,7 @@ class Renderer:
         out.secrets = dict(cache.secrets)
         return out
 
-    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[SecretKey]]:
+    def render_env(self, spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[Request]]:
         """One env value and the secrets it used (a NUL byte cannot be passed to a process)."""
         if spec.template is None:
             return render_plain_env(spec, cache)
@@ -264,9 +269,9 @@ class Renderer:
 
     def render_one(
         self, name: str, template: jinja2.Template, cache: ReadCache
-    ) -> tuple[str, frozenset[SecretKey]]:
+    ) -> tuple[str, frozenset[Request]]:
         """Render one compiled template; return its text and the secrets it read."""
-        used: set[SecretKey] = set()
+        used: set[Request] = set()
         context = self._context(cache, used)
         try:
             with render_budget(timeout_s=self._render_timeout_s):  # no-op inside render_all's
@@ -277,7 +282,7 @@ class Renderer:
             raise RenderError(_masked(_describe(name, exc), cache)) from None  # jinja's can quote values
         return text, frozenset(used)
 
-    def _context(self, cache: ReadCache, used: set[SecretKey]) -> dict[str, Any]:
+    def _context(self, cache: ReadCache, used: set[Request]) -> dict[str, Any]:
         def secret(path: str, version: int | None = None) -> SecretData:
             found = _read(cache, used, path, version)
             return SecretData(found.path, found.data)
@@ -307,12 +312,12 @@ class Renderer:
 
         def pki_cert(role_path: str, **params: Any) -> SecretData:
             _no_dot_segments(str(role_path))
-            found = _read_key(cache, used, pki_key(role_path, params))
+            found = _fetch(cache, used, PkiIssue.of(role_path, params))
             return SecretData(role_path, found.data)
 
         def transit_decrypt(key: str, ciphertext: str) -> str:
             _no_dot_segments(str(key))
-            found = _read_key(cache, used, transit_key(key, str(ciphertext)))
+            found = _fetch(cache, used, TransitDecrypt.of(key, str(ciphertext)))
             return str(found.data["plaintext"])
 
         return {
@@ -336,15 +341,13 @@ def _bounded(name: str, chunks: Iterator[str]) -> str:
     return "".join(parts)
 
 
-def _read(cache: ReadCache, used: set[SecretKey], path: Any, version: Any) -> Secret:
+def _read(cache: ReadCache, used: set[Request], path: Any, version: Any) -> Secret:
     if not isinstance(path, str) or not path.strip("/"):
         raise _MissingKey("secret() needs a path like 'secret/infrastructure/postgres'")
     _no_dot_segments(path)
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise _MissingKey(f"secret('{path}'): version must be a positive integer")
-    found = cache.get(path, version)
-    used.add((cache_path(path), version))
-    return found
+    return _fetch(cache, used, KvRead.of(path, version))
 
 
 def _no_dot_segments(path: str) -> None:
@@ -354,9 +357,9 @@ def _no_dot_segments(path: str) -> None:
         raise _MissingKey(f"secret path '{path}' contains '.' or '..'")
 
 
-def _read_key(cache: ReadCache, used: set[SecretKey], key: str) -> Secret:
-    found = cache.get(key, None)
-    used.add((key, None))
+def _fetch(cache: ReadCache, used: set[Request], request: Request) -> Secret:
+    found = cache.get(request)
+    used.add(request)
     return found
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .errors import PermissionDenied
 from .lifecycle import Lifecycle
-from .model import Secret, SecretKey
+from .model import Request, Secret
 from .sources import PollDone, ReadFn, Workers, read_all
 
 log = logging.getLogger(__name__)
@@ -48,20 +48,20 @@ class Renewals:
         if (self.next_at() or math.inf) <= now:
             self._workers.start("life", self.life.run_due)
 
-    def track(self, fresh: Mapping[SecretKey, Secret]) -> None:
+    def track(self, fresh: Mapping[Request, Secret]) -> None:
         """Plan renewal or re-read of newly read secrets."""
         self._with_life(lambda: self.life.track(fresh))
 
     def relogin(self, reason: str) -> None:
         """Get a new token on the worker (a token file changed, the server rejects ours)."""
 
-        def job() -> list[SecretKey]:
+        def job() -> list[Request]:
             self.life.relogin(reason=reason)
             return []  # a new token re-plans the leases it affects itself
 
         self._with_life(lambda: self._start(job))
 
-    def _start(self, job: Callable[[], list[SecretKey]]) -> None:
+    def _start(self, job: Callable[[], list[Request]]) -> None:
         self._workers.start("life", job)
 
     def token_rejected(self, done: PollDone) -> bool:
@@ -95,7 +95,7 @@ class Renewals:
         attempts = self._refresh_attempts
         self._with_life(lambda: self._postpone([k for k in self.life.plans if k not in done.fresh], attempts))
 
-    def _postpone(self, keys: Iterable[SecretKey], attempt: int) -> None:
+    def _postpone(self, keys: Iterable[Request], attempt: int) -> None:
         for key in keys:
             self.life.postpone(key, attempt)
 

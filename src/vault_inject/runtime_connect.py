@@ -19,9 +19,7 @@ from .config import CliOptions, Config, build_config, parse_toml, resolve_config
 from .errors import UsageError
 from .log import register_secret
 from .readfile import read_text
-from .vault import Login, ServerSettings, VaultClient
-
-DEFAULT_ADDRESS = "https://127.0.0.1:8200"  # as the CLI (app.DEFAULT_ADDRESS)
+from .vault import Login, VaultClient, server_settings
 
 
 @dataclass(frozen=True)
@@ -59,17 +57,8 @@ def with_token(
 
 def connect(config: Config, environ: Mapping[str, str]) -> Connection:
     """Log in once (retried while the server is unreachable, up to the retry timeout)."""
-    settings = ServerSettings(
-        address=config.address or DEFAULT_ADDRESS,
-        addresses=config.addresses,
-        namespace=config.namespace,
-        ca_cert=config.ca_cert,
-        client_cert=config.client_cert,
-        client_key=config.client_key,
-        tls_skip_verify=config.tls_skip_verify,
-    )
     authenticator = auth.Authenticator(config, environ)
-    client = VaultClient(settings, "", retry_timeout_s=config.retry_timeout_s)
+    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
     try:
         grant = authenticator.login(client)
     except BaseException:

@@ -20,7 +20,7 @@ from typing import Any
 from . import runtime_plan
 from .errors import InjectError, SecretNotFound, UnreachableError, UsageError
 from .leases import Plan
-from .model import Secret, pki_key
+from .model import PkiIssue, Secret
 from .refs import normalize_path
 from .runtime import Callback, Lease, SecretCache
 from .runtime_connect import Connection
@@ -53,7 +53,7 @@ def read_leased(client: VaultClient, path: str, params: Mapping[str, Any]) -> Se
     """Read (GET) or issue (POST with ``params``) a leased secret or a PKI certificate."""
     logical = normalize_path(path)
     if params and "/issue/" in f"/{logical}/":
-        secret = client.read(pki_key(logical, params))
+        secret = client.fetch(PkiIssue.of(logical, params))
     elif params:
         secret = client.write(logical, params)
     else:

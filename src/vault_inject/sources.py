@@ -23,19 +23,19 @@ from typing import Any, Protocol
 from .errors import InjectError, UnreachableError
 from .fanout import fan_out
 from .inbox import Signal
-from .model import READ_WORKERS, Secret, SecretKey
+from .model import READ_WORKERS, Request, Secret
 
 log = logging.getLogger(__name__)
 
-ReadFn = Callable[[str, int | None], Secret]  # VaultClient.read of one worker's client
+ReadFn = Callable[[Request], Secret]  # VaultClient.fetch of one worker's client
 
 
 @dataclass
 class PollDone:
     """One poll finished: the secrets read, per-secret errors, and the outage that stopped it."""
 
-    fresh: dict[SecretKey, Secret] = field(default_factory=dict)
-    failed: dict[SecretKey, InjectError] = field(default_factory=dict)
+    fresh: dict[Request, Secret] = field(default_factory=dict)
+    failed: dict[Request, InjectError] = field(default_factory=dict)
     outage: UnreachableError | None = None
 
 
@@ -102,20 +102,20 @@ class Workers:
             self._events.put(done)
 
 
-def read_all(read: ReadFn, keys: Sequence[SecretKey]) -> PollDone:
+def read_all(read: ReadFn, keys: Sequence[Request]) -> PollDone:
     """Read ``keys`` (one request per distinct path, READ_WORKERS at a time); every result,
     per-key error and outage is collected, nothing raised."""
     done = PollDone()
 
-    def read_one(key: SecretKey) -> None:
+    def read_one(key: Request) -> None:
         try:
-            done.fresh[key] = read(*key)
+            done.fresh[key] = read(key)
         except UnreachableError as exc:
             done.outage = exc
         except InjectError as exc:
             done.failed[key] = exc
         except Exception as exc:  # never let a worker die silently
-            done.failed[key] = InjectError(f"reading '{key[0]}' failed: {type(exc).__name__}")
+            done.failed[key] = InjectError(f"reading '{key.label}' failed: {type(exc).__name__}")
 
     fan_out(list(keys), read_one, workers=READ_WORKERS, name="inject-read")
     return done

@@ -14,23 +14,48 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AuthError, PermissionDenied, SecretError, SecretNotFound, UsageError
 from .fanout import fan_out
 from .log import register_secret, replace_secrets
-from .model import PKI_PREFIX, READ_WORKERS, TRANSIT_PREFIX, Secret, TokenInfo, strings_in
+from .model import (
+    READ_WORKERS,
+    KvRead,
+    PkiIssue,
+    Request,
+    Secret,
+    TokenInfo,
+    TransitDecrypt,
+    request_order,
+    strings_in,
+)
 from .refs import normalize_path
 from .transport import NoRoute, ServerSettings, Transport, Wire, WireFactory
 
-__all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient"]
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient", "server_settings"]
 
 log = logging.getLogger(__name__)
 
-_Key = tuple[str, int | None]  # (path, version), as render.SecretKey
+DEFAULT_ADDRESS = "https://127.0.0.1:8200"
+
+
+def server_settings(config: Config) -> ServerSettings:
+    """How to reach the server ``config`` names (the CLI and the library alike)."""
+    return ServerSettings(
+        address=config.address or DEFAULT_ADDRESS,
+        addresses=config.addresses,  # an HA cluster's nodes: failover in this order
+        namespace=config.namespace,
+        ca_cert=config.ca_cert,
+        client_cert=config.client_cert,
+        client_key=config.client_key,
+        tls_skip_verify=config.tls_skip_verify,
+    )
 
 
 @dataclass(frozen=True)
@@ -278,33 +303,35 @@ class VaultClient:
     # --- secrets -------------------------------------------------------------------------
 
     def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> Secret:
-        """Read ``path`` as a person types it (KV ``data/`` added for v2) and return a Secret.
+        """Read ``path`` as a person types it (KV ``data/`` added for v2) and return a Secret."""
+        return self.fetch(KvRead.of(path, version), budget_s=budget_s)
 
-        ``pki:`` and ``transit:`` keys (see pki_key, transit_key) issue or decrypt instead."""
-        return self._read(self._sender(budget_s), path, version)
+    def fetch(self, request: Request, *, budget_s: float | None = None) -> Secret:
+        """Do one request: read a secret, issue a certificate or decrypt a ciphertext."""
+        return self._fetch(self._sender(budget_s), request)
 
     def read_many(
         self,
-        keys: Iterable[_Key],
+        requests: Iterable[Request],
         *,
         workers: int = READ_WORKERS,
         budget_s: float | None = None,
-    ) -> dict[_Key, Secret]:
-        """Read many secrets concurrently (daemon threads, one budget for all) over the
-        keep-alive pool; return those that could be read. Failures other than an outage
+    ) -> dict[Request, Secret]:
+        """Do many requests concurrently (daemon threads, one budget for all) over the
+        keep-alive pool; return those that succeeded. Failures other than an outage
         are left for the caller to meet again in context."""
         send = self._sender(budget_s)
-        todo = sorted(set(keys), key=lambda k: (k[0], k[1] or 0))
-        for path, _ in todo:  # one mount lookup per mount, before the fan-out
-            if not path.startswith((PKI_PREFIX, TRANSIT_PREFIX)):
+        todo = sorted(set(requests), key=request_order)
+        for request in todo:  # one mount lookup per mount, before the fan-out
+            if isinstance(request, KvRead):
                 with contextlib.suppress(SecretError):
-                    self._kv.mount_for(send, normalize_path(path))
-        found: dict[_Key, Secret] = {}
+                    self._kv.mount_for(send, request.path)
+        found: dict[Request, Secret] = {}
 
-        def read_one(key: _Key) -> None:
+        def read_one(request: Request) -> None:
             # Other failures are met again by the render, which names the template and line.
             with contextlib.suppress(SecretError, UsageError):
-                found[key] = self._read(send, *key)
+                found[request] = self._fetch(send, request)
 
         fan_out(todo, read_one, workers=workers, name="inject-read")
         return found
@@ -330,15 +357,14 @@ class VaultClient:
         """Write ``data`` at ``path`` (a new version on KV v2); used by ``inject dev`` seeding."""
         self._kv.put(self._sender(budget_s), normalize_path(path), data)
 
-    def _read(self, send: _Send, path: str, version: int | None) -> Secret:
-        if path.startswith(PKI_PREFIX):
-            return _issue(send, path)
-        if path.startswith(TRANSIT_PREFIX):
-            return _decrypt(send, path)
-        logical = normalize_path(path)
-        secret = self._kv.read(send, logical, version)
-        _register_values(secret.data, owner=("secret", path, version))
-        log.debug("read %s %s", logical, secret.describe)
+    def _fetch(self, send: _Send, request: Request) -> Secret:
+        if isinstance(request, PkiIssue):
+            return _issue(send, request)
+        if isinstance(request, TransitDecrypt):
+            return _decrypt(send, request)
+        secret = self._kv.read(send, request.path, request.version)
+        _register_values(secret.data, owner=request)
+        log.debug("read %s %s", request.path, secret.describe)
         return secret
 
 
@@ -438,18 +464,18 @@ def _lookup_mount(send: _Send, logical: str) -> _Mount | None:
 # --- PKI and transit -------------------------------------------------------------------------
 
 
-def _issue(send: _Send, key: str) -> Secret:
-    role_path, _, query = key[len(PKI_PREFIX) :].partition("?")
-    params = dict(parse_qsl(query))
+def _issue(send: _Send, request: PkiIssue) -> Secret:
+    role_path = request.path
+    params = {name: value for name, value in request.params if value}  # an empty value: as if not given
     body = send("POST", role_path, what=f"certificate from '{role_path}'", json=params)
     data = body.get("data") or {}
     if not isinstance(data, dict) or "certificate" not in data:
         raise SecretNotFound(f"'{role_path}' returned no certificate")
-    _register_values({"private_key": data.get("private_key", "")}, owner=("pki", key))
+    _register_values({"private_key": data.get("private_key", "")}, owner=request)
     expiration = float(data.get("expiration") or 0) or None
     log.debug("issued certificate %s from %s", data.get("serial_number", "?"), role_path)
     return Secret(
-        path=key,
+        path=role_path,
         data=data,
         lease_id=str(body.get("lease_id") or ""),
         lease_duration_s=int(body.get("lease_duration") or 0),
@@ -458,16 +484,16 @@ def _issue(send: _Send, key: str) -> Secret:
     )
 
 
-def _decrypt(send: _Send, key: str) -> Secret:
-    path, _, ciphertext = key[len(TRANSIT_PREFIX) :].partition("#")
-    body = send("POST", path, what=f"decryption with '{path}'", json={"ciphertext": ciphertext})
+def _decrypt(send: _Send, request: TransitDecrypt) -> Secret:
+    path = request.path
+    body = send("POST", path, what=f"decryption with '{path}'", json={"ciphertext": request.ciphertext})
     encoded = str((body.get("data") or {}).get("plaintext") or "")
     try:
         plaintext = base64.b64decode(encoded, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise SecretError(f"decryption with '{path}' did not return UTF-8 text") from None
     register_secret(plaintext)
-    return Secret(path=key, data={"plaintext": plaintext})
+    return Secret(path=path, data={"plaintext": plaintext})
 
 
 def _kv2_missing_message(logical: str, version: int | None, metadata: Mapping[str, Any]) -> str:
@@ -483,9 +509,9 @@ def _int_or_none(value: Any) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
-def _register_values(data: Mapping[str, Any], *, owner: tuple[str | int | None, ...]) -> None:
+def _register_values(data: Mapping[str, Any], *, owner: Hashable) -> None:
     """Mask every string in ``data`` (lists too: a KV value may be a JSON array). Values are
-    kept per owner (the path read): a re-read replaces them, so a long run's set stays the
+    kept per owner (the request made): a re-read replaces them, so a long run's set stays the
     size of what is in use; a value another owner still holds stays masked."""
     replace_secrets(owner, strings_in(data))
 

@@ -20,7 +20,7 @@ from vault_inject.files import Commit, FileWrite
 from vault_inject.health import Snapshot
 from vault_inject.inbox import Signal
 from vault_inject.lifecycle import Lifecycle
-from vault_inject.model import Identity, Secret
+from vault_inject.model import Identity, Request, Secret
 from vault_inject.sources import FilesChanged, WorkDone
 from vault_inject.supervisor import Collaborators, Supervisor
 from vault_inject.vault import Login
@@ -228,9 +228,10 @@ class Server:
         self.tokens_set: list[str] = []
         self.token = "t0"
 
-    def read(self, path: str, version: int | None = None) -> Secret:
+    def fetch(self, request: Request) -> Secret:
         if self.down:
             raise UnreachableError("http://127.0.0.1:1 did not answer")
+        path = request.path
         version = self.versions.get(path, self.version)
         return Secret(path=path, data={"k": f"v{version}"}, version=version, kv_version=2)
 
@@ -323,8 +324,8 @@ class Rig:
                 commands=self.commands,  # type: ignore[arg-type]
                 identity=Identity(),
             ),
-            poll_read=self.server.read,
-            refresh_read=self.server.read,
+            poll_read=self.server.fetch,
+            refresh_read=self.server.fetch,
             reap=lambda: None,
             child=self.controller,
             auth_file="/run/token",

@@ -10,7 +10,7 @@ import pytest
 
 from vault_inject import compilecache
 from vault_inject.compilecache import CompileCache
-from vault_inject.model import Secret
+from vault_inject.model import KvRead, Secret
 from vault_inject.outputs import ReadCache
 from vault_inject.render import Renderer
 
@@ -20,8 +20,8 @@ SOURCE = "{{ secret('secret/app').password }} {{ secret('secret/db', 2).user }}\
 class Reader:
     """Answers every read with one secret."""
 
-    def read(self, path: str, version: int | None = None) -> Secret:
-        return Secret(path=path, data={"password": "pw", "user": "u"}, version=version or 1)
+    def fetch(self, request: KvRead) -> Secret:
+        return Secret(path=request.path, data={"password": "pw", "user": "u"}, version=request.version or 1)
 
 
 def cache_in(directory: Path) -> CompileCache:
@@ -43,8 +43,8 @@ def test_a_cached_template_renders_like_a_compiled_one(tmp_path: Path) -> None:
         first.static_keys([compiled], [])
         == second.static_keys([loaded], [])
         == {
-            ("secret/app", None),
-            ("secret/db", 2),
+            KvRead("secret/app"),
+            KvRead("secret/db", 2),
         }
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vault_inject.app import DeferredClient
+from vault_inject.model import KvRead
 
 
 class Made:
@@ -15,9 +16,9 @@ class Made:
         self.token, self.retry_timeout_s = token, retry_timeout_s
         self.calls: list[tuple[str, Any]] = []
 
-    def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> str:
-        self.calls.append(("read", path))
-        return f"secret at {path}"
+    def fetch(self, request: KvRead, *, budget_s: float | None = None) -> str:
+        self.calls.append(("fetch", request.path))
+        return f"secret at {request.path}"
 
     def close(self) -> None:
         self.calls.append(("close", None))
@@ -34,11 +35,11 @@ def maker(made: list[Made]) -> Any:
 
 
 def test_binding_cloning_and_closing_make_no_client() -> None:
-    """clone, set_token, close and taking bound read/read_many make nothing."""
+    """clone, set_token, close and taking bound fetch/read_many make nothing."""
     made: list[Made] = []
     client = DeferredClient(maker(made), retry_timeout_s=0)
     other = client.clone(retry_timeout_s=2.0)
-    _ = (client.read, client.read_many, other.read)
+    _ = (client.fetch, client.read_many, other.fetch)
     other.set_token("t2")
     client.close()
     other.close()
@@ -50,8 +51,8 @@ def test_the_first_read_makes_the_client_with_the_latest_token_and_budget() -> N
     made: list[Made] = []
     clone = DeferredClient(maker(made), retry_timeout_s=0).clone(retry_timeout_s=2.0)
     clone.set_token("t2")
-    assert clone.read("secret/app") == "secret at secret/app"
-    assert clone.read("secret/db") == "secret at secret/db"
+    assert clone.fetch(KvRead("secret/app")) == "secret at secret/app"
+    assert clone.fetch(KvRead("secret/db")) == "secret at secret/db"
     assert [(m.token, m.retry_timeout_s) for m in made] == [("t2", 2.0)]
     clone.close()
     assert made[0].calls[-1] == ("close", None)

@@ -19,6 +19,7 @@ from vault_inject.errors import (
     UnreachableError,
     UsageError,
 )
+from vault_inject.model import Request
 from vault_inject.readfile import read_text
 from vault_inject.render import ReadCache, Renderer
 from vault_inject.vault import Secret
@@ -33,7 +34,7 @@ class RaisingReader:
     def __init__(self, make: Callable[[], InjectError]) -> None:
         self.make = make
 
-    def read(self, path: str, version: int | None = None) -> Secret:
+    def fetch(self, request: Request) -> Secret:
         raise self.make()
 
 

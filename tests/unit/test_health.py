@@ -15,7 +15,7 @@ from vault_inject.config import CliOptions, build_config, parse_listen, split_li
 from vault_inject.errors import PermissionDenied, SecretNotFound, UnreachableError, UsageError
 from vault_inject.health import Expiry, Snapshot, earliest_expiry_s, verdict
 from vault_inject.lifecycle import Lifecycle
-from vault_inject.model import Secret
+from vault_inject.model import KvRead, PkiIssue, Secret
 from vault_inject.observe import Board, SnapshotCollector
 from vault_inject.sources import PollDone
 from vault_inject.stats import Stats
@@ -105,8 +105,8 @@ def test_stats_count_reads_by_outcome_and_track_the_outage() -> None:
     good = Secret(path="secret/a", data={})
     stats.read(
         PollDone(
-            fresh={("secret/a", None): good},
-            failed={("secret/b", None): PermissionDenied("x"), ("secret/c", None): SecretNotFound("y")},
+            fresh={KvRead("secret/a"): good},
+            failed={KvRead("secret/b"): PermissionDenied("x"), KvRead("secret/c"): SecretNotFound("y")},
         )
     )
     clock.now = 5.0
@@ -192,8 +192,8 @@ def test_lifecycle_reports_lease_certificate_and_token_expiries() -> None:
         wall_clock=lambda: 5_000.0,
     )
     lease = Secret(path="database/creds/ro", data={}, lease_id="L1", lease_duration_s=60, renewable=True)
-    cert = Secret(path="pki:pki/issue/web?cn=a", data={}, issued_at=4_900.0, expires_at=5_300.0)
-    life.track({("database/creds/ro", None): lease, ("pki:pki/issue/web?cn=a", None): cert})
+    cert = Secret(path="pki/issue/web", data={}, issued_at=4_900.0, expires_at=5_300.0)
+    life.track({KvRead("database/creds/ro"): lease, PkiIssue("pki/issue/web", (("cn", "a"),)): cert})
     assert sorted(life.expiries(), key=lambda e: e.kind) == [
         Expiry("certificate", "pki/issue/web", 400.0, 400.0),
         Expiry("lease", "database/creds/ro", 160.0, 60.0),

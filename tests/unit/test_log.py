@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from vault_inject import log
-from vault_inject.model import Secret
+from vault_inject.model import KvRead, Secret
 from vault_inject.render import Rendered
 
 SECRET = "s3cr3t-Value-91xQ"
@@ -211,14 +211,14 @@ def test_plan_lines_mask_a_path_segment_that_is_a_secret_value() -> None:
         files={"/out/app.yml": "x"},
         env={"DB": "y"},
         secrets={
-            ("secret/a", None): Secret(path="secret/a", data={"tenant": tenant}, version=1),
-            (f"secret/{tenant}/db", None): Secret(
+            KvRead("secret/a"): Secret(path="secret/a", data={"tenant": tenant}, version=1),
+            KvRead(f"secret/{tenant}/db"): Secret(
                 path=f"secret/{tenant}/db", data={"p": "pw-123456"}, version=2
             ),
         },
         deps={
-            "/out/app.yml": frozenset({("secret/a", None), (f"secret/{tenant}/db", None)}),
-            "env:DB": frozenset({(f"secret/{tenant}/db", None)}),
+            "/out/app.yml": frozenset({KvRead("secret/a"), KvRead(f"secret/{tenant}/db")}),
+            "env:DB": frozenset({KvRead(f"secret/{tenant}/db")}),
         },
     )
     lines = plan_lines(rendered, lambda _path: None, {})

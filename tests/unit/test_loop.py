@@ -11,6 +11,7 @@ import pytest
 
 from tests.unit.loop_fakes import PATH, Rig
 from vault_inject.inbox import Inbox, Signal
+from vault_inject.model import KvRead
 
 FAST = {"watch": {"poll_interval": "1s"}}
 
@@ -280,4 +281,4 @@ def test_reconcile_reloads_sources_edited_before_the_watcher() -> None:
 def test_the_poll_reads_the_path_in_use() -> None:
     """The fake server is asked for the path the template uses (the rig is wired right)."""
     rig = Rig(toml=FAST)
-    assert rig.engine.polled_keys() == [(PATH, None)]
+    assert rig.engine.polled_keys() == [KvRead(PATH)]

@@ -12,6 +12,7 @@ import jinja2
 import pytest
 
 from vault_inject.errors import RenderError, SecretNotFound, UsageError
+from vault_inject.model import KvRead, Request
 from vault_inject.render import EnvSpec, ReadCache, Rendered, Renderer
 from vault_inject.vault import Secret
 
@@ -33,7 +34,9 @@ class FakeReader:
         """Every string value this reader can return (none may appear in an error)."""
         return {v for data in self._secrets.values() for v in data.values() if isinstance(v, str)}
 
-    def read(self, path: str, version: int | None = None) -> Secret:
+    def fetch(self, request: Request) -> Secret:
+        assert isinstance(request, KvRead)
+        path, version = request.path, request.version
         self.reads.append((path, version))
         if (path, version) not in self._secrets:
             raise SecretNotFound(f"no secret at {path}")
@@ -124,7 +127,7 @@ def test_each_path_and_version_read_once_per_render(renderer: Renderer, reader: 
     assert out.env["DB_USER"] == "v-ro-xyz"
     assert out.env["DB_PASS"] == DB_PASSWORD
     assert out.env["URL"] == "pg://v-ro-xyz@db"
-    assert set(out.secrets) == {(APP, None), (APP, 2), (DB, None)}
+    assert set(out.secrets) == {KvRead(APP), KvRead(APP, 2), KvRead(DB)}
 
 
 def test_each_render_all_reads_afresh(renderer: Renderer, reader: FakeReader) -> None:
@@ -136,10 +139,10 @@ def test_each_render_all_reads_afresh(renderer: Renderer, reader: FakeReader) ->
 
 
 def test_read_cache_normalises_paths() -> None:
-    """ReadCache treats '/a/b/' and 'a/b' as the same path and passes the normalised one on."""
+    """ReadCache treats reads of '/a/b/' and 'a//b' as the same path and passes the normalised one on."""
     reader = FakeReader({("a/b", None): {"k": "v"}})
     cache = ReadCache(reader)
-    assert cache.get("/a/b/") is cache.get("a//b")
+    assert cache.get(KvRead.of("/a/b/")) is cache.get(KvRead.of("a//b"))
     assert reader.reads == [("a/b", None)]
 
 
@@ -452,11 +455,11 @@ def test_deps_map_each_output_to_what_it_read(renderer: Renderer, reader: FakeRe
     out = renderer.render_all(templates, env, reader)
     assert isinstance(out, Rendered)
     assert out.deps == {
-        "/out/a": frozenset({(APP, None), (DB, None)}),
-        "/out/b": frozenset({(APP, 2)}),
+        "/out/a": frozenset({KvRead(APP), KvRead(DB)}),
+        "/out/b": frozenset({KvRead(APP, 2)}),
         "/out/c": frozenset(),
-        "env:P": frozenset({(APP, 2)}),
-        "env:U": frozenset({(DB, None)}),
+        "env:P": frozenset({KvRead(APP, 2)}),
+        "env:U": frozenset({KvRead(DB)}),
         "env:L": frozenset(),
     }
 
@@ -464,7 +467,7 @@ def test_deps_map_each_output_to_what_it_read(renderer: Renderer, reader: FakeRe
 def test_deps_include_secret_meta_reads(renderer: Renderer, reader: FakeReader) -> None:
     """A template that only reads metadata still depends on that secret."""
     templates = {"/out/m": ("m.j2", renderer.compile("m.j2", "{{ secret_meta('secret/app').version }}"))}
-    assert renderer.render_all(templates, [], reader).deps == {"/out/m": frozenset({(APP, None)})}
+    assert renderer.render_all(templates, [], reader).deps == {"/out/m": frozenset({KvRead(APP)})}
 
 
 def test_render_all_outputs_files_by_destination(renderer: Renderer, reader: FakeReader) -> None:
@@ -498,10 +501,10 @@ def test_literal_secret_paths_are_found_for_prefetch() -> None:
     )
     env = [renderer.env_spec("E", "vault:secret/e#k"), renderer.env_spec("L", "literal")]
     assert renderer.static_keys([template], env) == {
-        ("secret/a", None),
-        ("secret/b", 2),
-        ("secret/c", 3),
-        ("secret/e", None),
+        KvRead("secret/a"),
+        KvRead("secret/b", 2),
+        KvRead("secret/c", 3),
+        KvRead("secret/e"),
     }
 
 
@@ -509,7 +512,7 @@ def test_prefetched_secrets_are_not_read_again() -> None:
     """Secrets handed to render_all as already known are used without another read."""
     renderer = Renderer({})
     reader = FakeReader({("secret/a", None): {"x": "1"}})
-    known = {("secret/a", None): reader.read("secret/a")}
+    known = {KvRead("secret/a"): reader.fetch(KvRead("secret/a"))}
     template = renderer.compile("a.j2", "{{ secret('secret/a').x }}")
     rendered = renderer.render_all({"/out": ("a.j2", template)}, [], reader, known)
     assert rendered.files["/out"] == "1"

@@ -101,7 +101,7 @@ def test_refused_renewal_rereads_now_and_outage_retries_later() -> None:
 def test_non_renewable_lease_and_certificate_plans() -> None:
     """A non-renewable lease is re-read at the threshold; a certificate re-issued at 2/3 of its life."""
     lease = Secret(path="aws/creds/x", data={}, lease_id="L", lease_duration_s=100, renewable=False)
-    cert = Secret(path="pki:pki/issue/web", data={}, expires_at=1300, issued_at=1000)
+    cert = Secret(path="pki/issue/web", data={}, expires_at=1300, issued_at=1000)
     lease_at = lease_plan(lease, now=0, wall_now=1000, reread_threshold=0.5)
     cert_at = lease_plan(cert, now=0, wall_now=1000, reread_threshold=0.9)
     assert lease_at is not None

@@ -24,7 +24,7 @@ from vault_inject.errors import (
     UnreachableError,
 )
 from vault_inject.fanout import fan_out
-from vault_inject.model import TokenInfo
+from vault_inject.model import KvRead, TokenInfo
 from vault_inject.transport import MIN_ATTEMPT_TIMEOUT_S, Answer, ServerSettings, check_status
 from vault_inject.vault import VaultClient
 
@@ -255,8 +255,8 @@ def test_read_many_reads_on_daemon_threads(clock: FakeClock) -> None:
         return answer(200, KV_ANSWER)
 
     client, _ = client_with(clock, kv(clock, then=then))
-    found = client.read_many([("secret/a", None), ("secret/b", None), ("secret/c", None)])
-    assert sorted(path for path, _ in found) == ["secret/a", "secret/b", "secret/c"]
+    found = client.read_many([KvRead("secret/a"), KvRead("secret/b"), KvRead("secret/c")])
+    assert sorted(request.path for request in found) == ["secret/a", "secret/b", "secret/c"]
     assert daemons == [True, True, True]
 
 
@@ -264,7 +264,7 @@ def test_read_many_raises_an_outage(clock: FakeClock) -> None:
     """An unreachable server is raised from read_many (the caller handles the outage)."""
     client, _ = client_with(clock, kv(clock, then=stall(clock)))
     with pytest.raises(UnreachableError):
-        client.read_many([("secret/a", None), ("secret/b", None)], budget_s=0)
+        client.read_many([KvRead("secret/a"), KvRead("secret/b")], budget_s=0)
 
 
 # --- redirects ---------------------------------------------------------------------------------

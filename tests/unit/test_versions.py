@@ -9,9 +9,9 @@ import logging
 import pytest
 
 from tests.unit.loop_fakes import PATH, Rig
-from vault_inject.model import Secret
+from vault_inject.model import KvRead, Secret
 
-KEY = (PATH, None)
+KEY = KvRead(PATH)
 
 
 def kv(version: int, path: str = PATH) -> Secret:
@@ -57,7 +57,7 @@ def test_a_newer_version_after_a_stale_one_is_a_change() -> None:
 def test_unversioned_secrets_are_compared_as_before() -> None:
     """A KV v1 (or leased) secret has no version: new data is a change, whatever came before."""
     engine = Rig().engine
-    v1_key = ("kv1/app", None)
+    v1_key = KvRead("kv1/app")
     old = Secret(path="kv1/app", data={"k": "a"}, kv_version=1)
     new = Secret(path="kv1/app", data={"k": "b"}, kv_version=1)
     engine.absorb({v1_key: old})
