@@ -111,15 +111,17 @@ class Measured(NamedTuple):
 
 
 def run_measured(argv: Sequence[str], *, home: Path, log: Path) -> Measured:
-    """Run ``argv`` to its end under GNU time (BenchError if it fails): wall time around it, peak RSS."""
-    rss_file = log.with_suffix(".rss")
-    started = time.perf_counter()
-    code = start([TIME_BIN, "-f", "%M", "-o", str(rss_file), *argv], home=home, log=log).wait(RUN_TIMEOUT_S)
-    wall_s = time.perf_counter() - started
-    if code != 0:
+    """Run ``argv`` to its end under GNU time (BenchError if it fails): wall time around it, peak RSS.
+    The exit is seen at once through a pidfd (``Popen.wait(timeout)`` polls, in steps up to 50 ms)."""
+    rss_file, started = log.with_suffix(".rss"), time.monotonic()
+    proc = start([TIME_BIN, "-f", "%M", "-o", str(rss_file), *argv], home=home, log=log)
+    if (ended := wait_exit(proc.pid, RUN_TIMEOUT_S)) is None:
+        stop([proc])
+        raise BenchError(f"{argv[0]} still ran after {RUN_TIMEOUT_S:g}s; see {log}")
+    if (code := proc.wait()) != 0:
         raise BenchError(f"{argv[0]} exited with {code}; see {log}")
     words = rss_file.read_text().split()
-    return Measured(wall_s, int(words[-1]) / 1024 if words and words[-1].isdigit() else 0)
+    return Measured(ended - started, int(words[-1]) / 1024 if words and words[-1].isdigit() else 0)
 
 
 def cpu_s(pid: int) -> float:
