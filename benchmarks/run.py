@@ -3,7 +3,7 @@ start-up targets and issue 10's signal latency, written to one results file.
 
     python benchmarks/run.py [--quick | --smoke] [--only NAME[,NAME]] [--out DIR] [--note TEXT]
 
-NAMEs: render, watch, fleet, plain, refs, signal-startup, signal-idle, signal-check,
+NAMEs: render, watch, fleet, plain, refs, floor, signal-startup, signal-idle, signal-check,
 signal-trickle, signal-commands. See README.md for what each measures.
 """
 
@@ -72,6 +72,7 @@ MEASUREMENTS: dict[str, Callable[[Bench], None]] = {
     "fleet": versus.fleet,
     "plain": versus.plain_pid1,
     "refs": versus.env_refs,
+    "floor": versus.floor,
     **{f"signal-{s}": partial(signals.signal_latency, which=s) for s in signals.PREPARE},
 }
 
@@ -87,9 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", action="append", default=[], help="a line for RESULTS.md's notes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = parser.parse_args(argv)
-    args.names = [n for n in args.only.split(",") if n] or list(MEASUREMENTS)
-    if unknown := set(args.names) - set(MEASUREMENTS):
+    chosen = {name for name in args.only.split(",") if name} or set(MEASUREMENTS)
+    if unknown := chosen - set(MEASUREMENTS):
         parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {', '.join(MEASUREMENTS)}")
+    args.names = [name for name in MEASUREMENTS if name in chosen]  # render before floor (its reference)
     args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     return args
 

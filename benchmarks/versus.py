@@ -1,5 +1,6 @@
 """inject against bao agent (and issue 13's start-up references), same work, one server:
-render once, steady state with requests per poll and change latency, a fleet, start-up.
+render once, steady state with requests per poll and change latency, a fleet, start-up and its
+floor (the imports inject cannot avoid).
 
 Each template prints one KV v2 secret's ``password``; both tools must write identical files.
 Short runs alternate which command goes first (one unmeasured warm-up round); rows hold medians.
@@ -25,6 +26,8 @@ LINE = {
     "inject": "{{{{ secret('secret/bench/{0}').password }}}}\n",
     "agent": '{{{{ with secret "secret/data/bench/{0}" }}}}{{{{ .Data.data.password }}}}{{{{ end }}}}\n',
 }
+RENDER_WALL = "render once, {} templates: wall"  # floor's reference: the agent's, at 10 templates
+FLOOR = {"hvac": "import hvac", "hvac-jinja2": "import hvac, jinja2"}  # what `inject render` imports
 # The reference for env_refs: a bare interpreter making inject's requests over one connection.
 REPLAY = """
 import http.client, json, sys
@@ -100,7 +103,7 @@ def render_once(bench: Bench) -> None:
         check = partial(_rendered_then_cleared, want)
         inject, agent = alternate(bench, argv, f"render-{size}", check).values()
         wall_ok, rss_ok = inject.wall_s < agent.wall_s, inject.rss_mb <= agent.rss_mb / 2
-        wall, rss = f"render once, {size} templates: wall", f"render once, {size} templates: peak RSS"
+        wall, rss = RENDER_WALL.format(size), f"render once, {size} templates: peak RSS"
         bench.add(wall, "s", inject.wall_s, agent.wall_s, target="ratio < 1.0", passed=wall_ok)
         bench.add(rss, "MB", inject.rss_mb, agent.rss_mb, target="ratio ≤ 0.5", passed=rss_ok, digits=1)
 
@@ -209,3 +212,13 @@ def env_refs(bench: Bench) -> None:
     ms = [run.wall_s * 1000 for run in runs]
     label = f"`inject --no-watch`, 5 env refs; ref. `python -c` + its {len(made)} requests"
     bench.add(label, "ms", *ms, target="ratio ≤ 1.2", passed=ms[0] <= 1.2 * ms[1], digits=1)
+
+
+def floor(bench: Bench) -> None:
+    """The part of inject's start-up it cannot avoid: the interpreter importing hvac (and jinja2).
+    Reference: bao agent's render once of 10 templates, when this run measured it."""
+    agent_s = next((row.reference for row in bench.rows if row.label == RENDER_WALL.format(10)), math.nan)
+    argv = {key: [sys.executable, "-c", code] for key, code in FLOOR.items()}
+    for code, run in zip(FLOOR.values(), alternate(bench, argv, "floor").values(), strict=True):
+        label = f'floor: `python -c "{code}"`; ref. bao agent\'s render once, 10 templates'
+        bench.add(label, "ms", run.wall_s * 1000, agent_s * 1000, digits=1)
