@@ -649,7 +649,7 @@ class _Attempt:
 
     def run(self, timeout_s: float) -> Answer:
         """The answer, or the helper's error; TransientError("timed out") at the deadline."""
-        _HELPERS.run(self._main)
+        _HELPERS.run(self._main, self._done)
         if not self._done.wait(timeout_s):
             self._watch.abort()
             raise TransientError("timed out")
@@ -668,7 +668,6 @@ class _Attempt:
             self._error = TransientError(f"the request failed: {type(exc).__name__}")
         finally:
             _CURRENT.watch = None
-            self._done.set()
 
 
 class _Helpers:
@@ -678,11 +677,12 @@ class _Helpers:
     lookup, a socket the shutdown did not wake) is busy until that ends, then idle again."""
 
     def __init__(self) -> None:
-        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._idle: list[queue.SimpleQueue[tuple[Callable[[], None], threading.Event]]] = []
         self._lock = threading.Lock()
 
-    def run(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on an idle helper (or a new one); return at once."""
+    def run(self, job: Callable[[], None], done: threading.Event) -> None:
+        """Run ``job`` on an idle helper (or a new one) and set ``done`` once that helper is
+        idle again (so the next attempt finds it); return at once."""
         with self._lock:
             jobs = self._idle.pop() if self._idle else None
         if jobs is None:
@@ -690,17 +690,20 @@ class _Helpers:
             threading.Thread(
                 target=self._serve, args=(jobs,), name="inject-request-idle", daemon=True
             ).start()
-        jobs.put(job)
+        jobs.put((job, done))
 
-    def _serve(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+    def _serve(self, jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]]) -> None:
         me = threading.current_thread()
         while True:
-            job = jobs.get()
+            job, done = jobs.get()
             me.name = "inject-request"  # while an attempt runs (what a thread dump shows)
-            job()  # _Attempt._main: never raises
-            me.name = "inject-request-idle"
-            with self._lock:
-                self._idle.append(jobs)
+            try:
+                job()  # _Attempt._main: never raises
+            finally:
+                me.name = "inject-request-idle"
+                with self._lock:
+                    self._idle.append(jobs)
+                done.set()
 
 
 _HELPERS = _Helpers()
