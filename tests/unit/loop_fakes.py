@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.unit.fakeclock import FakeClock
 from vault_inject.app import prepare
 from vault_inject.apply import Applier
 from vault_inject.config import CliOptions, build_config
@@ -28,20 +29,10 @@ from vault_inject.vault import Login
 PATH = "secret/app"
 
 
-class Clock:
-    """Monotonic time that only moves when the loop waits."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Script:
     """The loop's queue: events scheduled at fake times; waiting advances the clock."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.due: list[tuple[float, int, object]] = []
         self._n = 0
@@ -141,7 +132,7 @@ class Procs:
         self.signals: list[tuple[int, int, float]] = []  # (pgid or pid, signum, when)
         self.exits: dict[int, int] = {}
         self.lingering: set[int] = set()  # process groups with members left
-        self.clock: Clock | None = None
+        self.clock: FakeClock | None = None
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], identity: Identity) -> int:
         self.next_pid += 1
@@ -194,7 +185,7 @@ class Files:
         self.content: dict[str, str] = {}
         self.fail = False
         self.rollbacks = 0
-        self.clock: Clock | None = None
+        self.clock: FakeClock | None = None
         self.written_at: list[tuple[float, str]] = []  # (when, destination) of every changed file
 
     def write_all(self, writes: list[FileWrite]) -> Commit:
@@ -273,7 +264,7 @@ class Rig:
 
     toml: dict[str, Any] = field(default_factory=dict)
     argv: Sequence[str] | None = ("app",)
-    clock: Clock = field(default_factory=Clock)
+    clock: FakeClock = field(default_factory=FakeClock)
     rand: Callable[[], float] = field(default_factory=lambda: random.Random(0).random)
 
     def __post_init__(self) -> None:

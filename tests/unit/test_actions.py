@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from tests.unit.fakeclock import FakeClock
 from vault_inject.actions import Action, decide
 from vault_inject.config import CliOptions, Config, TemplateSpec, build_config
 from vault_inject.errors import UsageError
@@ -65,17 +66,9 @@ def test_merged_keeps_the_strongest() -> None:
     assert Action(signals=(USR1,)).merged(Action(restart=True)) == Action(restart=True)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_splay_holds_until_the_drawn_moment() -> None:
     """With splay 10s and a draw of 0.25 the action is due 2.5 s later, then taken once."""
-    clock = _Clock()
+    clock = FakeClock(100.0)
     splay = Splay(10.0, clock=clock, rand=lambda: 0.25)
     splay.hold(Action(signals=(HUP,)), "secret/app v1 -> v2")
     assert splay.next_at() == pytest.approx(102.5)
@@ -88,7 +81,7 @@ def test_splay_holds_until_the_drawn_moment() -> None:
 
 def test_no_splay_is_due_at_once_and_draws_nothing() -> None:
     """Splay 0: due immediately, the random source is not even asked."""
-    clock = _Clock()
+    clock = FakeClock(100.0)
 
     def never() -> float:
         raise AssertionError("no draw without a splay")
@@ -100,7 +93,7 @@ def test_no_splay_is_due_at_once_and_draws_nothing() -> None:
 
 def test_a_held_action_joins_later_ones_and_keeps_its_moment() -> None:
     """A second hold merges into the first (causes joined) without a new draw."""
-    clock = _Clock()
+    clock = FakeClock(100.0)
     draws = iter([0.5, 0.0])
     splay = Splay(4.0, clock=clock, rand=lambda: next(draws))
     splay.hold(Action(signals=(USR1,)), "one")

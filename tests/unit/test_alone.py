@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from tests.unit.loop_fakes import Clock, Procs, Script
+from tests.unit.fakeclock import FakeClock
+from tests.unit.loop_fakes import Procs, Script
 from vault_inject.alone import applies, loop
 from vault_inject.config import CliOptions, Config, build_config
 from vault_inject.controller import ChildController
@@ -12,8 +13,8 @@ from vault_inject.inbox import Signal
 from vault_inject.model import Identity
 
 
-def _rig(kill_timeout_s: float = 10.0) -> tuple[Clock, Script, Procs, ChildController]:
-    clock = Clock()
+def _rig(kill_timeout_s: float = 10.0) -> tuple[FakeClock, Script, Procs, ChildController]:
+    clock = FakeClock()
     procs = Procs()
     procs.clock = clock
     controller = ChildController(

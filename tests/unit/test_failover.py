@@ -14,27 +14,13 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
+from tests.unit.fakeclock import FakeClock
 from vault_inject.errors import PermissionDenied, TransientError, UnreachableError
 from vault_inject.transport import Answer, ServerSettings
 from vault_inject.vault import VaultClient
 
 A, B, C = "http://node-a.test:8200", "http://node-b.test:8200", "http://node-c.test:8200"
 MOUNT_INFO = {"data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}}
-
-
-@dataclass
-class FakeClock:
-    """Monotonic time that moves only when someone sleeps or a fake request takes time."""
-
-    now: float = 1000.0
-    slept: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 Behaviour = Callable[[str], Answer]  # url -> answer (or raise TransientError)

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.unit.fakeclock import FakeClock
 from tests.unit.loop_fakes import Server
 from vault_inject import leases
 from vault_inject.config import CliOptions, build_config, parse_listen, split_listen
@@ -89,18 +90,10 @@ def test_lease_plans_carry_their_expiry_through_renewal_and_postponing() -> None
     assert cert.expires_at == 400.0
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_stats_count_reads_by_outcome_and_track_the_outage() -> None:
     """Reads are counted ok/denied/not_found/unreachable; the outage starts at the first failed
     poll and ends at the next good one."""
-    clock = _Clock()
+    clock = FakeClock(0.0)
     stats = Stats(clock=clock)
     good = Secret(path="secret/a", data={})
     stats.read(
@@ -124,7 +117,7 @@ def test_stats_count_reads_by_outcome_and_track_the_outage() -> None:
 
 def test_stats_remember_failing_outputs_until_they_render_again() -> None:
     """An output that failed stays failing until a later re-render of it succeeds."""
-    stats = Stats(clock=_Clock())
+    stats = Stats(clock=FakeClock(0.0))
     stats.applied(status="written", failed=["/a"], rendered=["/b"])
     assert (stats.failing, stats.render_failures, stats.renders) == ({"/a"}, 1, 2)
     stats.applied(status="written", failed=[], rendered=["/a"])
@@ -181,7 +174,7 @@ def test_metrics_come_from_the_snapshot_with_fixed_labels_only() -> None:
 
 def test_lifecycle_reports_lease_certificate_and_token_expiries() -> None:
     """The lifecycle says when each lease, certificate (by role path) and its token end."""
-    clock = _Clock()
+    clock = FakeClock(0.0)
     clock.now = 100.0
     life = Lifecycle(
         Server(),  # type: ignore[arg-type]

@@ -3,20 +3,11 @@ and revocation at exit stops asking a server that does not answer."""
 
 from __future__ import annotations
 
+from tests.unit.fakeclock import FakeClock
 from vault_inject.errors import UnreachableError
 from vault_inject.lifecycle import Lifecycle
 from vault_inject.model import Secret
 from vault_inject.vault import LeaseRenewal
-
-
-class Clock:
-    """Monotonic seconds that the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Server:
@@ -43,13 +34,13 @@ def leased(n: int, ttl_s: int = 60) -> dict[tuple[str, int | None], Secret]:
     return {("database/creds/ro", None): secret}
 
 
-def lifecycle(server: Server, clock: Clock) -> Lifecycle:
+def lifecycle(server: Server, clock: FakeClock) -> Lifecycle:
     return Lifecycle(server, authenticator=None, grant=None, on_new_token=lambda _: None, clock=clock)  # type: ignore[arg-type]
 
 
 def test_leases_that_ended_are_forgotten() -> None:
     """A credential re-read every minute for a day leaves only the leases still alive."""
-    clock, server = Clock(), Server()
+    clock, server = FakeClock(100.0), Server()
     life = lifecycle(server, clock)
     for n in range(1440):
         life.track(leased(n, ttl_s=90))
@@ -59,7 +50,7 @@ def test_leases_that_ended_are_forgotten() -> None:
 
 def test_a_renewed_lease_is_kept_past_its_first_ttl() -> None:
     """A lease renewed before it ends is still revoked at exit, after its first TTL passed."""
-    clock, server = Clock(), Server()
+    clock, server = FakeClock(100.0), Server()
     life = lifecycle(server, clock)
     life.track(leased(1, ttl_s=30))
     clock.now += 25
@@ -72,7 +63,7 @@ def test_a_renewed_lease_is_kept_past_its_first_ttl() -> None:
 
 def test_revocation_stops_when_the_server_does_not_answer() -> None:
     """At exit, one unreachable answer ends the revocations (each would wait its timeout)."""
-    clock, server = Clock(), Server()
+    clock, server = FakeClock(100.0), Server()
     server.down = True
     life = lifecycle(server, clock)
     for n in range(5):

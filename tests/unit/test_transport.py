@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
+from tests.unit.fakeclock import FakeClock
 from vault_inject import transport
 from vault_inject.errors import (
     AuthError,
@@ -31,21 +32,6 @@ from vault_inject.vault import VaultClient
 ADDRESS = "http://vault.test:8200"
 MOUNT_INFO = {"data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}}
 KV_ANSWER = {"data": {"data": {"v": "x"}, "metadata": {"version": 1}}}
-
-
-@dataclass
-class FakeClock:
-    """Monotonic time that only moves when someone sleeps or a fake request takes time."""
-
-    now: float = 1000.0
-    slept: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @dataclass
