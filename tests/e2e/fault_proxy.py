@@ -383,6 +383,7 @@ class Seen:
     method: str
     path: str
     had_token: bool
+    had_basic_auth: bool = False
 
 
 class Listener:
@@ -397,7 +398,10 @@ class Listener:
 
             def do_any(self) -> None:
                 _read_body(self)
-                seen.append(Seen(self.command, self.path, "X-Vault-Token" in self.headers))
+                auth = self.headers.get("Authorization", "")
+                seen.append(
+                    Seen(self.command, self.path, "X-Vault-Token" in self.headers, auth.startswith("Basic"))
+                )
                 _answer(self, 200, [("Content-Type", "application/json")], b"{}")
 
             do_GET = do_POST = do_PUT = do_DELETE = do_LIST = do_any

@@ -149,6 +149,21 @@ def test_redirect_to_another_port_is_refused_and_the_token_stays(
     assert not (tmp_path / "a.txt").exists()
 
 
+def test_a_netrc_password_for_the_server_is_never_sent(
+    bao: Bao, prefix: str, tmp_path: Path, listener: Listener
+) -> None:
+    """requests would send a ~/.netrc password for the server's host as Basic auth; inject
+    reads no netrc (a token is Vault's credential), so the server never sees one."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+    (home / ".netrc").chmod(0o600)
+    env = inject_env(bao, {"VAULT_ADDR": f"http://127.0.0.1:{listener.port}", "HOME": str(home)})
+    _render(tmp_path, env, f"{prefix}/app", "--retry-timeout", "0")
+    assert listener.seen  # inject did talk to it (and got answers it could not use)
+    assert not any(seen.had_basic_auth for seen in listener.seen)
+
+
 def test_same_origin_redirect_is_followed_with_the_token(
     bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
 ) -> None:
