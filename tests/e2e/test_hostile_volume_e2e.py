@@ -299,7 +299,7 @@ def test_rollback_after_a_failed_check_restores_owner_and_mode(
     argv = inject_argv("--poll-interval", "100ms", "--", "sleep", "600")
     with supervise(argv, env=inject_env(bao), cwd=tmp_path) as running:
         bao.kv_put(f"{prefix}/app", v=secret_value("bad"))
-        running.wait_log("restoring the previous files", timeout_s=10)
+        running.wait_log("restoring the previous files", timeout_s=10)  # logged, then restored
+        wait_for(lambda: destination.read_text() == f"v={good}\n", timeout_s=5, what="the old file back")
         info = destination.stat()
-        assert destination.read_text() == f"v={good}\n"
         assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (NOBODY, NOBODY, 0o640)
