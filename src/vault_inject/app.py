@@ -138,7 +138,7 @@ def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth
     from . import auth
 
     authenticator = auth.Authenticator(config, environ)
-    client, grant = _login(config, authenticator)
+    client, grant = auth.logged_in(config, authenticator)
     return client, authenticator, grant
 
 
@@ -344,7 +344,10 @@ def _render_and_supervise(
     commands = child.Commands(reaper, identity)
     INBOX.on_exit(commands.kill_all)
     try:
-        client, grant = _offline_client(config) if authenticator is None else _login(config, authenticator)
+        if authenticator is None:
+            client, grant = _offline_client(config)
+        else:
+            client, grant = _logged_in(config, authenticator)
         engine = Engine(job, client, client.read_many)
         gc_back_on()
         try:
@@ -409,17 +412,10 @@ def _watched_files(config: Config, auth_file: str) -> list[str]:
     return [p for p in paths if p]
 
 
-def _login(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
-    from .vault import VaultClient, server_settings
+def _logged_in(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
+    from .auth import logged_in  # hvac and requests, only when there is a server to talk to
 
-    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
-    try:
-        grant = authenticator.login(client)
-    except BaseException:
-        client.close()
-        raise
-    log.debug("authenticated to %s (policies: %s)", client.address, ", ".join(client.policies))
-    return client, grant
+    return logged_in(config, authenticator)
 
 
 def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:

@@ -17,7 +17,7 @@ from .errors import AuthError, UsageError
 from .log import register_secret
 from .model import TokenInfo
 from .readfile import read_text
-from .vault import Login
+from .vault import Login, VaultClient, server_settings
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,19 @@ class Authenticator:
         if self.method == "kubernetes":
             return K8S_TOKEN_PATH
         raise UsageError("auth method jwt needs [auth] jwt_file")
+
+
+def logged_in(config: Config, authenticator: Authenticator) -> tuple[VaultClient, Login]:
+    """A new client for the configured server with a token from ``authenticator`` (the login
+    retried while the server is unreachable); the client is closed if the login fails."""
+    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
+    try:
+        grant = authenticator.login(client)
+    except BaseException:
+        client.close()
+        raise
+    log.debug("authenticated to %s (policies: %s)", client.address, ", ".join(client.policies))
+    return client, grant
 
 
 def _required(path: str, what: str) -> str:

@@ -19,7 +19,7 @@ from .config import CliOptions, Config, build_config, parse_toml, resolve_config
 from .errors import UsageError
 from .log import register_secret
 from .readfile import read_text
-from .vault import Login, VaultClient, server_settings
+from .vault import Login, VaultClient
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,5 @@ def with_token(
 def connect(config: Config, environ: Mapping[str, str]) -> Connection:
     """Log in once (retried while the server is unreachable, up to the retry timeout)."""
     authenticator = auth.Authenticator(config, environ)
-    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
-    try:
-        grant = authenticator.login(client)
-    except BaseException:
-        client.close()
-        raise
+    client, grant = auth.logged_in(config, authenticator)
     return Connection(config, client, authenticator, grant)
