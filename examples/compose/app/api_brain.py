@@ -24,9 +24,11 @@ import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
+
+from quiet_http import QuietHandler
 
 CONFIG = Path(os.environ.get("APP_CONFIG", "/run/secrets/production.yml"))
 PORT = int(os.environ.get("APP_PORT", "8080"))
@@ -108,7 +110,7 @@ def page(state: dict[str, object]) -> str:
     )
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     state: ClassVar[dict[str, object]] = {}
 
     def do_GET(self) -> None:  # http.server's name
@@ -120,17 +122,6 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html; charset=utf-8", page(self.state))
         else:
             self._send(404, "text/plain", "not found\n")
-
-    def _send(self, code: int, kind: str, body: str) -> None:
-        data = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # http.server's signature
-        pass  # keep the container log for inject's lines and ours
 
 
 def main() -> int:

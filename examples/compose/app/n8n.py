@@ -22,9 +22,11 @@ import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+
+from quiet_http import QuietHandler
 
 ENV_FILE = Path(os.environ.get("N8N_ENV_FILE", "/run/secrets/n8n.env"))
 PORT = int(os.environ.get("N8N_PORT", "8080"))
@@ -93,7 +95,7 @@ def page(state: dict[str, object]) -> str:
     )
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_GET(self) -> None:  # http.server's name
         with _lock:
             state = dict(_state)
@@ -107,17 +109,6 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html; charset=utf-8", page(state))
         else:
             self._send(404, "text/plain", "not found\n")
-
-    def _send(self, code: int, kind: str, body: str) -> None:
-        data = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # http.server's signature
-        pass
 
 
 def main() -> int:

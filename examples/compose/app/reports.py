@@ -31,9 +31,11 @@ import struct
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+
+from quiet_http import QuietHandler
 
 DB_FILE = Path(os.environ.get("REPORTS_DB_FILE", "/run/secrets/db.json"))
 CERT_FILE = Path(os.environ.get("REPORTS_CERT_FILE", "/run/secrets/tls-cert.pem"))
@@ -204,7 +206,7 @@ def database_status() -> dict[str, object]:
     }
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     timeout = 10  # a client that never finishes its handshake does not hold a thread
 
     def do_GET(self) -> None:  # http.server's name
@@ -217,17 +219,6 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "application/json", json.dumps(state) + "\n")
         else:
             self._send(404, "text/plain", "not found\n")
-
-    def _send(self, code: int, kind: str, body: str) -> None:
-        data = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # http.server's signature
-        pass
 
 
 class TLSServer(ThreadingHTTPServer):
