@@ -106,10 +106,10 @@ def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | 
 
 def _compile_cache(environ: Mapping[str, str]) -> CompileCache | None:
     """The on-disk cache of compiled templates, when a private cache directory is available."""
-    from . import compilecache, render, sandbox
+    from . import cachedir, compilecache, render, sandbox
 
     header = compilecache.header(render.__file__, sandbox.__file__)
-    return compilecache.CompileCache.open(compilecache.default_dir(environ), header)
+    return compilecache.CompileCache.open(cachedir.default_dir(environ), header)
 
 
 def _config_digest(config: Config) -> dict[str, str]:
@@ -152,7 +152,14 @@ def render_once(job: Job, client: VaultClient) -> Rendered:
 
 def gc_back_on() -> None:
     """The cyclic garbage collector on again (entry turns it off for start-up): a render
-    and the loop run with it, as they always did."""
+    and the loop run with it, as they always did.
+
+    What start-up built (modules, classes, the config) lives as long as the process, so it
+    is frozen first: moved out of the collector's generations. Otherwise the first
+    collection after start-up walks every one of those objects to find nothing
+    (~18 ms of `inject render`, more than the renders of 10 templates).
+    """
+    gc.freeze()
     gc.enable()
 
 

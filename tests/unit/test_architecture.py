@@ -51,10 +51,12 @@ IO_MODULES = {
     "inbox": "signals and the loop's queue",
     "lifecycle": "renews leases and the token on the server",
     "launch": "runs one command: config, logging, the app call, exit codes",
+    "cachedir": "inject's private cache directory (trusted entries, atomic writes)",
     "compilecache": "the on-disk cache of compiled templates",
     "log": "handlers and the redaction filter",
     "observe": "the health/metrics HTTP listener",
     "readfile": "reads inject's own input files",
+    "regexcache": "compiled regular expressions between runs (hooks re for the command line)",
     "renewals": "runs lifecycle on a worker",
     "runtime": "the Secrets library object (os.environ, threads)",
     "runtime_connect": "the library's connection settings (env, config file)",
@@ -206,8 +208,8 @@ WRITERS = frozenset({"files", "safepath", "tempfiles"})
 WRITE_EXCEPTIONS = {
     "auth": {"unlink"},  # `remove_secret_id_file`: deletes the consumed approle secret_id file
     "devserver": {"open", "rmtree"},  # the dev server's own 0600 state dir and token file
-    # compiled templates in inject's own private cache dir (never a destination)
-    "compilecache": {"makedirs", "open", "rename", "unlink"},
+    # inject's own private cache dir (compiled templates and regexes; never a destination)
+    "cachedir": {"makedirs", "open", "rename", "unlink"},
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vault_inject import compilecache
+from vault_inject import cachedir
 from vault_inject.compilecache import CompileCache
 from vault_inject.model import KvRead, Secret
 from vault_inject.outputs import ReadCache
@@ -101,9 +101,9 @@ def test_a_corrupt_or_symlinked_entry_is_a_miss(tmp_path: Path) -> None:
 
 def test_the_default_directory_follows_the_environment() -> None:
     """INJECT_CACHE_DIR wins (empty: no cache), then XDG_CACHE_HOME, then HOME/.cache."""
-    assert compilecache.default_dir({"INJECT_CACHE_DIR": "/c", "HOME": "/h"}) == "/c"
-    assert compilecache.default_dir({"INJECT_CACHE_DIR": "", "HOME": "/h"}) == ""
-    assert compilecache.default_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == "/x/vault-inject"
-    assert compilecache.default_dir({"HOME": "/h"}) == "/h/.cache/vault-inject"
-    assert compilecache.default_dir({}) == ""
+    assert cachedir.default_dir({"INJECT_CACHE_DIR": "/c", "HOME": "/h"}) == "/c"
+    assert cachedir.default_dir({"INJECT_CACHE_DIR": "", "HOME": "/h"}) == ""
+    assert cachedir.default_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == "/x/vault-inject"
+    assert cachedir.default_dir({"HOME": "/h"}) == "/h/.cache/vault-inject"
+    assert cachedir.default_dir({}) == ""
     assert CompileCache.open("", b"h") is None
