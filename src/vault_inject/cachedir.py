@@ -45,13 +45,15 @@ class CacheDir:
         self._dir_fd = dir_fd
 
     @classmethod
-    def open(cls, directory: str, what: str, *, warn: bool = True) -> CacheDir | None:
-        """The cache in ``directory`` (created 0700 if missing), or None when it cannot be
-        used or could be written by another user (a warning naming ``what``, if ``warn``)."""
+    def open(cls, directory: str, what: str, *, create: bool = True, warn: bool = True) -> CacheDir | None:
+        """The cache in ``directory`` (created 0700 if missing and ``create``), or None when
+        it cannot be used or could be written by another user (a warning naming ``what``,
+        if ``warn``)."""
         if not directory:
             return None
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            if create:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
             fd = os.open(directory, _DIR_FLAGS)
         except OSError as exc:
             _log(False, "no %s cache in %s: %s", what, directory, exc.strerror)

@@ -8,7 +8,9 @@ flags and the Python build. So the programs are kept in one entry of inject's ca
 directory (``cachedir``: private to inject's user), named by the Python build and
 ``_sre``'s version; a pattern found there is handed to ``_sre.compile`` as ``re`` itself
 would hand it, skipping the parse and the code generation, and a pattern that is not is
-compiled as usual and added to the entry when inject exits.
+compiled as usual and added to the entry when inject exits. The cache never creates the
+directory: it is there once a run has compiled templates (or made by hand, or in an image),
+so a run that renders nothing leaves HOME as it found it.
 
 Nothing else changes: ``re``'s own per-process cache still sits in front; a pattern with
 the DEBUG flag, or an entry of the wrong shape, is compiled as usual; ``_sre`` checks
@@ -56,8 +58,8 @@ class _Recorder:
 class RegexCache:
     """The programs loaded from the entry, those compiled since, and the hook into ``re``."""
 
-    def __init__(self, directory: CacheDir, programs: dict[Key, Program]) -> None:
-        self._dir = directory
+    def __init__(self, directory: str, programs: dict[Key, Program]) -> None:
+        self._directory = directory
         self._programs = programs
         self._new: dict[Key, Program] = {}
         self._compiling: dict[int, Key] = {}  # thread id -> the pattern it compiles
@@ -66,12 +68,16 @@ class RegexCache:
 
     @classmethod
     def install(cls, environ: Mapping[str, str]) -> RegexCache | None:
-        """Load the entry of this Python build from the cache directory and hook ``re``;
-        None (and ``re`` untouched) when there is no usable cache directory."""
-        directory = CacheDir.open(default_dir(environ), "regex", warn=False)
-        if directory is None:
+        """Load the entry of this Python build (if the cache directory exists and is
+        trusted) and hook ``re``; None (``re`` untouched) when there is no cache directory."""
+        directory = default_dir(environ)
+        if not directory:
             return None
-        data = directory.read(entry_name(), MAX_ENTRY_BYTES)
+        opened = CacheDir.open(directory, "regex", create=False, warn=False)
+        data = None
+        if opened is not None:
+            data = opened.read(entry_name(), MAX_ENTRY_BYTES)
+            opened.close()
         cache = cls(directory, _programs(data))
         _compiler.compile = cache.compile
         _compiler._sre = _Recorder(cache._sre, cache)
@@ -112,19 +118,23 @@ class RegexCache:
         )
 
     def save(self) -> None:
-        """Write the entry again if patterns were compiled that it did not have."""
-        if self._new:
-            self._programs.update(self._new)
-            self._new = {}
-            self._dir.write(entry_name(), marshal.dumps(self._programs))
+        """Write the entry again if patterns were compiled that it did not have (when the
+        directory exists and is trusted)."""
+        if not self._new:
+            return
+        self._programs.update(self._new)
+        self._new = {}
+        opened = CacheDir.open(self._directory, "regex", create=False, warn=False)
+        if opened is not None:
+            opened.write(entry_name(), marshal.dumps(self._programs))
+            opened.close()
 
     def close(self) -> None:
-        """Save, unhook, close the directory."""
+        """Save, then give ``re`` its own compile back."""
         try:
             self.save()
         finally:
             self.uninstall()
-            self._dir.close()
 
 
 def entry_name() -> str:

@@ -43,6 +43,7 @@ def outcomes(pattern: re.Pattern[str] | re.Pattern[bytes]) -> list[object]:
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private cache directory; re's own compile is back after the test."""
     directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
     monkeypatch.setenv("INJECT_CACHE_DIR", str(directory))
     try:
         yield directory
@@ -127,14 +128,31 @@ def test_a_corrupt_entry_is_no_cache(cache_dir: Path) -> None:
     assert [outcomes(re.compile(p, f)) for p, f in PATTERNS] == compiled_alone()
 
 
-def test_a_directory_others_can_write_is_not_used(cache_dir: Path) -> None:
-    """A group- or world-writable directory: no cache, and re keeps its own compile."""
-    cache_dir.mkdir(mode=0o700)
+def test_a_directory_others_can_write_is_neither_read_nor_written(cache_dir: Path) -> None:
+    """A group- or world-writable directory: its entry is not loaded, nothing is stored."""
+    cache = install(cache_dir)
+    re.compile("kept-[0-9]+")
+    cache.close()
+    (entry,) = cache_dir.iterdir()
+    before = entry.read_bytes()
     for mode in (0o770, 0o777):
         cache_dir.chmod(mode)
-        assert RegexCache.install({"INJECT_CACHE_DIR": str(cache_dir)}) is None
-        assert _compiler.compile is ORIGINAL
+        cache = install(cache_dir)
+        assert cache._programs == {}
+        re.compile(f"new-{mode}")
+        cache.close()
+        assert entry.read_bytes() == before
     assert RegexCache.install({"INJECT_CACHE_DIR": ""}) is None
+    assert _compiler.compile is ORIGINAL
+
+
+def test_a_missing_directory_is_not_created(cache_dir: Path, tmp_path: Path) -> None:
+    """Without a cache directory nothing is made: a run that renders no template (which
+    would make it for the compiled templates) leaves HOME as it was."""
+    cache = install(tmp_path / "home" / ".cache" / "vault-inject")
+    re.compile("anything-[0-9]+")
+    cache.close()
+    assert not (tmp_path / "home").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
