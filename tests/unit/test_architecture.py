@@ -70,6 +70,7 @@ IO_MODULES = {
     "tempfiles": "temp files and renames for files",
     "transport": "HTTP to the server",
     "vault": "the Vault operations over transport",
+    "warm": "python -m vault_inject.warm: fills the cache directory at image build",
     "wiring": "builds and runs the long-running loop",
 }
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
