@@ -104,12 +104,21 @@ def run(args: argparse.Namespace, work: Path) -> Bench:
     try:
         tokens = {tool: server.token_file(tool) for tool in ("inject", "agent", "fleet")}
         bench = Bench(PROFILES[args.profile], server, work, [INJECT], tokens)
+        _warm(work)
         for name in args.names:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             MEASUREMENTS[name](bench)
     finally:
         stop([server.process])
     return bench
+
+
+def _warm(home: Path) -> None:
+    """The cache directory as the project's image ships it (``python -m vault_inject.warm``
+    at build time): every measurement starts inject as a container of that image would."""
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("INJECT_CACHE_DIR", None)
+    subprocess.run([sys.executable, "-m", "vault_inject.warm"], env=env, check=True)
 
 
 def machine(bao: str) -> dict[str, str]:
