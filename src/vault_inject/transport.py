@@ -688,7 +688,8 @@ class _LeanSession(requests.Session):
 
 
 def _or(given: Any, default: Any) -> Any:
-    """requests' merge of a per-request setting with the session's (None: the session's)."""
+    """requests' ``merge_setting`` for a setting that is not a mapping (None: the session's);
+    that one is untyped in types-requests, so mypy --strict refuses a call to it."""
     return default if given is None else given
 
 

@@ -40,7 +40,6 @@ def main() -> int:
         from .render import Renderer
 
         tomllib.loads('[vault]\naddress = "http://127.0.0.1:8200"  # a config file\n')
-
         Renderer({}).compile("warm.tpl", "{{ secret('secret/app').password | default('') }}\n")
     finally:
         regexes.close()

@@ -80,9 +80,9 @@ def test_a_stored_program_gives_the_same_pattern(cache_dir: Path) -> None:
 
 
 def test_patterns_compiled_on_many_threads_keep_their_own_programs(cache_dir: Path) -> None:
-    """Programs are noted per thread (and for the very pattern object being compiled):
-    compiling on 8 threads switching every microsecond stores each pattern's own program,
-    so every one still matches what it should when loaded back."""
+    """Compiling on 8 threads that switch every microsecond stores each pattern's own
+    program (never one compiled meanwhile for another pattern on another thread), so every
+    one still matches what it should when loaded back."""
     words = [f"w{i}x{'y' * (i % 7)}(?P<g{i}>\\d{{{i % 5 + 1}}})" for i in range(200)]
     cache = install(cache_dir)
     interval = sys.getswitchinterval()
