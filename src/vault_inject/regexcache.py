@@ -108,6 +108,8 @@ class RegexCache:
         key = self._compiling.get(_thread.get_ident())
         if key is None or key[0] is not pattern or len(self._programs) + len(self._new) >= MAX_PATTERNS:
             return
+        if len(rest) != 3:  # another _sre.compile than Python 3.11-3.13's: store nothing
+            return
         groups, groupindex, indexgroup = rest
         self._new[key] = (
             int(flags),
