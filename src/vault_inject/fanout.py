@@ -19,6 +19,19 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class _Local(threading.local):
+    worker = False
+
+
+_LOCAL = _Local()
+
+
+def in_worker() -> bool:
+    """True on a fan_out worker thread: its caller waits for it (``deadline`` runs this
+    thread's server requests in place rather than on a helper thread)."""
+    return _LOCAL.worker
+
+
 def fan_out(items: Sequence[T], fn: Callable[[T], None], *, workers: int, name: str = "inject-fan") -> None:
     """Call ``fn(item)`` for every item, up to ``workers`` at a time, on daemon threads named
     ``name-N``; return when all are done, raising the first exception ``fn`` raised."""
@@ -57,6 +70,7 @@ class _Shared(Generic[T]):
 
     def work(self, fn: Callable[[T], None]) -> None:
         """Take items until none are left or one failed."""
+        _LOCAL.worker = True
         while True:
             taken = self._next()
             if taken is None:

@@ -3,7 +3,7 @@ on top of it are in ``vault.py``, as httpx splits its transport from its client)
 
 One call of ``Transport.request`` is::
 
-    request(budget_s) ── attempt ──> exchange (helper thread, wall-clock deadline)
+    request(budget_s) ── attempt ──> exchange (wall-clock deadline: ``deadline.py``)
         │                  │            └─ status + headers + body (capped at 16 MiB)
         │                  ├─ 3xx to the same scheme+host+port: follow (at most 5 hops)
         │                  ├─ 3xx anywhere else: UnreachableError, not retried (the token
@@ -26,13 +26,11 @@ Budget: ``budget_s`` seconds from ``since`` (default: now) for all attempts of o
 min(request timeout, what is left of the budget, but at least MIN_ATTEMPT_TIMEOUT_S).
 
 Deadline: that limit is wall-clock time for the whole attempt, not a socket timeout (a
-server that trickles a byte every 0.5 s never trips a read timeout). The attempt runs on a
-daemon helper thread; the caller waits for it until the deadline and then gives up
-("timed out"). So nothing the helper is stuck in (DNS, connect, a trickled status line,
-headers or body) can hold the caller. To make the abandoned helper end too, every
-connection it uses registers itself (``_Watch``, through urllib3 connection subclasses),
-and giving up shuts those sockets down: the helper's blocked read returns at once.
-A daemon thread never holds inject's exit.
+server that trickles a byte every 0.5 s never trips a read timeout): ``deadline.Attempt``
+runs the exchange on a helper thread the caller gives up on at the deadline (or, on a
+fan-out worker, in place with a watchdog), and every connection the exchange reads from
+registers with the attempt (through the urllib3 connection subclasses below), so giving
+up shuts those sockets down and the blocked read returns at once.
 
 Bodies are streamed and read in chunks up to MAX_BODY_BYTES; a bigger answer (declared or
 actual) is an error naming the request, never read whole. Redirects are never followed
@@ -47,8 +45,6 @@ import email.utils
 import json as jsonlib
 import logging
 import os
-import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -66,9 +62,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import backoff
+from .deadline import Attempt, watched
 from .errors import (
     AuthError,
-    InjectError,
     PermissionDenied,
     SecretError,
     SecretNotFound,
@@ -514,12 +510,12 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-# --- the wire: hvac's adapter, one attempt on a helper thread ------------------------------
+# --- the wire: hvac's adapter, one attempt within its deadline ------------------------------
 
 
 class _HvacWire:
     """hvac's raw adapter over a requests session whose connections report to the attempt's
-    watch; each exchange runs on a daemon helper thread bounded by a wall-clock deadline."""
+    attempt; each exchange is bounded by a wall-clock deadline (``deadline.Attempt``)."""
 
     def __init__(self, settings: ServerSettings, token: str, address: str | None = None) -> None:
         self._settings = settings
@@ -547,7 +543,7 @@ class _HvacWire:
         timeout_s: float,
     ) -> Answer:
         """Send and read the answer on a helper thread; give up on it after ``timeout_s``."""
-        return _Attempt(lambda: self._send(method, url, what, params, json, timeout_s)).run(timeout_s)
+        return Attempt(lambda: self._send(method, url, what, params, json, timeout_s)).run(timeout_s)
 
     def set_token(self, token: str) -> None:
         """Send this token from now on."""
@@ -693,134 +689,15 @@ def _or(given: Any, default: Any) -> Any:
     return default if given is None else given
 
 
-class _Attempt:
-    """One exchange on a daemon helper thread that the caller waits for until a deadline."""
-
-    def __init__(self, work: Callable[[], Answer]) -> None:
-        self._work = work
-        self._done = threading.Event()
-        self._answer: Answer | None = None
-        self._error: InjectError | None = None
-        self._watch = _Watch()
-
-    def run(self, timeout_s: float) -> Answer:
-        """The answer, or the helper's error; TransientError("timed out") at the deadline."""
-        _HELPERS.run(self._main, self._done)
-        if not self._done.wait(timeout_s):
-            self._watch.abort()
-            raise TransientError("timed out")
-        if self._error is not None:
-            raise self._error
-        assert self._answer is not None  # noqa: S101 - set whenever no error was
-        return self._answer
-
-    def _main(self) -> None:
-        _CURRENT.watch = self._watch
-        try:
-            self._answer = self._work()
-        except InjectError as exc:
-            self._error = exc
-        except Exception as exc:  # never let the helper die silently
-            self._error = TransientError(f"the request failed: {type(exc).__name__}")
-        finally:
-            _CURRENT.watch = None
-
-
-class _Helpers:
-    """The daemon threads attempts run on: an idle one is reused, a new one started when all
-    are busy (one per attempt in flight). Starting a thread per request cost ~0.3 ms, half
-    of requests' own time per request. A helper whose attempt was given up on (a hung DNS
-    lookup, a socket the shutdown did not wake) is busy until that ends, then idle again."""
-
-    def __init__(self) -> None:
-        self._idle: list[queue.SimpleQueue[tuple[Callable[[], None], threading.Event]]] = []
-        self._lock = threading.Lock()
-
-    def run(self, job: Callable[[], None], done: threading.Event) -> None:
-        """Run ``job`` on an idle helper (or a new one) and set ``done`` once that helper is
-        idle again (so the next attempt finds it); return at once."""
-        with self._lock:
-            jobs = self._idle.pop() if self._idle else None
-        if jobs is None:
-            jobs = queue.SimpleQueue()
-            threading.Thread(
-                target=self._serve, args=(jobs,), name="inject-request-idle", daemon=True
-            ).start()
-        jobs.put((job, done))
-
-    def _serve(self, jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]]) -> None:
-        me = threading.current_thread()
-        while True:
-            job, done = jobs.get()
-            me.name = "inject-request"  # while an attempt runs (what a thread dump shows)
-            try:
-                job()  # _Attempt._main: never raises
-            finally:
-                me.name = "inject-request-idle"
-                with self._lock:
-                    self._idle.append(jobs)
-                done.set()
-
-
-_HELPERS = _Helpers()
-
-
-class _Watch:
-    """The connections one attempt uses, so giving up on it can shut their sockets down."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._conns: list[HTTPConnection] = []
-        self._aborted = False
-
-    def add(self, conn: HTTPConnection) -> None:
-        """Remember ``conn``; shut it down at once if the attempt was already given up."""
-        with self._lock:
-            self._conns.append(conn)
-            aborted = self._aborted
-        if aborted:
-            _shutdown(conn)
-
-    def abort(self) -> None:
-        """Shut down every socket of the attempt: a read blocked on one returns now."""
-        with self._lock:
-            self._aborted = True
-            conns = list(self._conns)
-        for conn in conns:
-            _shutdown(conn)
-
-
-class _Current(threading.local):
-    watch: _Watch | None = None
-
-
-_CURRENT = _Current()  # the helper thread's attempt
-
-
-def _watched(conn: HTTPConnection) -> None:
-    watch = _CURRENT.watch
-    if watch is not None:
-        watch.add(conn)
-
-
-def _shutdown(conn: HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is not None:
-        # socket.socket's own shutdown, also for an SSLSocket: its override would reset the
-        # TLS object under the helper thread that is reading from it.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
 class _WatchedHTTPConnection(HTTPConnection):
     def getresponse(self) -> Any:  # the status line, headers and body are read from here on
-        _watched(self)
+        watched(self)
         return super().getresponse()
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def getresponse(self) -> Any:
-        _watched(self)
+        watched(self)
         return super().getresponse()
 
 

@@ -16,6 +16,7 @@ from tests.e2e.fault_proxy import FaultProxy, Listener
 from tests.e2e.helpers_e2e import error_line, write
 from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
 from vault_inject.errors import SecretError, UnreachableError
+from vault_inject.model import KvRead
 from vault_inject.vault import ServerSettings, VaultClient
 
 
@@ -85,6 +86,36 @@ def test_read_with_a_budget_gives_up_on_a_trickle(
         wait_for(_helpers_gone, timeout_s=2, what="the abandoned request's thread to end")
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("phase", ["body", "status"])
+def test_fanned_out_reads_give_up_on_a_trickle_in_place(
+    bao: Bao, prefix: str, proxy: FaultProxy, phase: str
+) -> None:
+    """read_many of 4 paths runs each read in place on a fan-out worker (no helper thread),
+    bounded by the watchdog: against a trickling server it gives up within about the 2 s
+    budget (an outage), and every worker has ended (its socket was shut down)."""
+    paths = [f"{prefix}/fan{i}" for i in range(4)]
+    for path in paths:
+        bao.kv_put(path, v=secret_value())
+    client = VaultClient(ServerSettings(address=proxy.address), bao.token, retry_timeout_s=60)
+    try:
+        reads = [KvRead.of(path) for path in paths]
+        assert len(client.read_many(reads)) == 4  # the mount is known from here on
+        proxy.trickle(phase=phase)
+        started = time.monotonic()
+        with pytest.raises(UnreachableError, match=r"did not answer .* within 2s: timed out"):
+            client.read_many(reads, budget_s=2)
+        elapsed = time.monotonic() - started
+        assert elapsed < 3.5, f"{elapsed:.1f}s for a 2s budget"
+        assert _helpers_gone()  # nothing ran on a helper thread
+        wait_for(_readers_gone, timeout_s=2, what="the fan-out workers to end")
+    finally:
+        client.close()
+
+
+def _readers_gone() -> bool:
+    return not any(t.name.startswith("inject-read") for t in threading.enumerate())
 
 
 # --- oversized answers ---------------------------------------------------------------------

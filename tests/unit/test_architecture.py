@@ -42,6 +42,7 @@ IO_MODULES = {
     "auth": "reads credential files, logs in",
     "child": "the only place that spawns, signals and reaps processes",
     "cli": "click, os.environ",
+    "deadline": "helper threads and the watchdog that end HTTP attempts at their deadline",
     "dev": "inject dev: a dev server for the run",
     "devserver": "starts the bao binary (see test_only_child_spawns_processes)",
     "engine": "render state; re-renders through the server",

@@ -1,6 +1,6 @@
 """The transport's decisions with a fake wire, a fake clock and a fake sleep (no network, no
 real waiting): per-call retry budgets, attempt timeouts, redirects, status mapping, the body
-cap; and the helper-thread deadline and socket watch, the fan-out helper."""
+cap; and the fan-out helper (attempt deadlines: test_deadline.py)."""
 
 from __future__ import annotations
 
@@ -426,41 +426,6 @@ def test_body_under_the_cap_is_read_whole() -> None:
     assert transport._read_capped(response, "'secret/a'") == b"abcdef"  # type: ignore[arg-type]
 
 
-# --- the helper thread and its watch -------------------------------------------------------------
-
-
-def test_attempt_gives_up_at_its_wall_clock_deadline() -> None:
-    """A helper stuck forever does not hold the caller past the attempt's deadline."""
-    stuck = threading.Event()
-
-    def work() -> Answer:
-        stuck.wait(10)
-        raise TransientError("never")
-
-    started = time.monotonic()
-    with pytest.raises(TransientError, match="timed out"):
-        transport._Attempt(work).run(0.1)
-    assert time.monotonic() - started < 1.0
-    stuck.set()
-
-
-def test_abort_shuts_down_the_watched_socket() -> None:
-    """Giving up on an attempt shuts down the sockets it registered: a blocked read returns."""
-    ours, theirs = socket.socketpair()
-    ours.settimeout(5)
-    conn = type("Conn", (), {"sock": ours})()
-    watch = transport._Watch()
-    watch.add(conn)  # type: ignore[arg-type]
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(ours.recv(10)), daemon=True)
-    reader.start()
-    watch.abort()
-    reader.join(timeout=2)
-    assert got == [b""]
-    ours.close()
-    theirs.close()
-
-
 # --- fan_out -------------------------------------------------------------------------------------
 
 
@@ -526,14 +491,3 @@ def test_session_uses_requests_ca_bundle_only_when_no_ca_cert_is_set(monkeypatch
     assert transport._session(pinned, pinned.address).verify == "/etc/ssl/vault.pem"
 
 
-def test_attempts_reuse_idle_helper_threads() -> None:
-    """A helper thread per request cost ~0.3 ms: a finished helper takes the next attempt."""
-    ran_on: set[threading.Thread] = set()
-
-    def work() -> transport.Answer:
-        ran_on.add(threading.current_thread())
-        return transport.Answer(200, CaseInsensitiveDict(), b"{}", "")
-
-    for _ in range(20):
-        transport._Attempt(work).run(5.0)
-    assert len(ran_on) == 1
