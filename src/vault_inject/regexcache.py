@@ -22,13 +22,12 @@ library: it changes ``re`` for the whole process.
 from __future__ import annotations
 
 import _thread
-import marshal
 import sys
 from collections.abc import Callable, Mapping
 from re import _compiler  # type: ignore[attr-defined]
 from typing import Any
 
-from .cachedir import CacheDir, default_dir
+from .cachedir import KeptEntry, StartCache, default_dir
 
 FORMAT = "1"
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
@@ -55,13 +54,11 @@ class _Recorder:
         return getattr(self._sre, name)
 
 
-class RegexCache:
+class RegexCache(StartCache[Key, Program]):
     """The programs loaded from the entry, those compiled since, and the hook into ``re``."""
 
-    def __init__(self, directory: str, programs: dict[Key, Program]) -> None:
-        self._directory = directory
-        self._programs = programs
-        self._new: dict[Key, Program] = {}
+    def __init__(self, entry: KeptEntry[Key, Program]) -> None:
+        super().__init__(entry)  # programs are checked at use: _sre.compile refuses bad ones
         self._compiling: dict[int, Key] = {}  # thread id -> the pattern it compiles
         self._sre = _compiler._sre
         self._compile: Callable[..., Any] = _compiler.compile
@@ -73,12 +70,9 @@ class RegexCache:
         directory = default_dir(environ)
         if not directory:
             return None
-        opened = CacheDir.open(directory, "regex", create=False, warn=False)
-        data = None
-        if opened is not None:
-            data = opened.read(entry_name(), MAX_ENTRY_BYTES)
-            opened.close()
-        cache = cls(directory, _programs(data))
+        cache = cls(
+            KeptEntry(directory, entry_name(), "regex", max_bytes=MAX_ENTRY_BYTES, limit=MAX_PATTERNS)
+        )
         _compiler.compile = cache.compile
         _compiler._sre = _Recorder(cache._sre, cache)
         return cache
@@ -91,7 +85,7 @@ class RegexCache:
     def compile(self, pattern: Any, flags: int = 0) -> Any:
         """``re._compiler.compile``, from the cache when the pattern is in it."""
         if isinstance(pattern, (str, bytes)) and not flags & _DEBUG:
-            program = self._programs.get((pattern, int(flags)))
+            program = self._entry.stored.get((pattern, int(flags)))
             if isinstance(program, tuple) and len(program) == 5:
                 try:
                     return self._sre.compile(pattern, *program)
@@ -106,37 +100,14 @@ class RegexCache:
     def note(self, pattern: Any, flags: int, code: list[int], rest: tuple[Any, ...]) -> None:
         """What ``re`` handed ``_sre`` for the pattern this thread is compiling."""
         key = self._compiling.get(_thread.get_ident())
-        if key is None or key[0] is not pattern or len(self._programs) + len(self._new) >= MAX_PATTERNS:
+        if key is None or key[0] is not pattern:
             return
         if len(rest) != 3:  # another _sre.compile than Python 3.11-3.13's: store nothing
             return
         groups, groupindex, indexgroup = rest
-        self._new[key] = (
-            int(flags),
-            [int(op) for op in code],
-            int(groups),
-            dict(groupindex),
-            tuple(indexgroup),
+        self._entry.add(
+            key, (int(flags), [int(op) for op in code], int(groups), dict(groupindex), tuple(indexgroup))
         )
-
-    def save(self) -> None:
-        """Write the entry again if patterns were compiled that it did not have (when the
-        directory exists and is trusted)."""
-        if not self._new:
-            return
-        self._programs.update(self._new)
-        self._new = {}
-        opened = CacheDir.open(self._directory, "regex", create=False, warn=False)
-        if opened is not None:
-            opened.write(entry_name(), marshal.dumps(self._programs))
-            opened.close()
-
-    def close(self) -> None:
-        """Save, then give ``re`` its own compile back."""
-        try:
-            self.save()
-        finally:
-            self.uninstall()
 
 
 def entry_name() -> str:
@@ -144,16 +115,3 @@ def entry_name() -> str:
     ~4 ms, which the plain PID 1 does not otherwise need)."""
     sre = _compiler._sre
     return f"regex-{FORMAT}-{sys.implementation.cache_tag}-{sys.hexversion:x}-{sre.MAGIC}-{sre.CODESIZE}"
-
-
-def _programs(data: bytes | None) -> dict[Key, Program]:
-    """The entry's programs, or none when it is missing or not a mapping. Each program is
-    checked when it is used: ``_sre.compile`` refuses one of another shape (TypeError) or
-    an invalid program (RuntimeError), and the pattern is then compiled as usual."""
-    if data is None:
-        return {}
-    try:
-        loaded = marshal.loads(data)  # noqa: S302 - passed the directory's owner and mode checks
-    except (ValueError, EOFError, TypeError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}

@@ -42,6 +42,7 @@ IO_MODULES = {
     "auth": "reads credential files, logs in",
     "child": "the only place that spawns, signals and reaps processes",
     "cli": "click, os.environ",
+    "dataclasscache": "compiled dataclass methods between runs (hooks dataclasses for the command line)",
     "deadline": "helper threads and the watchdog that end HTTP attempts at their deadline",
     "dev": "inject dev: a dev server for the run",
     "devserver": "starts the bao binary (see test_only_child_spawns_processes)",
@@ -210,7 +211,7 @@ WRITERS = frozenset({"files", "safepath", "tempfiles"})
 WRITE_EXCEPTIONS = {
     "auth": {"unlink"},  # `remove_secret_id_file`: deletes the consumed approle secret_id file
     "devserver": {"open", "rmtree"},  # the dev server's own 0600 state dir and token file
-    # inject's own private cache dir (compiled templates and regexes; never a destination)
+    # inject's own private cache dir (compiled templates, regexes, dataclass code; never a destination)
     "cachedir": {"makedirs", "open", "rename", "unlink"},
 }
 

@@ -16,6 +16,7 @@ from re import _compiler  # type: ignore[attr-defined]
 
 import pytest
 
+from tests.unit.cache_entries import only_a_private_entry_loads
 from vault_inject import regexcache
 from vault_inject.regexcache import RegexCache
 
@@ -75,7 +76,7 @@ def test_a_stored_program_gives_the_same_pattern(cache_dir: Path) -> None:
     assert _compiler.compile is ORIGINAL
     second = install(cache_dir)
     assert [outcomes(re.compile(p, f)) for p, f in PATTERNS] == expected
-    assert second._new == {}  # every one came from the entry
+    assert second._entry.new == {}  # every one came from the entry
     second.close()
 
 
@@ -124,7 +125,7 @@ def test_a_corrupt_entry_is_no_cache(cache_dir: Path) -> None:
     install(cache_dir).close()
     (cache_dir / regexcache.entry_name()).write_bytes(b"\x00garbage")
     cache = install(cache_dir)
-    assert cache._programs == {}
+    assert cache._entry.stored == {}
     assert [outcomes(re.compile(p, f)) for p, f in PATTERNS] == compiled_alone()
 
 
@@ -138,7 +139,7 @@ def test_a_directory_others_can_write_is_neither_read_nor_written(cache_dir: Pat
     for mode in (0o770, 0o777):
         cache_dir.chmod(mode)
         cache = install(cache_dir)
-        assert cache._programs == {}
+        assert cache._entry.stored == {}
         re.compile(f"new-{mode}")
         cache.close()
         assert entry.read_bytes() == before
@@ -163,13 +164,7 @@ def test_an_entry_another_user_wrote_is_not_loaded(cache_dir: Path) -> None:
     re.compile("stored-[0-9]+")
     cache.close()
     entry = cache_dir / regexcache.entry_name()
-    os.chown(entry, 4242, 4242)
-    assert install(cache_dir)._programs == {}
-    os.chown(entry, 0, 0)
-    entry.chmod(0o620)
-    assert install(cache_dir)._programs == {}
-    entry.chmod(0o600)
-    assert install(cache_dir)._programs != {}
+    only_a_private_entry_loads(entry, lambda: install(cache_dir)._entry.stored)
 
 
 def test_the_entry_stops_growing(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,7 +173,7 @@ def test_the_entry_stops_growing(cache_dir: Path, monkeypatch: pytest.MonkeyPatc
     cache = install(cache_dir)
     for n in range(10):
         assert re.fullmatch(f"z{n}+", f"z{n}{n}")
-    assert len(cache._new) == 3
+    assert len(cache._entry.new) == 3
 
 
 def test_the_command_line_fills_it_and_a_second_start_finds_everything(tmp_path: Path) -> None:
