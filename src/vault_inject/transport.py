@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
-import hvac
 import requests
 import urllib3
 from hvac.adapters import RawAdapter
@@ -520,14 +519,15 @@ class _HvacWire:
     def __init__(self, settings: ServerSettings, token: str, address: str | None = None) -> None:
         self._settings = settings
         self._address = address or settings.address
-        self._client = hvac.Client(
-            url=self._address,
+        # hvac's adapter itself, not an hvac.Client: the client only adds the API classes
+        # (hvac.api, ~7 ms to import), which inject does not use: it speaks the HTTP API.
+        self._adapter = RawAdapter(
+            base_uri=self._address,
             token=token,
             namespace=settings.namespace or None,
             verify=_verify(settings, os.environ),
             cert=_cert(settings),
             timeout=settings.request_timeout_s,
-            adapter=RawAdapter,
             allow_redirects=False,  # followed (same origin only) by Transport
             session=_session(settings, self._address),
         )
@@ -547,15 +547,15 @@ class _HvacWire:
 
     def set_token(self, token: str) -> None:
         """Send this token from now on."""
-        self._client.token = token
+        self._adapter.token = token
 
     def clone(self) -> _HvacWire:
         """A wire with its own session."""
-        return _HvacWire(self._settings, str(self._client.token), self._address)
+        return _HvacWire(self._settings, str(self._adapter.token), self._address)
 
     def close(self) -> None:
         """Close the keep-alive session (an abandoned helper on it fails, unheard)."""
-        self._client.adapter.close()
+        self._adapter.close()
 
     def _send(
         self,
@@ -568,7 +568,7 @@ class _HvacWire:
     ) -> Answer:
         # The socket timeout is a backstop for the helper; the caller's deadline is the bound.
         try:
-            response = self._client.adapter.request(
+            response = self._adapter.request(
                 method, url, params=params, json=json, raise_exception=False, timeout=timeout_s, stream=True
             )
             with contextlib.closing(response):

@@ -53,6 +53,7 @@ IO_MODULES = {
     "inbox": "signals and the loop's queue",
     "lifecycle": "renews leases and the token on the server",
     "launch": "runs one command: config, logging, the app call, exit codes",
+    "lazyimports": "a meta path finder for the command line: hvac.api loaded on first use",
     "cachedir": "inject's private cache directory (trusted entries, atomic writes)",
     "compilecache": "the on-disk cache of compiled templates",
     "log": "handlers and the redaction filter",

@@ -73,7 +73,9 @@ def test_only_fan_out_workers_are_workers() -> None:
     assert seen[-1] is False
 
 
-def test_the_main_thread_gives_up_at_the_deadline_on_a_helper(trickle: tuple[socket.socket, socket.socket]) -> None:
+def test_the_main_thread_gives_up_at_the_deadline_on_a_helper(
+    trickle: tuple[socket.socket, socket.socket],
+) -> None:
     """Called from the main thread, the stalled exchange runs on a helper; the caller gets
     "timed out" at the deadline, and the helper's blocked read returns (socket shut down)."""
     ours, _ = trickle
@@ -82,7 +84,8 @@ def test_the_main_thread_gives_up_at_the_deadline_on_a_helper(trickle: tuple[soc
     with pytest.raises(TransientError, match="timed out"):
         Attempt(lambda: stalled_read(ours, threads)).run(0.2)
     assert time.monotonic() - started < 2.0
-    assert threads and threads[0] is not threading.current_thread()
+    assert threads
+    assert threads[0] is not threading.current_thread()
     assert ours.recv(10) == b""  # shut down: a read returns at once, empty
 
 
@@ -102,12 +105,15 @@ def test_a_worker_runs_the_attempt_in_place_and_the_watchdog_ends_it(
         return Attempt(lambda: stalled_read(ours, threads)).run(0.2)
 
     (outcome,) = on_a_worker(attempt)
-    assert isinstance(outcome, TransientError) and str(outcome) == "timed out"
+    assert isinstance(outcome, TransientError)
+    assert str(outcome) == "timed out"
     assert time.monotonic() - started < 2.0
     assert threads == worker  # in place
 
 
-def test_an_attempt_in_place_that_answers_in_time_is_left_alone(trickle: tuple[socket.socket, socket.socket]) -> None:
+def test_an_attempt_in_place_that_answers_in_time_is_left_alone(
+    trickle: tuple[socket.socket, socket.socket],
+) -> None:
     """An answer before the deadline is returned; once the attempt ended, its deadline
     passing shuts nothing down (the connection is back in the pool by then)."""
     ours, theirs = trickle
@@ -133,7 +139,8 @@ def test_an_error_of_the_exchange_is_raised_as_it_is_in_place_and_on_a_helper() 
         (error,) = run(refused)
         assert isinstance(error, SecretError)
         (other,) = run(broken)
-        assert isinstance(other, TransientError) and str(other) == "the request failed: KeyError"
+        assert isinstance(other, TransientError)
+        assert str(other) == "the request failed: KeyError"
 
 
 def _outcome(fn: object) -> object:

@@ -18,7 +18,8 @@ import gc, json, os, sys
 from vault_inject import entry
 
 def report(code):
-    seen = {"modules": sorted(sys.modules), "gc": gc.isenabled()}
+    lazy = sorted(n for n, m in sys.modules.items() if type(m).__name__ == "_LazyModule")
+    seen = {"modules": sorted(sys.modules), "gc": gc.isenabled(), "lazy": lazy}
     os.write(int(os.environ["PROBE_FD"]), json.dumps(seen).encode())
     os._exit(code)
 
@@ -32,7 +33,8 @@ LOOP_ONLY = {"watchfiles", "psutil", "prometheus_client", "vault_inject.supervis
 
 def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, set[str]]:
     """The exit code of ``inject ARGS`` and the top-level and vault_inject modules it loaded
-    (plus ``gc:on`` when the cyclic garbage collector was on at exit)."""
+    (plus ``gc:on`` when the cyclic garbage collector was on at exit, and ``lazy:NAME`` for
+    a module imported lazily whose code never ran)."""
     read, write = os.pipe()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "INJECT_"))}
     base = {k: v for k, v in base.items() if not v.startswith("vault:")}
@@ -47,9 +49,10 @@ def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None)
     )
     os.close(write)
     with os.fdopen(read) as pipe:
-        seen = json.loads(pipe.read() or '{"modules": [], "gc": false}')
+        seen = json.loads(pipe.read() or '{"modules": [], "gc": false, "lazy": []}')
     names = {n if n.startswith("vault_inject.") else n.split(".")[0] for n in seen["modules"]}
-    return proc.returncode, names | ({"gc:on"} if seen["gc"] else set())
+    never_run = {f"lazy:{name}" for name in seen["lazy"]}
+    return proc.returncode, names | never_run | ({"gc:on"} if seen["gc"] else set())
 
 
 def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path) -> None:
@@ -85,6 +88,7 @@ def test_render_once_loads_no_watcher_psutil_metrics_or_loop(tmp_path: Path) -> 
     assert code != 0  # nothing listens there
     assert {"jinja2", "hvac", "click"} <= loaded  # the path really compiled and tried to log in
     assert loaded & LOOP_ONLY == set()
+    assert "lazy:hvac.api" in loaded  # hvac's API classes: imported by hvac, never run (~7 ms)
 
 
 def test_help_and_version_load_no_http_client_or_templates(tmp_path: Path) -> None:

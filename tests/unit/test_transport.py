@@ -4,9 +4,7 @@ cap; and the fan-out helper (attempt deadlines: test_deadline.py)."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -489,5 +487,3 @@ def test_session_uses_requests_ca_bundle_only_when_no_ca_cert_is_set(monkeypatch
     assert transport._session(plain, plain.address).verify == "/etc/ssl/from-env.pem"
     pinned = transport.ServerSettings(address="https://vault.example:8200", ca_cert="/etc/ssl/vault.pem")
     assert transport._session(pinned, pinned.address).verify == "/etc/ssl/vault.pem"
-
-
