@@ -145,9 +145,33 @@ def test_pid1_reaps_orphaned_grandchildren(bao: Bao, tmp_path: Path) -> None:
     ids=["exit-3", "SIGKILL", "SIGTERM"],
 )
 def test_pid1_exits_with_childs_code(bao: Bao, tmp_path: Path, script: str, code: int) -> None:
-    """As PID 1, inject exits with the child's exit code, and 128+N when the child died of signal N."""
-    with as_pid1([*QUIET, "--", "sh", "-c", script], bao=bao, cwd=tmp_path) as ns:
-        assert ns.wait() == code, ns.stderr()
+    """As PID 1, inject exits with the child's exit code, and 128+N when the child died of signal N.
+    (Run to its end, not through ``as_pid1``: the whole namespace can be gone before a poll
+    would find inject in it; the child says who its parent was.)"""
+    argv = [
+        *UNSHARE,
+        sys.executable,
+        "-m",
+        "vault_inject",
+        *QUIET,
+        "--",
+        "sh",
+        "-c",
+        f"echo $PPID > ppid; {script}",
+    ]
+    done = subprocess.run(
+        argv,
+        env=inject_env(bao),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    stderr = done.stderr.decode(errors="replace")
+    record_output(stderr)
+    assert done.returncode == code, stderr
+    assert (tmp_path / "ppid").read_text().strip() == "1"  # the child's parent: inject, PID 1
 
 
 # --- the child and its descendants when inject is not PID 1 ---------------------------------
