@@ -525,7 +525,7 @@ class _HvacWire:
             base_uri=self._address,
             token=token,
             namespace=settings.namespace or None,
-            verify=_verify(settings, os.environ),
+            verify=_verify(settings, os.environ, self._address),
             cert=_cert(settings),
             timeout=settings.request_timeout_s,
             allow_redirects=False,  # followed (same origin only) by Transport
@@ -602,7 +602,11 @@ def _too_large(what: str) -> SecretError:
     )
 
 
-def _verify(settings: ServerSettings, environ: Mapping[str, str]) -> bool | str:
+def _verify(settings: ServerSettings, environ: Mapping[str, str], address: str) -> bool | str:
+    if not address.lower().startswith("https:"):
+        # Nothing to verify over plain HTTP; a CA bundle path would only be stat'ed by
+        # requests at every request (a file or a directory?) for nothing.
+        return True
     if settings.tls_skip_verify:
         # asked for: no raw Python warning (breaking text/JSON logs) on every request
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -627,7 +631,7 @@ def _session(settings: ServerSettings, address: str) -> requests.Session:
     session.trust_env = False
     session.proxies = requests.utils.get_environ_proxies(address)
     # hvac takes verify/cert from a given session, so they are set here as well.
-    session.verify = _verify(settings, os.environ)
+    session.verify = _verify(settings, os.environ, address)
     session.cert = _cert(settings)
     for prefix in ("http://", "https://"):
         session.mount(prefix, _WatchedAdapter())
@@ -668,7 +672,7 @@ class _LeanSession(requests.Session):
             method=method.upper() if isinstance(method, str) else method.decode().upper(),
             url=url,
             headers=headers,
-            params=kwargs.get("params") or {},
+            params=kwargs.get("params") or None,  # None: no query, and none of requests' type checks
             json=kwargs.get("json"),
             cookies=self.cookies,
         )

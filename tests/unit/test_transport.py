@@ -1,6 +1,6 @@
 """The transport's decisions with a fake wire, a fake clock and a fake sleep (no network, no
 real waiting): per-call retry budgets, attempt timeouts, redirects, status mapping, the body
-cap; and the fan-out helper (attempt deadlines: test_deadline.py)."""
+cap (attempt deadlines: test_deadline.py; the fan-out: test_fanout.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from vault_inject.errors import (
     TransientError,
     UnreachableError,
 )
-from vault_inject.fanout import fan_out
 from vault_inject.model import KvRead, TokenInfo
 from vault_inject.transport import MIN_ATTEMPT_TIMEOUT_S, Answer, ServerSettings, check_status
 from vault_inject.vault import VaultClient
@@ -422,37 +421,6 @@ def test_body_under_the_cap_is_read_whole() -> None:
     """A normal body is returned as sent."""
     response = FakeResponse({"Content-Length": "6"}, [b"abc", b"def"])
     assert transport._read_capped(response, "'secret/a'") == b"abcdef"  # type: ignore[arg-type]
-
-
-# --- fan_out -------------------------------------------------------------------------------------
-
-
-def test_fan_out_runs_every_item_on_daemon_threads() -> None:
-    """Every item is handled, on daemon threads when there is more than one."""
-    seen: list[tuple[int, bool]] = []
-    fan_out(list(range(20)), lambda n: seen.append((n, threading.current_thread().daemon)), workers=4)
-    assert sorted(n for n, _ in seen) == list(range(20))
-    assert all(daemon for _, daemon in seen)
-
-
-def test_fan_out_raises_the_first_error_and_stops_handing_out() -> None:
-    """The first exception is raised after the workers finish; items not started are skipped."""
-    started: list[int] = []
-
-    def work(n: int) -> None:
-        started.append(n)
-        raise ValueError(f"item {n}")
-
-    with pytest.raises(ValueError, match="item"):
-        fan_out(list(range(50)), work, workers=2)
-    assert len(started) <= 2
-
-
-def test_fan_out_of_one_item_runs_inline() -> None:
-    """A single item runs on the caller's thread."""
-    threads: list[threading.Thread] = []
-    fan_out([1], lambda n: threads.append(threading.current_thread()), workers=8)
-    assert threads == [threading.current_thread()]
 
 
 def test_token_lookup_is_a_typed_token_info(clock: FakeClock) -> None:
