@@ -2,7 +2,7 @@
 
 Kept apart from ``cli`` so that the handlers are in place before click and the rest of
 inject are even imported (a PID 1 without a handler loses the signal). ``inject -- CMD``
-skips click altogether (``launch.run_plain``).
+and ``inject render -c FILE`` skip click altogether (``launch.plain_command``).
 """
 
 from __future__ import annotations
@@ -53,12 +53,14 @@ def start_caches() -> list[StartCache[Any, Any]]:
 
 
 def _dispatch(args: list[str]) -> None:
-    if args[:1] == ["--"]:
-        # `inject -- CMD` (the image's entrypoint): no option, so nothing for click to
-        # parse; launch runs it as click would, without importing click (~12 ms).
-        from .launch import run_plain
+    from .launch import plain_command, run_plain
 
-        run_plain(args[1:])
+    plain = plain_command(args)
+    if plain is not None:
+        # `inject -- CMD` (the image's entrypoint), `inject render -c inject.toml` (an init
+        # container): nothing else for click to parse; launch runs it as click would,
+        # without importing click (~11 ms).
+        run_plain(*plain)
         return
     from .cli import main as cli_main
 

@@ -2,9 +2,11 @@
 errors mapped to exit codes. No click here (``cli`` parses and calls ``execute``).
 
 ``inject -- CMD`` (what the container image's entrypoint runs, options in the environment
-or the config file) has nothing for click to parse: after ``--`` every word is CMD's.
-``run_plain`` runs it with the same options click would give ``inject run -- CMD``, so
-the plain PID 1 does not import click (about 10 ms) and build its parser (about 3 ms).
+or the config file) and ``inject render -c inject.toml`` (an init container) have almost
+nothing for click to parse: a command, perhaps a config file, and after ``--`` only CMD's
+words. ``plain_command`` parses exactly those shapes into the options click would give
+(anything else is click's to parse, and to explain when it is wrong), so the commonest
+starts do not import click (about 7 ms) and build its parser (about 4 ms).
 """
 
 from __future__ import annotations
@@ -71,18 +73,68 @@ _NOT_CONFIG = frozenset(
 )
 
 
-def plain_options(command: Sequence[str]) -> dict[str, Any]:
-    """The keyword arguments of ``inject run -- COMMAND`` with no option given."""
+# The commands a plain command line can name; ``run`` is also what none names.
+PLAIN_COMMANDS = ("run", "render", "watch", "check", "plan")
+_CONFIG_FLAGS = ("-c", "--config")
+
+
+def plain_options(command: Sequence[str] | None = None) -> dict[str, Any]:
+    """The keyword arguments of a command with no option given (``inject run -- COMMAND``
+    when ``command`` is given; render, watch, check and plan take no COMMAND)."""
     unset = dict.fromkeys(attr for _, attr, _ in VALUE_OPTIONS)
-    return {**unset, **NO_OPTIONS, "command": tuple(command)}
+    options = {**unset, **NO_OPTIONS}
+    return options if command is None else {**options, "command": tuple(command)}
 
 
-def run_plain(command: Sequence[str]) -> None:
-    """``inject -- COMMAND``: exactly ``inject run -- COMMAND``, without click."""
+def plain_command(args: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+    """``[COMMAND] [-c PATH | --config PATH | --config=PATH | -cPATH] [-- CMD...]`` (``--``
+    for run only, and required there): the command and what click would pass it. None for
+    any other shape, a repeated or empty config, or a value that looks like an option."""
+    command, rest = (
+        (args[0], list(args[1:])) if args[:1] and args[0] in PLAIN_COMMANDS else ("run", list(args))
+    )
+    end = rest.index("--") if "--" in rest else len(rest)
+    flags, child = rest[:end], rest[end + 1 :]
+    if (command == "run") != (end < len(rest)):
+        return None  # run needs `-- CMD`; the others take no COMMAND
+    plain, config = _config_path(flags)
+    if not plain:
+        return None
+    options = plain_options(child if command == "run" else None)
+    options["config_path"] = config
+    return command, options
+
+
+def _config_path(flags: Sequence[str]) -> tuple[bool, str | None]:
+    """(True, the config path or None) when ``flags`` are nothing or one config option;
+    (False, None) when they are anything else."""
+    if not flags:
+        return True, None
+    if len(flags) == 2 and flags[0] in _CONFIG_FLAGS:
+        value = flags[1]
+    elif len(flags) == 1 and flags[0].startswith("--config="):
+        value = flags[0].removeprefix("--config=")
+    elif len(flags) == 1 and flags[0].startswith("-c") and not flags[0].startswith("--"):
+        value = flags[0][2:]
+    else:
+        return False, None
+    if not value or value.startswith("-"):
+        return False, None
+    return True, value
+
+
+def run_plain(command: str, kwargs: Mapping[str, Any]) -> None:
+    """Run ``command`` with the options ``plain_command`` parsed, as click would."""
     from . import app
 
-    kwargs = plain_options(command)
-    execute(kwargs, lambda config, environ: app.cmd_run(config, environ, kwargs["command"]))
+    actions: dict[str, Action] = {
+        "run": lambda config, environ: app.cmd_run(config, environ, kwargs["command"]),
+        "render": app.cmd_render,
+        "watch": app.cmd_watch,
+        "check": app.cmd_check,
+        "plan": app.cmd_plan,
+    }
+    execute(kwargs, actions[command])
 
 
 def cli_options(kwargs: Mapping[str, Any]) -> CliOptions:

@@ -91,6 +91,22 @@ def test_render_once_loads_no_watcher_psutil_metrics_or_loop(tmp_path: Path) -> 
     assert "lazy:hvac.api" in loaded  # hvac's API classes: imported by hvac, never run (~7 ms)
 
 
+def test_render_with_a_config_file_loads_no_click(tmp_path: Path) -> None:
+    """`inject render -c FILE` (an init container) is parsed without click: nothing else
+    on the command line (launch.plain_command); it still compiles and tries to log in."""
+    (tmp_path / "t.tpl").write_text("{{ secret('secret/app').password }}\n")
+    (tmp_path / "token").write_text("not-a-real-token\n")
+    (tmp_path / "inject.toml").write_text(
+        f'[vault]\naddress = "http://127.0.0.1:9"\nretry_timeout = "0s"\n'
+        f'[auth]\ntoken_file = "{tmp_path / "token"}"\n'
+        f'[[template]]\nsource = "{tmp_path / "t.tpl"}"\ndestination = "{tmp_path / "out"}"\n'
+    )
+    code, loaded = modules_after(["render", "-c", str(tmp_path / "inject.toml")], tmp_path)
+    assert code != 0  # nothing listens there
+    assert {"jinja2", "hvac"} <= loaded
+    assert "click" not in loaded
+
+
 def test_help_and_version_load_no_http_client_or_templates(tmp_path: Path) -> None:
     """`inject --version` parses with click only: no hvac, requests or jinja2."""
     code, loaded = modules_after(["--version"], tmp_path)
