@@ -191,6 +191,32 @@ def test_stalled_server_at_startup_exits_5_after_retry_timeout(
     assert not (tmp_path / "started").exists()
 
 
+def test_term_while_fanned_out_reads_stall_at_startup_exits_at_once(
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy
+) -> None:
+    """Three templates' reads run in place on fan-out workers; with each of them stuck on a
+    server that never answers, a TERM still ends `inject render` at once (143), nothing
+    written: the main thread waiting for the workers is where the signal is handled."""
+    args = []
+    for i in range(3):
+        path = f"{prefix}/stall{i}"
+        bao.kv_put(path, v=secret_value())
+        write(tmp_path / f"t{i}.j2", f"{{{{ secret('{path}').v }}}}")
+        args += ["-t", f"t{i}.j2:t{i}.txt"]
+    proxy.stall(match="/data/")  # the KV reads only: the token and mount lookups answer
+    argv = inject_argv("render", "--retry-timeout", "60s", *args)
+    with supervise(
+        argv, env=inject_env(bao, {"VAULT_ADDR": proxy.address}), cwd=tmp_path, ready=None
+    ) as inject:
+        proxy.wait_hits(2)  # the first two readers are stuck
+        started = time.monotonic()
+        inject.send_signal(signal.SIGTERM)
+        code = inject.wait(timeout_s=5)
+    assert code == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 2.0
+    assert not list(tmp_path.glob("t*.txt"))
+
+
 # --- 429 with Retry-After ----------------------------------------------------------------
 
 
