@@ -1,6 +1,7 @@
-"""inject's own cache directory: what it keeps between runs (compiled templates, compiled
-regular expressions) is loaded as trusted as inject's own files, so the directory and every
-entry must belong to inject's effective user and be writable by no one else.
+"""inject's own cache directory: what it keeps between runs (compiled templates, regular
+expressions and dataclass methods) is loaded as trusted as inject's own files, so the
+directory and every entry must belong to inject's effective user and be writable by no
+one else.
 
 * the directory is ``$INJECT_CACHE_DIR`` (empty: no cache), else
   ``$XDG_CACHE_HOME/vault-inject``, else ``$HOME/.cache/vault-inject``; missing ones are

@@ -542,7 +542,7 @@ class _HvacWire:
         json: Mapping[str, Any] | None,
         timeout_s: float,
     ) -> Answer:
-        """Send and read the answer on a helper thread; give up on it after ``timeout_s``."""
+        """Send and read the answer; give up on it after ``timeout_s`` (``deadline.Attempt``)."""
         return Attempt(lambda: self._send(method, url, what, params, json, timeout_s)).run(timeout_s)
 
     def set_token(self, token: str) -> None:
@@ -566,7 +566,7 @@ class _HvacWire:
         json: Mapping[str, Any] | None,
         timeout_s: float,
     ) -> Answer:
-        # The socket timeout is a backstop for the helper; the caller's deadline is the bound.
+        # The socket timeout is a backstop; the attempt's wall-clock deadline is the bound.
         try:
             response = self._adapter.request(
                 method, url, params=params, json=json, raise_exception=False, timeout=timeout_s, stream=True

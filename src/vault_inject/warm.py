@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
+from . import lazyimports
 from .cachedir import CacheDir, default_dir
 from .entry import start_caches
 
@@ -29,6 +30,7 @@ def main() -> int:
         print(f"inject warm: no usable cache directory ({where})", file=sys.stderr)
         return 1
     opened.close()
+    lazyimports.install()  # as the command line: what it never runs is not stored either
     caches = start_caches()  # what the command line installs (the directory was just made)
     try:
         import difflib  # noqa: F401 - click builds a "did you mean" for every short option
