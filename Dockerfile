@@ -49,12 +49,10 @@ RUN groupadd --gid 10001 app \
 # Only `inject` goes on PATH: `python3` and `pip` stay the base image's, so an app built
 # on this image installs and runs its own dependencies as usual, apart from inject's.
 COPY --from=build /opt/inject /opt/inject
-# vault_inject.warm stores the regular expressions and dataclass methods a start compiles
-# (~15 and ~9 ms of each) once, in root's cache directory (/root/.cache/vault-inject,
-# 0700), rather than at every container start: inject runs as root (INJECT_USER switches
-# only the child), so every container finds them.
+# root's cache directory for compiled templates ships empty and private (0700): inject
+# runs as root (INJECT_USER switches only the child), and a render fills it.
 RUN ln -s /opt/inject/bin/inject /usr/local/bin/inject \
- && HOME=/root /opt/inject/bin/python -m vault_inject.warm
+ && install -d -m 0700 /root/.cache /root/.cache/vault-inject
 
 ENV PYTHONUNBUFFERED=1
 WORKDIR /app

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, work: Path) -> Bench:
     try:
         tokens = {tool: server.token_file(tool) for tool in ("inject", "agent", "fleet")}
         bench = Bench(PROFILES[args.profile], server, work, [INJECT], tokens)
-        _warm(work)
+        _empty_cache(work)
         for name in args.names:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             MEASUREMENTS[name](bench)
@@ -113,12 +113,10 @@ def run(args: argparse.Namespace, work: Path) -> Bench:
     return bench
 
 
-def _warm(home: Path) -> None:
-    """The cache directory as the project's image ships it (``python -m vault_inject.warm``
-    at build time): every measurement starts inject as a container of that image would."""
-    env = {**os.environ, "HOME": str(home)}
-    env.pop("INJECT_CACHE_DIR", None)
-    subprocess.run([sys.executable, "-m", "vault_inject.warm"], env=env, check=True)
+def _empty_cache(home: Path) -> None:
+    """The cache directory as the project's image ships it: there, empty and private
+    (0700), so the first render fills it with compiled templates, as in a container."""
+    (home / ".cache" / "vault-inject").mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def machine(bao: str) -> dict[str, str]:

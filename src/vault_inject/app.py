@@ -6,7 +6,6 @@ renders, then either execs the command in place (``--no-watch``) or supervises i
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -146,21 +145,7 @@ def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
     from .engine import render_job
 
-    gc_back_on()
     return render_job(job, client, client.read_many)
-
-
-def gc_back_on() -> None:
-    """The cyclic garbage collector on again (entry turns it off for start-up): a render
-    and the loop run with it, as they always did.
-
-    What start-up built (modules, classes, the config) lives as long as the process, so it
-    is frozen first: moved out of the collector's generations. Otherwise the first
-    collection after start-up walks every one of those objects to find nothing
-    (~18 ms of `inject render`, more than the renders of 10 templates).
-    """
-    gc.freeze()
-    gc.enable()
 
 
 def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
@@ -290,7 +275,6 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
     env_values = _env_values(config, environ)
     if alone.applies(config, env_values, lambda value: looks_like_ref(value) or is_template_text(value)):
         child.make_undumpable()  # inject's environment may still hold a token
-        gc_back_on()
         identity = child.resolve_user(config.user)
         literals = {name: checked_env(name, value) for name, value in env_values}
         return alone.run(
@@ -356,7 +340,6 @@ def _render_and_supervise(
         else:
             client, grant = _logged_in(config, authenticator)
         engine = Engine(job, client, client.read_many)
-        gc_back_on()
         try:
             rendered = engine.first_render()
             with INBOX.deferred():

@@ -12,9 +12,6 @@ one else.
   is a regular file of the same owner, writable by no one else, and not over its size
   bound; anything else is a miss.
 * entries are written to a temp name and renamed, so a reader never sees half of one.
-* ``KeptEntry`` is one marshalled dict that a command-line start loads whole and writes
-  back at exit if the run added to it, for a ``StartCache`` (``regexcache``,
-  ``dataclasscache``): it never creates the directory, and stops growing at a bound.
 
 A cache failure of any kind is never an error: the caller does the work as without one.
 """
@@ -22,20 +19,14 @@ A cache failure of any kind is never an error: the caller does the work as witho
 from __future__ import annotations
 
 import contextlib
-import marshal
 import os
 import stat
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
 
 ENV_VAR = "INJECT_CACHE_DIR"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 def default_dir(environ: Mapping[str, str]) -> str:
@@ -111,100 +102,13 @@ class CacheDir:
             _log(False, "cache: could not store %s: %s", entry, exc)
 
 
-class KeptEntry(Generic[K, V]):
-    """One entry holding a marshalled dict, loaded whole when a command-line start begins
-    and written back once at exit if the run added to it (what it compiled for the next
-    start). ``stored`` is what was loaded, ``new`` what was added since.
-
-    It never creates the directory: that happens once a run has compiled templates (or by
-    hand, or ``vault_inject.warm`` in an image), so a run that renders nothing leaves HOME as
-    it found it. It is read only through ``CacheDir``'s trust checks, and ``add`` stops at
-    ``limit`` items: a process that makes ever new keys does not grow the entry forever.
-    Checking the values is the caller's: marshal gives back whatever the file held.
-    """
-
-    def __init__(self, directory: str, name: str, what: str, *, max_bytes: int, limit: int) -> None:
-        self._directory = directory
-        self._name = name
-        self._what = what
-        self._limit = limit
-        self.stored: dict[K, V] = _load(directory, name, what, max_bytes)
-        self.new: dict[K, V] = {}
-
-    def add(self, key: K, value: V) -> None:
-        """Keep ``value`` for the next start, unless the entry is full."""
-        if len(self.stored) + len(self.new) < self._limit:
-            self.new[key] = value
-
-    def save(self) -> None:
-        """Write the entry again if anything was added (when the directory still exists and
-        is trusted); what was added counts as stored from then on."""
-        if not self.new:
-            return
-        self.stored.update(self.new)
-        self.new.clear()
-        opened = CacheDir.open(self._directory, self._what, create=False, warn=False)
-        if opened is None:
-            return
-        try:
-            opened.write(self._name, marshal.dumps(self.stored))
-        except ValueError as exc:  # a value marshal cannot store: no entry rather than an error
-            _log(False, "cache: could not store %s: %s", self._name, exc)
-        finally:
-            opened.close()
-
-
-class StartCache(ABC, Generic[K, V]):
-    """A cache the command line installs as a hook at start and saves at exit, with what it
-    keeps in one ``KeptEntry`` (``regexcache``, ``dataclasscache``)."""
-
-    def __init__(self, entry: KeptEntry[K, V]) -> None:
-        self._entry = entry
-
-    @abstractmethod
-    def uninstall(self) -> None:
-        """Take the hook out again."""
-
-    def save(self) -> None:
-        """Write the entry again if this run compiled what it did not have (when the
-        directory exists and is trusted)."""
-        self._entry.save()
-
-    def close(self) -> None:
-        """Save, then take the hook out."""
-        try:
-            self.save()
-        finally:
-            self.uninstall()
-
-
-def _load(directory: str, name: str, what: str, max_bytes: int) -> dict[Any, Any]:
-    """The dict in the entry, or {} (no such directory or entry, untrusted, too large, not
-    marshal data, not a dict)."""
-    opened = CacheDir.open(directory, what, create=False, warn=False)
-    if opened is None:
-        return {}
-    try:
-        data = opened.read(name, max_bytes)
-    finally:
-        opened.close()
-    if data is None:
-        return {}
-    try:
-        loaded = marshal.loads(data)  # noqa: S302 - passed the directory's owner and mode checks
-    except (ValueError, EOFError, TypeError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def trusted(info: os.stat_result) -> bool:
     """Owned by inject's effective user and writable by no one else."""
     return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _log(warn: bool, message: str, *args: object) -> None:
-    """A warning or a debug line; logging is imported only then (~8 ms the plain PID 1,
-    which installs the regex cache, does not otherwise need)."""
+    """A warning or a debug line."""
     import logging
 
     logger = logging.getLogger(__name__)

@@ -11,45 +11,25 @@ import contextlib
 import gc
 import os
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .cachedir import StartCache
 
 EXIT_STDOUT_FAILED = 120  # what Python exits with when stdout cannot be flushed at exit
 
 
 def main() -> None:
     """``inject``: install the signal handlers, then parse and run."""
-    from . import inbox, lazyimports
+    from . import inbox
 
     inbox.install()
-    lazyimports.install()  # hvac's API classes, which inject never uses, stay unrun (~7 ms)
-    caches = start_caches()
-    # Start-up only imports and builds what stays for the whole run, yet the cyclic garbage
-    # collector keeps rescanning it as it grows (5-9% of the CPU of `inject render`).
-    # app.gc_back_on turns it on again before the first render, whose memory budget must
-    # see freed cycles, and so for the whole long-running loop.
+    # Start-up only imports and builds what stays for the whole run; the cyclic collector
+    # would keep rescanning it as it grows. ``launch.execute`` is the one place that turns
+    # it back on (every command runs through it), before the command does any work.
     gc.disable()
     try:
         _dispatch(sys.argv[1:])
         code = 0
     except SystemExit as exc:
         code = exit_code(exc)
-    for cache in caches:
-        cache.save()  # what this run compiled, for the next start
     exit_without_teardown(code)
-
-
-def start_caches() -> list[StartCache[Any, Any]]:
-    """What earlier runs compiled at start-up: regular expressions (``regexcache``, ~15 ms
-    a start) and dataclass methods (``dataclasscache``, ~9 ms). Installed before click,
-    the config and the app are imported, which is when most of both are compiled."""
-    from .dataclasscache import DataclassCache
-    from .regexcache import RegexCache
-
-    installed = (RegexCache.install(os.environ), DataclassCache.install(os.environ))
-    return [cache for cache in installed if cache is not None]
 
 
 def _dispatch(args: list[str]) -> None:
@@ -59,7 +39,7 @@ def _dispatch(args: list[str]) -> None:
     if plain is not None:
         # `inject -- CMD` (the image's entrypoint), `inject render -c inject.toml` (an init
         # container): nothing else for click to parse; launch runs it as click would,
-        # without importing click (~11 ms).
+        # without importing click.
         run_plain(*plain)
         return
     from .cli import main as cli_main
@@ -81,12 +61,13 @@ def exit_code(exc: SystemExit) -> int:
 def exit_without_teardown(code: int) -> None:
     """Flush what is buffered and end the process now, skipping interpreter teardown.
 
-    Why: tearing down the interpreter (clearing every module, freeing every object) takes
-    10-15 ms after the work is done, which every container start and every ``inject
-    render`` would pay. Nothing inject needs happens there: every thread is a daemon
-    (teardown would not wait for them either), files, leases and children are finished
-    explicitly before ``cli`` returns, and the one atexit duty that matters, flushing the
-    log handlers, is done here (``logging.shutdown``), then stdout and stderr.
+    The rule, for whoever adds to inject: nothing may depend on interpreter teardown. No
+    ``atexit`` handler, no ``__del__`` or ``weakref.finalize`` that must run, no non-daemon
+    thread to join: every thread is a daemon, and files, leases, the token and children are
+    finished explicitly before the command returns. The one duty teardown would do for us,
+    flushing the log handlers, is done here (``logging.shutdown``), then stdout and stderr.
+    Teardown (clearing every module, freeing every object) is work every container start and
+    every ``inject render`` would otherwise pay after its work is done.
     """
     import logging  # loaded already (log.py); imported here only to keep entry's top bare
 

@@ -4,8 +4,6 @@ ambient references, config files, option precedence and token sources."""
 from __future__ import annotations
 
 import json
-import stat
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -317,34 +315,3 @@ def test_child_pass_env_allows_the_token(bao: Bao, tmp_path: Path) -> None:
     names = json.loads(result.stdout)
     assert "VAULT_TOKEN" in names
     assert "BAO_TOKEN" not in names
-
-
-# --- the cache an image ships ------------------------------------------------------------
-
-
-def test_a_warmed_cache_has_every_regex_and_dataclass_a_render_compiles(
-    bao: Bao, prefix: str, tmp_path: Path
-) -> None:
-    """`python -m vault_inject.warm` (the Dockerfile's build step) creates the cache directory
-    0700 and stores the regexes and dataclass code that a render with a config file, a
-    template and an env reference compiles: that render adds nothing, so neither entry is
-    written again."""
-    cache = tmp_path / "home" / ".cache" / "vault-inject"
-    env = inject_env(bao, {"HOME": str(tmp_path / "home")})
-    warmed = subprocess.run(
-        [sys.executable, "-m", "vault_inject.warm"], env=env, capture_output=True, text=True
-    )
-    assert warmed.returncode == 0, warmed.stderr
-    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
-    entries = [*cache.glob("regex-*"), *cache.glob("dataclass-*")]
-    assert len(entries) == 2, entries
-    # an entry is written to a temp name and renamed: a rewrite is a new inode
-    stored = [(entry.stat().st_ino, entry.stat().st_mtime_ns) for entry in entries]
-    bao.kv_put(f"{prefix}/app", password="pw")
-    write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}\n")
-    write(tmp_path / "inject.toml", '[[template]]\nsource = "t.j2"\ndestination = "out.txt"\n')
-    env["DB"] = f"vault:{prefix}/app#password"
-    result = run_inject("render", "-c", "inject.toml", env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.txt").read_text() == "pw\n"
-    assert [(entry.stat().st_ino, entry.stat().st_mtime_ns) for entry in entries] == stored

@@ -18,8 +18,7 @@ import gc, json, os, sys
 from vault_inject import entry
 
 def report(code):
-    lazy = sorted(n for n, m in sys.modules.items() if type(m).__name__ == "_LazyModule")
-    seen = {"modules": sorted(sys.modules), "gc": gc.isenabled(), "lazy": lazy}
+    seen = {"modules": sorted(sys.modules), "gc": gc.isenabled()}
     os.write(int(os.environ["PROBE_FD"]), json.dumps(seen).encode())
     os._exit(code)
 
@@ -33,8 +32,7 @@ LOOP_ONLY = {"watchfiles", "psutil", "prometheus_client", "vault_inject.supervis
 
 def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, set[str]]:
     """The exit code of ``inject ARGS`` and the top-level and vault_inject modules it loaded
-    (plus ``gc:on`` when the cyclic garbage collector was on at exit, and ``lazy:NAME`` for
-    a module imported lazily whose code never ran)."""
+    (plus ``gc:on`` when the cyclic garbage collector was on at exit)."""
     read, write = os.pipe()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "INJECT_"))}
     base = {k: v for k, v in base.items() if not v.startswith("vault:")}
@@ -49,10 +47,9 @@ def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None)
     )
     os.close(write)
     with os.fdopen(read) as pipe:
-        seen = json.loads(pipe.read() or '{"modules": [], "gc": false, "lazy": []}')
+        seen = json.loads(pipe.read() or '{"modules": [], "gc": false}')
     names = {n if n.startswith("vault_inject.") else n.split(".")[0] for n in seen["modules"]}
-    never_run = {f"lazy:{name}" for name in seen["lazy"]}
-    return proc.returncode, names | never_run | ({"gc:on"} if seen["gc"] else set())
+    return proc.returncode, names | ({"gc:on"} if seen["gc"] else set())
 
 
 def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path) -> None:
@@ -88,7 +85,6 @@ def test_render_once_loads_no_watcher_psutil_metrics_or_loop(tmp_path: Path) -> 
     assert code != 0  # nothing listens there
     assert {"jinja2", "hvac", "click"} <= loaded  # the path really compiled and tried to log in
     assert loaded & LOOP_ONLY == set()
-    assert "lazy:hvac.api" in loaded  # hvac's API classes: imported by hvac, never run (~7 ms)
 
 
 def test_render_with_a_config_file_loads_no_click(tmp_path: Path) -> None:
