@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from vault_inject.devserver import free_port_pair
+from vault_inject.cli.devserver import free_port_pair
 
 START_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 120.0  # a first render (plus a second per process started)

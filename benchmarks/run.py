@@ -27,7 +27,7 @@ import signals
 import versus
 from harness import TIME_BIN, Bench, BenchError, Profile, Row, Server, SignalRow, percentile, stop
 
-from vault_inject.devserver import find_bao
+from vault_inject.cli.devserver import find_bao
 
 HERE = Path(__file__).resolve().parent
 INJECT = str(Path(sys.executable).parent / "inject")  # the installed inject, beside this Python

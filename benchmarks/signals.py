@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness import Bench, SignalRow, start, stop, text, wait_exit, wait_for, wait_until
 
-from vault_inject.devserver import free_port_pair
+from vault_inject.cli.devserver import free_port_pair
 
 TARGET_P99_S = 0.1
 READY_TIMEOUT_S = 60.0

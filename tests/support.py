@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 
-from vault_inject.devserver import find_bao, free_port_pair
+from vault_inject.cli.devserver import find_bao, free_port_pair
 
 ROOT_TOKEN = "root-" + secrets.token_hex(12)
 SERVER_START_TIMEOUT_S = 30.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vault_inject.devserver import find_bao
+from vault_inject.cli.devserver import find_bao
 from vault_inject.errors import UsageError
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"

@@ -20,9 +20,11 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .runtime import Lease, Secrets
+    from .runtime.cache import Lease
+    from .runtime.secrets import Secrets
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
+
 __all__ = [
     "AuthError",
     "InjectError",
@@ -39,7 +41,7 @@ _LAZY = frozenset({"Lease", "Secrets"})
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import runtime
+        from .runtime import secrets as runtime
 
         return getattr(runtime, name)
     raise AttributeError(f"module 'vault_inject' has no attribute {name!r}")

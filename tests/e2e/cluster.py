@@ -30,7 +30,7 @@ from typing import Any
 import requests
 
 from tests.support import OUTPUTS, wait_for
-from vault_inject.devserver import find_bao
+from vault_inject.cli.devserver import find_bao
 
 NODE_COUNT = 3
 START_TIMEOUT_S = 30.0

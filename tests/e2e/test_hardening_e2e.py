@@ -36,7 +36,7 @@ from tests.support import (
     supervise,
     wait_for,
 )
-from vault_inject import files
+from vault_inject.files import write as files
 
 # --- atomicity under SIGKILL --------------------------------------------------------------
 

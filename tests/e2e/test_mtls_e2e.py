@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.helpers_e2e import error_line, write
 from tests.support import Bao, bao_server, inject_env, run_inject, secret_value
-from vault_inject.devserver import free_port_pair
+from vault_inject.cli.devserver import free_port_pair
 
 ROOT = "mtls-root-" + secret_value("tok")
 

@@ -15,9 +15,9 @@ import pytest
 from tests.e2e.fault_proxy import FaultProxy, Listener
 from tests.e2e.helpers_e2e import error_line, write
 from tests.support import Bao, inject_env, run_inject, secret_value, wait_for
+from vault_inject.client.vault import ServerSettings, VaultClient
 from vault_inject.errors import SecretError, UnreachableError
 from vault_inject.model import KvRead
-from vault_inject.vault import ServerSettings, VaultClient
 
 
 @pytest.fixture

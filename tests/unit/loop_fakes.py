@@ -11,20 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.unit.fakeclock import FakeClock
-from vault_inject.app import prepare
-from vault_inject.apply import Applier
-from vault_inject.config import CliOptions, build_config
-from vault_inject.controller import ChildController
-from vault_inject.engine import Engine
+from vault_inject.cli.app import prepare
+from vault_inject.client.vault import Login
+from vault_inject.config.settings import CliOptions, build_config
 from vault_inject.errors import UnreachableError
-from vault_inject.files import Commit, FileWrite
-from vault_inject.health import Snapshot
-from vault_inject.inbox import Signal
-from vault_inject.lifecycle import Lifecycle
+from vault_inject.files.write import Commit, FileWrite
+from vault_inject.loop.apply import Applier
+from vault_inject.loop.lifecycle import Lifecycle
+from vault_inject.loop.sources import FilesChanged, WorkDone
+from vault_inject.loop.supervisor import Collaborators, Supervisor
 from vault_inject.model import Identity, Request, Secret
-from vault_inject.sources import FilesChanged, WorkDone
-from vault_inject.supervisor import Collaborators, Supervisor
-from vault_inject.vault import Login
+from vault_inject.observe.health import Snapshot
+from vault_inject.process.controller import ChildController
+from vault_inject.process.signals import Signal
+from vault_inject.render.engine import Engine
 
 PATH = "secret/app"
 

@@ -8,10 +8,10 @@ import signal
 import pytest
 
 from tests.unit.fakeclock import FakeClock
-from vault_inject.actions import Action, decide
-from vault_inject.config import CliOptions, Config, TemplateSpec, build_config
+from vault_inject.config.settings import CliOptions, Config, TemplateSpec, build_config
 from vault_inject.errors import UsageError
-from vault_inject.splay import Splay
+from vault_inject.loop.splay import Splay
+from vault_inject.process.actions import Action, decide
 
 USR1, USR2, HUP = int(signal.SIGUSR1), int(signal.SIGUSR2), int(signal.SIGHUP)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from vault_inject.config import CliOptions, Config, build_config, parse_toml
+from vault_inject.client.transport import ServerSettings
+from vault_inject.config.settings import CliOptions, Config, build_config, parse_toml
 from vault_inject.errors import UsageError
-from vault_inject.transport import ServerSettings
 
 A, B, C = "http://a:8200", "http://b:8200", "https://c:8200"
 

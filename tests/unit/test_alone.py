@@ -6,11 +6,11 @@ import signal
 
 from tests.unit.fakeclock import FakeClock
 from tests.unit.loop_fakes import Procs, Script
-from vault_inject.alone import applies, loop
-from vault_inject.config import CliOptions, Config, build_config
-from vault_inject.controller import ChildController
-from vault_inject.inbox import Signal
+from vault_inject.config.settings import CliOptions, Config, build_config
 from vault_inject.model import Identity
+from vault_inject.process.alone import applies, loop
+from vault_inject.process.controller import ChildController
+from vault_inject.process.signals import Signal
 
 
 def _rig(kill_timeout_s: float = 10.0) -> tuple[FakeClock, Script, Procs, ChildController]:

@@ -288,7 +288,7 @@ def test_pure_modules_do_not_read_os_environ(module: str) -> None:
 
 
 def test_nothing_imports_cli_except_the_entry_point() -> None:
-    """Only the console-script entry imports vault_inject.cli (the CLI is the outermost layer)."""
+    """Only the console-script entry imports vault_inject.cli.commands (the CLI is the outermost layer)."""
     importers = {
         module
         for module in modules()

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from vault_inject.backoff import BASE, INITIAL_S, JITTER_S, MAX_S, delay_s, jittered
+from vault_inject.client.backoff import BASE, INITIAL_S, JITTER_S, MAX_S, delay_s, jittered
 
 
 @pytest.mark.parametrize(

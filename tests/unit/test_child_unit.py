@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from vault_inject.child import Identity, exit_code_from_status, resolve_user
 from vault_inject.errors import UsageError
+from vault_inject.process.child import Identity, exit_code_from_status, resolve_user
 
 
 def wait_status_of(script: str) -> int:

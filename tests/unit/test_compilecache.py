@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from vault_inject import cachedir
-from vault_inject.compilecache import CompileCache
 from vault_inject.model import KvRead, Secret
-from vault_inject.outputs import ReadCache
-from vault_inject.render import Renderer
+from vault_inject.render import cachedir
+from vault_inject.render.compilecache import CompileCache
+from vault_inject.render.outputs import ReadCache
+from vault_inject.render.renderer import Renderer
 
 SOURCE = "{{ secret('secret/app').password }} {{ secret('secret/db', 2).user }}\n"
 

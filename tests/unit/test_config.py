@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from vault_inject import config as config_module
-from vault_inject.config import (
+from vault_inject.config import settings as config_module
+from vault_inject.config.settings import (
     DEFAULT_CONFIG_NAME,
     CliOptions,
     Config,
@@ -552,7 +552,7 @@ def test_decimal_perms_integer_is_an_error() -> None:
 
 def test_template_commands_only_for_written_files() -> None:
     """template_commands lists (what, command, timeout) for templates whose files were written, in order."""
-    from vault_inject.config import template_commands
+    from vault_inject.config.settings import template_commands
 
     config = build(
         toml='[[template]]\ncontents = "a"\ndestination = "a"\ncommand = "echo a"\ncommand_timeout = "5s"\n'

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.unit.fakeclock import FakeClock
-from vault_inject import deadline
-from vault_inject.deadline import Attempt, Deadlines, Watch
+from vault_inject.client import deadline
+from vault_inject.client.deadline import Attempt, Deadlines, Watch
 from vault_inject.errors import SecretError, TransientError
 from vault_inject.fanout import fan_out, in_worker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vault_inject.app import DeferredClient
+from vault_inject.cli.app import DeferredClient
 from vault_inject.model import KvRead
 
 

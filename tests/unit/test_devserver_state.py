@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from vault_inject import devserver
+from vault_inject.cli import devserver
 
 
 def _dead_pid() -> int:

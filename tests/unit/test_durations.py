@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vault_inject.durations import parse_duration
+from vault_inject.config.durations import parse_duration
 from vault_inject.errors import UsageError
 
 

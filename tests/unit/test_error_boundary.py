@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vault_inject import errors
+from vault_inject.client.vault import Secret
 from vault_inject.errors import (
     AuthError,
     InjectError,
@@ -19,10 +20,9 @@ from vault_inject.errors import (
     UnreachableError,
     UsageError,
 )
+from vault_inject.files.read import read_text
 from vault_inject.model import Request
-from vault_inject.readfile import read_text
-from vault_inject.render import ReadCache, Renderer
-from vault_inject.vault import Secret
+from vault_inject.render.renderer import ReadCache, Renderer
 
 TEMPLATE = "app.yml.j2"
 LINE_OF_THE_READ = 2

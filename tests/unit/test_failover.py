@@ -15,9 +15,9 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from tests.unit.fakeclock import FakeClock
+from vault_inject.client.transport import Answer, ServerSettings
+from vault_inject.client.vault import VaultClient
 from vault_inject.errors import PermissionDenied, TransientError, UnreachableError
-from vault_inject.transport import Answer, ServerSettings
-from vault_inject.vault import VaultClient
 
 A, B, C = "http://node-a.test:8200", "http://node-b.test:8200", "http://node-c.test:8200"
 MOUNT_INFO = {"data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}}

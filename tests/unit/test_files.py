@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vault_inject.errors import FileWriteError
-from vault_inject.files import TEMP_PREFIX, FileWrite, write_all
+from vault_inject.files.write import TEMP_PREFIX, FileWrite, write_all
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from vault_inject.errors import FileWriteError
-from vault_inject.files import FileWrite, write_all
+from vault_inject.files.write import FileWrite, write_all
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]

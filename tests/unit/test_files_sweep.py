@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from vault_inject import files
+from vault_inject.files import write as files
 
 
 def _old_temp(directory: Path, name: str) -> Path:

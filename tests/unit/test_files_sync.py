@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vault_inject import files
 from vault_inject.errors import FileWriteError
-from vault_inject.files import FileWrite, write_all
+from vault_inject.files import write as files
+from vault_inject.files.write import FileWrite, write_all
 
 
 def test_every_temp_file_is_synced_before_the_first_rename(

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault_inject.config import CliOptions, Config, build_config, parse_signal, parse_toml
-from vault_inject.durations import parse_duration
+from vault_inject.config.durations import parse_duration
+from vault_inject.config.settings import CliOptions, Config, build_config, parse_signal, parse_toml
 from vault_inject.errors import InjectError
 from vault_inject.refs import Ref, parse_ref
 

@@ -11,16 +11,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.fakeclock import FakeClock
 from tests.unit.loop_fakes import Server
-from vault_inject import leases
-from vault_inject.config import CliOptions, build_config, parse_listen, split_listen
+from vault_inject.client import leases
+from vault_inject.client.vault import Login
+from vault_inject.config.settings import CliOptions, build_config, parse_listen, split_listen
 from vault_inject.errors import PermissionDenied, SecretNotFound, UnreachableError, UsageError
-from vault_inject.health import Expiry, Snapshot, earliest_expiry_s, verdict
-from vault_inject.lifecycle import Lifecycle
+from vault_inject.loop.lifecycle import Lifecycle
+from vault_inject.loop.sources import PollDone
+from vault_inject.loop.stats import Stats
 from vault_inject.model import KvRead, PkiIssue, Secret
-from vault_inject.observe import Board, SnapshotCollector
-from vault_inject.sources import PollDone
-from vault_inject.stats import Stats
-from vault_inject.vault import Login
+from vault_inject.observe.health import Expiry, Snapshot, earliest_expiry_s, verdict
+from vault_inject.observe.server import Board, SnapshotCollector
 
 HEALTHY = Snapshot(rendered=True, supervising=True, child_pid=7, poll_interval_s=10.0, last_poll_ok_at=0.0)
 

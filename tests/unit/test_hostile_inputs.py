@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_render import FakeReader
-from vault_inject import child, files
-from vault_inject.config import CliOptions, build_config, parse_signal, parse_toml
-from vault_inject.durations import parse_duration
+from vault_inject.config.durations import parse_duration
+from vault_inject.config.settings import CliOptions, build_config, parse_signal, parse_toml
 from vault_inject.errors import FileWriteError, RenderError, UsageError
+from vault_inject.files import write as files
+from vault_inject.process import child
 from vault_inject.refs import parse_ref
-from vault_inject.render import MAX_ENV_ENTRY_BYTES, Renderer
+from vault_inject.render.renderer import MAX_ENV_ENTRY_BYTES, Renderer
 
 APP = "secret/app"
 

@@ -27,7 +27,13 @@ sys.argv = ["inject", *sys.argv[1:]]
 entry.main()
 """
 HTTP = {"hvac", "requests", "urllib3"}
-LOOP_ONLY = {"watchfiles", "psutil", "prometheus_client", "vault_inject.supervisor", "vault_inject.wiring"}
+LOOP_ONLY = {
+    "watchfiles",
+    "psutil",
+    "prometheus_client",
+    "vault_inject.loop.supervisor",
+    "vault_inject.loop.wiring",
+}
 
 
 def modules_after(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, set[str]]:
@@ -59,9 +65,12 @@ def test_plain_pid1_loads_no_http_client_templates_toml_or_click(tmp_path: Path)
     assert code == 0
     heavy = HTTP | {"jinja2", "tomllib", "click", "watchfiles", "psutil", "prometheus_client"}
     assert loaded & heavy == set()
-    assert "vault_inject.files" not in loaded  # nothing to write
-    assert "vault_inject.alone" in loaded  # it did supervise the child, with nothing else
-    assert loaded & {"vault_inject.supervisor", "vault_inject.wiring", "vault_inject.engine"} == set()
+    assert "vault_inject.files.write" not in loaded  # nothing to write
+    assert "vault_inject.process.alone" in loaded  # it did supervise the child, with nothing else
+    assert (
+        loaded & {"vault_inject.loop.supervisor", "vault_inject.loop.wiring", "vault_inject.render.engine"}
+        == set()
+    )
     assert "gc:on" in loaded  # off for start-up only: the loop runs with the garbage collector
 
 
@@ -70,7 +79,7 @@ def test_a_config_file_brings_the_refresh_loop_even_with_nothing_to_render(tmp_p
     (tmp_path / "inject.toml").write_text("[child]\nkill_timeout = '5s'\n")
     code, loaded = modules_after(["--", "true"], tmp_path, {"INJECT_CONFIG": str(tmp_path / "inject.toml")})
     assert code == 0
-    assert {"vault_inject.supervisor", "vault_inject.wiring"} <= loaded
+    assert {"vault_inject.loop.supervisor", "vault_inject.loop.wiring"} <= loaded
 
 
 def test_render_once_loads_no_watcher_psutil_metrics_or_loop(tmp_path: Path) -> None:
@@ -119,4 +128,7 @@ def test_env_references_alone_load_no_template_engine(tmp_path: Path) -> None:
     code, loaded = modules_after(["run", *args], tmp_path)
     assert code != 0  # nothing listens there
     assert "hvac" in loaded
-    assert loaded & ({"jinja2", "vault_inject.render", "vault_inject.sandbox"} | LOOP_ONLY) == set()
+    assert (
+        loaded & ({"jinja2", "vault_inject.render.renderer", "vault_inject.render.sandbox"} | LOOP_ONLY)
+        == set()
+    )

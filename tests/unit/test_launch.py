@@ -9,7 +9,8 @@ from typing import Any
 import click
 import pytest
 
-from vault_inject import cli, launch
+from vault_inject.cli import commands as cli
+from vault_inject.cli import launch
 
 CLICK_COMMANDS: dict[str, click.Command] = {
     "run": cli.run_cmd,

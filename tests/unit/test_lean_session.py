@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from vault_inject import transport
+from vault_inject.client import transport
 
 COOKIE_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: SERVERID=node2; Path=/\r\n\r\n{}"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vault_inject import leases
-from vault_inject.config import CliOptions, build_config
+from vault_inject.client import leases
+from vault_inject.config.settings import CliOptions, build_config
 from vault_inject.errors import UsageError
 
 

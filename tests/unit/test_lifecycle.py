@@ -4,10 +4,10 @@ and revocation at exit stops asking a server that does not answer."""
 from __future__ import annotations
 
 from tests.unit.fakeclock import FakeClock
+from vault_inject.client.vault import LeaseRenewal
 from vault_inject.errors import UnreachableError
-from vault_inject.lifecycle import Lifecycle
+from vault_inject.loop.lifecycle import Lifecycle
 from vault_inject.model import Secret
-from vault_inject.vault import LeaseRenewal
 
 
 class Server:

@@ -11,7 +11,7 @@ import pytest
 
 from vault_inject import log
 from vault_inject.model import KvRead, Secret
-from vault_inject.render import Rendered
+from vault_inject.render.renderer import Rendered
 
 SECRET = "s3cr3t-Value-91xQ"
 OTHER = "tok.abcdefXYZ-123"
@@ -94,15 +94,15 @@ def test_text_format_prefixes_and_levels(stream: io.StringIO) -> None:
 def test_json_format_one_object_per_line(stream: io.StringIO) -> None:
     """JSON format emits one valid JSON object per line with time, level, logger and msg."""
     log.setup(level="debug", fmt="json", stream=stream)
-    logging.getLogger("vault_inject.vault").debug("read %s v%d", "secret/app", 3)
-    logging.getLogger("vault_inject.app").error('quote " and\nnewline')
+    logging.getLogger("vault_inject.client.vault").debug("read %s v%d", "secret/app", 3)
+    logging.getLogger("vault_inject.cli.app").error('quote " and\nnewline')
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     assert set(first) >= {"time", "level", "logger", "msg"}
     assert (first["level"], first["logger"], first["msg"]) == (
         "debug",
-        "vault_inject.vault",
+        "vault_inject.client.vault",
         "read secret/app v3",
     )
     assert (second["level"], second["msg"]) == ("error", 'quote " and\nnewline')
@@ -174,7 +174,7 @@ def test_one_minimum_length_for_logs_and_template_errors(value: str) -> None:
     """A value is masked in a template error exactly when the log filter masks it (one minimum)."""
     from tests.unit.test_render import FakeReader
     from vault_inject.errors import RenderError
-    from vault_inject.render import Renderer
+    from vault_inject.render.renderer import Renderer
 
     log.register_secret(value)
     in_log = log.redact(f"key {value}!") != f"key {value}!"
@@ -191,7 +191,7 @@ def test_a_missing_computed_path_does_not_quote_the_value_it_was_built_from() ->
     """secret('secret/' ~ value) that does not exist: the error masks the value in the path."""
     from tests.unit.test_render import FakeReader
     from vault_inject.errors import SecretNotFound
-    from vault_inject.render import Renderer
+    from vault_inject.render.renderer import Renderer
 
     renderer = Renderer({})
     template = renderer.compile("t.j2", "{{ secret('secret/' ~ secret('secret/a').tenant) }}")
@@ -204,7 +204,7 @@ def test_a_missing_computed_path_does_not_quote_the_value_it_was_built_from() ->
 
 def test_plan_lines_mask_a_path_segment_that_is_a_secret_value() -> None:
     """`inject plan` output never shows a secret value, even as a segment of a path it read."""
-    from vault_inject.app import plan_lines
+    from vault_inject.cli.app import plan_lines
 
     tenant = "acme-tenant-42"
     rendered = Rendered(

@@ -10,8 +10,8 @@ import signal
 import pytest
 
 from tests.unit.loop_fakes import PATH, Rig
-from vault_inject.inbox import Inbox, Signal
 from vault_inject.model import KvRead
+from vault_inject.process.signals import Inbox, Signal
 
 FAST = {"watch": {"poll_interval": "1s"}}
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.unit.loop_fakes import PATH, Rig
-from vault_inject.health import verdict
-from vault_inject.inbox import Signal
+from vault_inject.observe.health import verdict
+from vault_inject.process.signals import Signal
 
 OTHER = "secret/other"
 

@@ -11,10 +11,10 @@ from typing import Any
 import jinja2
 import pytest
 
+from vault_inject.client.vault import Secret
 from vault_inject.errors import RenderError, SecretNotFound, UsageError
 from vault_inject.model import KvRead, Request
-from vault_inject.render import EnvSpec, ReadCache, Rendered, Renderer
-from vault_inject.vault import Secret
+from vault_inject.render.renderer import EnvSpec, ReadCache, Rendered, Renderer
 
 APP = "secret/app"
 DB = "database/creds/readonly"

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.test_transport import FakeClock, answer, client_with
 from vault_inject.errors import PermissionDenied, SecretNotFound
 from vault_inject.model import KvRead, PkiIssue, Request, Secret, TransitDecrypt, request_order
-from vault_inject.render import ReadCache, Renderer
+from vault_inject.render.renderer import ReadCache, Renderer
 
 CIPHERTEXT = "vault:v1:c2VjcmV0LWNpcGhlcnRleHQtNzc="
 CERT = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vault_inject.model import Secret
-from vault_inject.runtime import Lease, SecretCache
+from vault_inject.runtime.cache import Lease, SecretCache
 
 
 def test_a_poll_with_the_same_version_tells_nobody() -> None:

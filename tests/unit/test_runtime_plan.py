@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.test_architecture import IO_PACKAGES, transitive_imports
-from vault_inject import runtime_plan
-from vault_inject.leases import Plan
+from vault_inject.client.leases import Plan
 from vault_inject.model import Secret
-from vault_inject.runtime_plan import TOKEN_KEY, Schedule, is_new, lease_plan, next_poll_at
+from vault_inject.runtime import plan as runtime_plan
+from vault_inject.runtime.plan import TOKEN_KEY, Schedule, is_new, lease_plan, next_poll_at
 
 
 def test_runtime_plan_is_pure() -> None:

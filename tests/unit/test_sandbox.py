@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.test_render import FakeReader, address_space_limit
 from vault_inject.errors import RenderError
-from vault_inject.render import Renderer
+from vault_inject.render.renderer import Renderer
 
 # Doubling a string 40 times through a recursive macro: 2**40 characters if nothing stops it.
 DOUBLE = (

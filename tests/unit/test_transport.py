@@ -13,7 +13,9 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from tests.unit.fakeclock import FakeClock
-from vault_inject import transport
+from vault_inject.client import transport
+from vault_inject.client.transport import MIN_ATTEMPT_TIMEOUT_S, Answer, ServerSettings, check_status
+from vault_inject.client.vault import VaultClient
 from vault_inject.errors import (
     AuthError,
     PermissionDenied,
@@ -23,8 +25,6 @@ from vault_inject.errors import (
     UnreachableError,
 )
 from vault_inject.model import KvRead, TokenInfo
-from vault_inject.transport import MIN_ATTEMPT_TIMEOUT_S, Answer, ServerSettings, check_status
-from vault_inject.vault import VaultClient
 
 ADDRESS = "http://vault.test:8200"
 MOUNT_INFO = {"data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}}

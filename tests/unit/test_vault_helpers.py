@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vault_inject import transport, vault
+from vault_inject.client import transport, vault
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,508 @@
+"""Composition root: builds the real collaborators from a Config and runs one command.
+
+``render`` writes once; ``check`` renders in memory and writes nothing; ``run``
+renders, then either execs the command in place (``--no-watch``) or supervises it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from ..config.settings import (
+    AUTH_ENV_VARS,
+    CliOptions,
+    Config,
+    build_config,
+    parse_toml,
+    resolve_config_path,
+    template_commands,
+)
+from ..errors import UsageError
+from ..files.read import read_text
+from ..log import masker
+from ..model import Identity, Request, request_order
+from ..process import child
+from ..process.signals import INBOX
+from ..refs import looks_like_ref
+from ..render.outputs import (
+    NoTemplates,
+    Rendered,
+    checked_env,
+    is_template_text,
+    plain_env_spec,
+    secret_strings,
+)
+
+# Imported where they are used, not here: what a command does not need it does not load.
+# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2,
+# ~15 ms) nor a server connection (auth, vault: hvac and requests, ~60 ms); `--listen`
+# alone loads observe (prometheus_client).
+if TYPE_CHECKING:
+    import jinja2
+
+    from ..client import auth
+    from ..client.vault import Login, VaultClient
+    from ..observe.health import Snapshot
+    from ..observe.server import ObserveServer
+    from ..render.compilecache import CompileCache
+    from ..render.engine import Job
+    from ..render.renderer import Renderer
+
+log = logging.getLogger(__name__)
+
+
+def load_config(cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str) -> Config:
+    """Read the config file (if any) and merge it with the CLI and the environment."""
+    path = resolve_config_path(config_path, environ, os.path.isfile)
+    data: dict[str, object] = {}
+    if path is not None:
+        data = parse_toml(read_text(path, "config file"), path)
+    return build_config(cli, environ, data, config_path=path, cwd=cwd)
+
+
+def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What ``env()`` in templates sees: inject's environment minus auth material."""
+    return {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS}
+
+
+def prepare(config: Config, environ: Mapping[str, str]) -> Job:
+    """Compile templates and classify env values (ambient references included) up front,
+    so every usage and syntax error is reported before the server is contacted."""
+    from ..render.engine import Job  # not for the child alone (``alone``), which renders nothing
+
+    child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
+    env_values = _env_values(config, environ)
+    if not config.templates and not any(is_template_text(value) for _, value in env_values):
+        env = [plain_env_spec(name, value) for name, value in env_values]
+        return Job(config, NoTemplates(), {}, env, {}, _config_digest(config))
+    cache = _compile_cache(environ)
+    try:
+        renderer = _renderer(config, environ, cache)
+        templates, sources = _compile_templates(config, renderer)
+        env = [renderer.env_spec(name, value) for name, value in env_values]
+    finally:
+        if cache is not None:
+            cache.close()  # only compiling uses it; a later prepare (a reload) opens it again
+    owners = {spec.destination: child.resolve_user(spec.owner) for spec in config.templates if spec.owner}
+    return Job(config, renderer, templates, env, owners, sources)
+
+
+def _compile_templates(
+    config: Config, renderer: Renderer
+) -> tuple[dict[str, tuple[str, jinja2.Template]], dict[str, str]]:
+    """destination -> (name, compiled), and the SHA-256 of every source file (and config)."""
+    templates = {}
+    sources = _config_digest(config)
+    for spec in config.templates:
+        text = spec.contents if spec.contents is not None else read_text(spec.source or "", "template")
+        templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
+        if spec.source:
+            sources[spec.source] = _sha256_hex(text)
+    return templates, sources
+
+
+def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | None) -> Renderer:
+    from ..render.renderer import Renderer  # jinja2 only when there is something to compile
+
+    return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s, cache=cache)
+
+
+def _compile_cache(environ: Mapping[str, str]) -> CompileCache | None:
+    """The on-disk cache of compiled templates, when a private cache directory is available."""
+    from ..render import cachedir, compilecache, sandbox
+    from ..render import renderer as render
+
+    header = compilecache.header(render.__file__, sandbox.__file__)
+    return compilecache.CompileCache.open(cachedir.default_dir(environ), header)
+
+
+def _config_digest(config: Config) -> dict[str, str]:
+    return {config.config_file: _digest_of(config.config_file)} if config.config_file else {}
+
+
+def _env_values(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The child's env values to classify: ambient references, then the configured ones."""
+    configured = dict(config.env)
+    ambient = [
+        (name, value)
+        for name, value in sorted(environ.items())
+        if looks_like_ref(value) and name not in configured
+    ]
+    return ambient + list(configured.items())
+
+
+def connect(config: Config, environ: Mapping[str, str]) -> VaultClient:
+    """A client with a working token (checked once, retried while unreachable)."""
+    client, _, _ = login(config, environ)
+    return client
+
+
+def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth.Authenticator, Login]:
+    """A logged-in client, the authenticator that can log in again, and the token's TTL."""
+    from ..client import auth
+
+    authenticator = auth.Authenticator(config, environ)
+    client, grant = auth.logged_in(config, authenticator)
+    return client, authenticator, grant
+
+
+def render_once(job: Job, client: VaultClient) -> Rendered:
+    """One complete render in memory (nothing written)."""
+    from ..render.engine import render_job
+
+    return render_job(job, client, client.read_many)
+
+
+def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
+    """Write every rendered file atomically, all or nothing; the destinations that changed."""
+    writes = job.writes(rendered.files, identity)
+    if not writes:
+        return []  # (the plain PID 1) files, safepath and tempfiles stay unloaded (~5 ms)
+    from ..files import write as files
+
+    return files.write_all(writes).changed
+
+
+def child_environ(
+    config: Config, environ: Mapping[str, str], rendered: Rendered, identity: Identity | None = None
+) -> dict[str, str]:
+    """inject's environment plus rendered vars, minus tokens and auth material (unless passed);
+    HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and su-exec do)."""
+    keep = set(config.pass_env)
+    env = {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS or k in keep}
+    if identity is not None and identity.home:
+        env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
+    env.update(rendered.env)
+    return env
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject render``: write every file once and exit 0."""
+    identity = child.resolve_user(config.user)
+    job, rendered = _render_in_memory(config, environ)
+    changed = write_files(job, rendered, identity)
+    log.info("rendered %d file(s), %d changed", len(rendered.files), len(changed))
+    run_template_commands(config, changed, child_environ(config, environ, rendered), identity)
+    return 0
+
+
+def run_template_commands(
+    config: Config, changed: Sequence[str], env: Mapping[str, str], identity: Identity
+) -> None:
+    """Run the ``command`` of every template whose file was just written (as consul-template),
+    as the ``--user``."""
+    commands = child.Commands(child.Reaper(), identity)
+    INBOX.on_exit(commands.kill_all)
+    commands.run_all(template_commands(config, changed), env=env)
+
+
+def _render_in_memory(config: Config, environ: Mapping[str, str]) -> tuple[Job, Rendered]:
+    job = prepare(config, environ)
+    client = connect(config, environ)
+    try:
+        return job, render_once(job, client)
+    finally:
+        client.close()
+
+
+def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject check``: validate config and templates and read every secret; write nothing."""
+    _, rendered = _render_in_memory(config, environ)
+    log.info(
+        "ok: %d template(s), %d env var(s), %d secret(s) readable",
+        len(rendered.files),
+        len(rendered.env),
+        len(rendered.secrets),
+    )
+    return 0
+
+
+def cmd_plan(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject plan``: print what a render would change and which secret versions drive it."""
+    _, rendered = _render_in_memory(config, environ)
+    for line in plan_lines(rendered, _current_text, environ):
+        print(line)
+    return 0
+
+
+def _current_text(path: str) -> str | None:
+    from ..files import safepath  # only `inject plan` reads what is there
+
+    data = safepath.read_regular_file(path)  # never blocks on a FIFO, never reads a huge file whole
+    try:
+        return None if data is None else data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def plan_lines(
+    rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
+) -> list[str]:
+    """``+``/``~``/``=`` per destination and env name, with the secret versions it reads;
+    masked like a log line (a path a template computed can hold a secret value)."""
+    mask = masker(secret_strings(rendered.secrets.values()))
+    return [mask(line) for line in _plan_lines(rendered, current, environ)]
+
+
+def _plan_lines(
+    rendered: Rendered, current: Callable[[str], str | None], environ: Mapping[str, str]
+) -> list[str]:
+    lines = []
+    for dest, text in rendered.files.items():
+        old = current(dest)
+        mark, why = (
+            ("+", "new file") if old is None else ("=", "unchanged") if old == text else ("~", "changes")
+        )
+        lines.append(f"{mark} {dest} ({why}; {_sources(rendered, dest)})")
+    for name, value in rendered.env.items():
+        old_value = environ.get(name)
+        mark = "=" if old_value == value else "+" if old_value is None or looks_like_ref(old_value) else "~"
+        lines.append(f"{mark} env {name} ({_sources(rendered, 'env:' + name)})")
+    return lines
+
+
+def _sources(rendered: Rendered, output: str) -> str:
+    keys = sorted(rendered.deps.get(output, frozenset()), key=request_order)
+    if not keys:
+        return "no secrets"
+    return "reads " + ", ".join(f"{key.label} {rendered.secrets[key].describe}" for key in keys)
+
+
+def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> int:
+    """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
+    if not argv:
+        raise UsageError("no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)")
+    from ..process import alone  # the child alone: no supervisor loop (not for render or watch)
+
+    env_values = _env_values(config, environ)
+    if alone.applies(config, env_values, lambda value: looks_like_ref(value) or is_template_text(value)):
+        child.make_undumpable()  # inject's environment may still hold a token
+        identity = child.resolve_user(config.user)
+        literals = {name: checked_env(name, value) for name, value in env_values}
+        return alone.run(
+            config, {**child_environ(config, environ, Rendered(), identity), **literals}, argv, identity
+        )
+    return _keep_fresh(config, environ, argv)
+
+
+def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
+    """``inject watch``: render, then keep the files fresh with no child (sidecar)."""
+    return _keep_fresh(config, environ, None)
+
+
+def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] | None) -> int:
+    # Up before the first render (it says "pending" meanwhile); with --no-watch nothing stays
+    # to report on once the command replaces inject.
+    observer = None if argv and config.no_watch else _start_observer(config)
+    try:
+        return _render_and_supervise(config, environ, argv, observer.board.publish if observer else None)
+    finally:
+        if observer is not None:
+            observer.stop()
+
+
+def _start_observer(config: Config) -> ObserveServer | None:
+    """The health and metrics endpoints, when ``--listen`` asks for them."""
+    if not config.listen:
+        return None
+    from ..observe.server import Board, ObserveServer  # prometheus_client only when listening
+
+    observer = ObserveServer(config.listen, Board())
+    observer.start()
+    return observer
+
+
+def _render_and_supervise(
+    config: Config,
+    environ: Mapping[str, str],
+    argv: Sequence[str] | None,
+    publish: Callable[[Snapshot], None] | None,
+) -> int:
+    from ..loop.sources import FileWatcher
+    from ..render.engine import Engine
+
+    job = prepare(config, environ)
+    identity = child.resolve_user(config.user)
+    offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server
+    authenticator = None if offline else _authenticator(config, environ)
+    auth_file = _watched_auth_file(authenticator)
+    events = INBOX.events
+    # Watching before the first render: an edit made while it runs is not lost. With
+    # --no-watch the command replaces inject right after it: nothing would read the events,
+    # so nothing is watched (and watchfiles is not even imported).
+    exec_argv = argv if argv and config.no_watch else None
+    watcher = FileWatcher([] if exec_argv else _watched_files(config, auth_file), events)
+    watcher.start()
+    reaper = child.Reaper()
+    commands = child.Commands(reaper, identity)
+    INBOX.on_exit(commands.kill_all)
+    try:
+        if authenticator is None:
+            client, grant = _offline_client(config)
+        else:
+            client, grant = _logged_in(config, authenticator)
+        engine = Engine(job, client, client.read_many)
+        try:
+            rendered = engine.first_render()
+            with INBOX.deferred():
+                changed = write_files(job, rendered, identity)
+        except BaseException:
+            client.close()
+            raise
+    except BaseException:
+        watcher.stop()
+        raise
+    commands.run_all(template_commands(config, changed), env=child_environ(config, environ, rendered))
+    if exec_argv:
+        watcher.stop()
+        client.close()
+        log.debug("exec %s in place of inject", exec_argv[0])
+        child.exec_in_place(exec_argv, child_environ(config, environ, rendered, identity), identity)
+    from ..loop import wiring  # only long-running commands need the loop
+
+    startup = wiring.Startup(
+        config=config,
+        environ=environ,
+        engine=engine,
+        client=client,
+        authenticator=authenticator,
+        grant=grant,
+        base_env=child_environ(config, environ, Rendered(), identity),
+        auth_file=auth_file,
+        identity=identity,
+        reaper=reaper,
+        commands=commands,
+        rebuild_job=lambda: _rebuild(config, environ),
+        reconcile=lambda: changed_sources(engine.job),
+        publish=publish,
+    )
+    try:
+        return wiring.supervise(startup, argv, events)
+    finally:
+        watcher.stop()
+        client.close()
+
+
+def _authenticator(config: Config, environ: Mapping[str, str]) -> auth.Authenticator:
+    from ..client import auth
+
+    return auth.Authenticator(config, environ)
+
+
+def _watched_auth_file(authenticator: auth.Authenticator | None) -> str:
+    if authenticator is None:
+        return ""
+    try:
+        return authenticator.watched_file
+    except UsageError:
+        return ""  # the login that follows reports it
+
+
+def _watched_files(config: Config, auth_file: str) -> list[str]:
+    paths = [spec.source for spec in config.templates if spec.source]
+    paths += [config.config_file or "", auth_file]
+    return [p for p in paths if p]
+
+
+def _logged_in(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
+    from ..client.auth import logged_in  # hvac and requests, only when there is a server to talk to
+
+    return logged_in(config, authenticator)
+
+
+def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
+    """A client that never logs in: nothing will ask it for a secret (unless a reloaded
+    config adds templates). It is made on first use, so a plain PID 1 loads no hvac."""
+
+    def make(token: str, retry_timeout_s: float) -> VaultClient:
+        from ..client.vault import VaultClient, server_settings
+
+        return VaultClient(server_settings(config), token, retry_timeout_s=retry_timeout_s)
+
+    return cast("VaultClient", DeferredClient(make, retry_timeout_s=0)), None
+
+
+class DeferredClient:
+    """Stands in for a VaultClient and makes the real one (importing hvac) on first use.
+
+    The methods the loop binds or calls at start-up without sending anything (``clone``,
+    ``set_token``, ``close``, and ``fetch``/``read_many``, which are handed over as bound
+    methods) are defined here so that they do not make the client; anything else is
+    forwarded to the real client, made then with the token given so far.
+    """
+
+    def __init__(self, make: Callable[[str, float], VaultClient], *, retry_timeout_s: float) -> None:
+        self._make = make
+        self._retry_timeout_s = retry_timeout_s
+        self._token = ""
+        self._client: VaultClient | None = None
+
+    def _real(self) -> VaultClient:
+        if self._client is None:
+            self._client = self._make(self._token, self._retry_timeout_s)
+        return self._client
+
+    def clone(self, *, retry_timeout_s: float) -> VaultClient:
+        """Another deferred client with the same token and its own default budget."""
+        if self._client is not None:
+            return self._client.clone(retry_timeout_s=retry_timeout_s)
+        other = DeferredClient(self._make, retry_timeout_s=retry_timeout_s)
+        other._token = self._token
+        return cast("VaultClient", other)
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from now on."""
+        self._token = token
+        if self._client is not None:
+            self._client.set_token(token)
+
+    def close(self) -> None:
+        """Close the real client's session, if one was made."""
+        if self._client is not None:
+            self._client.close()
+
+    def fetch(self, request: Request, *, budget_s: float | None = None) -> Any:
+        """``VaultClient.fetch`` on the real client."""
+        return self._real().fetch(request, budget_s=budget_s)
+
+    def read_many(self, keys: Any, **options: Any) -> Any:
+        """``VaultClient.read_many`` on the real client."""
+        return self._real().read_many(keys, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+def _rebuild(config: Config, environ: Mapping[str, str]) -> Job:
+    """Re-read the config file (if any) and every template source."""
+    if config.config_file is not None:
+        config = load_config(
+            config.cli or CliOptions(), config.config_file, environ, config.cwd or os.getcwd()
+        )
+    return prepare(config, environ)
+
+
+def changed_sources(job: Job) -> frozenset[str]:
+    """Template sources and the config file whose content differs from what ``job`` compiled
+    (edited before the file watcher was up)."""
+    return frozenset(path for path, digest in job.sources.items() if _digest_of(path) != digest)
+
+
+def _sha256_hex(text: str) -> str:
+    import hashlib  # loads OpenSSL (~2.5 ms): only when there is a source or config to digest
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _digest_of(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return _sha256_hex(handle.read())
+    except (OSError, UnicodeDecodeError):
+        return ""

@@ -1,0 +1,273 @@
+"""Leases, certificates and inject's own token over time.
+
+Keeps one plan per leased secret or certificate (see ``leases``), renews what is due,
+and hands back the secrets that must be re-read. Renews inject's token while it can
+be extended and logs in again when not; a new token does not re-fetch secrets that
+are still valid, only leases that died with the old token. Revokes every lease it
+saw when inject exits (unless told to keep them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from ..client import backoff, leases
+from ..client.leases import Plan
+from ..errors import InjectError, UnreachableError
+from ..model import PkiIssue, Request, Secret
+from ..observe.health import Expiry
+
+if TYPE_CHECKING:  # annotations only: importing vault loads hvac and requests (~60 ms)
+    from ..client.vault import Login, VaultClient
+
+log = logging.getLogger(__name__)
+
+REVOKE_TIMEOUT_S = 5.0
+
+
+class Relogin(Protocol):
+    """Something that can put a fresh token on a client (auth.Authenticator)."""
+
+    @property
+    def can_relogin(self) -> bool: ...
+
+    def login(self, client: VaultClient) -> Login: ...
+
+
+class Lifecycle:
+    """Timers and actions for leases, certificates and the token."""
+
+    def __init__(
+        self,
+        client: VaultClient,
+        *,
+        authenticator: Relogin | None,
+        grant: Login | None,
+        on_new_token: Callable[[str], None],
+        reread_threshold: float = leases.REREAD_THRESHOLD,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._auth = authenticator
+        self._on_new_token = on_new_token
+        self._threshold = reread_threshold
+        self._clock = clock
+        self._wall = wall_clock
+        self.plans: dict[Request, Plan] = {}
+        self.issued_leases: dict[str, float] = {}  # lease id -> when it ends (monotonic)
+        self._token_plan: Plan | None = None
+        self._token_expires_at: float | None = None
+        self._token_ttl_s = 0.0  # as last granted (the plan's is 0 after a failed login)
+        self._generation = 0  # bumped at every new login
+        self._lease_generation: dict[Request, int] = {}
+        self._retries: dict[str, int] = {}
+        if grant is not None:
+            self._plan_token(grant)
+
+    # --- planning ---------------------------------------------------------------------
+
+    def track(self, secrets: Mapping[Request, Secret]) -> None:
+        """Plan renewal or re-read for every leased secret and certificate in ``secrets``."""
+        now = self._clock()
+        self._prune_ended(now)
+        for key, secret in secrets.items():
+            plan = self._plan_for(secret, now)
+            if plan is None:
+                self.plans.pop(key, None)
+                continue
+            if secret.lease_id and secret.lease_id not in self.issued_leases:
+                ttl_s = secret.lease_duration_s
+                self.issued_leases[secret.lease_id] = now + ttl_s if ttl_s > 0 else math.inf
+            self.plans[key] = plan
+            self._lease_generation[key] = self._generation
+
+    def _prune_ended(self, now: float) -> None:
+        """Forget leases that have ended by themselves: nothing left to revoke, and a long run
+        that re-reads credentials every hour must not keep every id it ever saw."""
+        for lease_id, ends_at in list(self.issued_leases.items()):
+            if ends_at < now:
+                del self.issued_leases[lease_id]
+
+    def _plan_for(self, secret: Secret, now: float) -> Plan | None:
+        if secret.expires_at and secret.issued_at:
+            return leases.for_certificate(
+                now=now, wall_now=self._wall(), issued_at=secret.issued_at, expires_at=secret.expires_at
+            )
+        return leases.after_read(
+            now=now,
+            lease_id=secret.lease_id,
+            ttl_s=secret.lease_duration_s,
+            renewable=secret.renewable,
+            reread_threshold=self._threshold,
+        )
+
+    def _plan_token(self, grant: Login) -> None:
+        now = self._clock()
+        self._token_plan = leases.after_read(
+            now=now, lease_id="token", ttl_s=grant.ttl_s, renewable=grant.renewable
+        )
+        self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
+        self._token_ttl_s = float(grant.ttl_s)
+
+    def next_at(self) -> float | None:
+        """When the next renewal or re-read is due."""
+        times = [plan.at for plan in self.plans.values()]
+        if self._token_plan is not None:
+            times.append(self._token_plan.at)
+        return min(times) if times else None
+
+    def expiries(self) -> list[Expiry]:
+        """When each lease, certificate and the token end unless renewed or re-read."""
+        found = [
+            Expiry(_kind(key), _what(key), plan.expires_at, plan.ttl_s)
+            for key, plan in self.plans.items()
+            if plan.expires_at is not None
+        ]
+        if self._token_expires_at is not None:
+            found.append(Expiry("token", "inject's token", self._token_expires_at, self._token_ttl_s))
+        return found
+
+    # --- acting -------------------------------------------------------------------------
+
+    def run_due(self) -> list[Request]:
+        """Renew what is due now; return the keys that must be re-read."""
+        now = self._clock()
+        if self._token_plan is not None and self._token_plan.at <= now:
+            self._token_due(now)
+        rereads = []
+        for key, plan in list(self.plans.items()):
+            if plan.at > now:
+                continue
+            if plan.action == "renew":
+                self._renew(key, plan, now)
+            else:
+                rereads.append(key)
+        return rereads
+
+    def postpone(self, key: Request, attempt: int) -> None:
+        """A re-read could not be done now (server down): try again after a backoff."""
+        plan = self.plans.get(key)
+        if plan is not None:
+            delay = backoff.delay_s(attempt, initial_s=1.0, max_s=30.0)
+            self.plans[key] = plan.at_time(self._clock() + delay)
+
+    def _renew(self, key: Request, plan: Plan, now: float) -> None:
+        try:
+            grant = self._client.renew_lease(plan.lease_id, int(plan.wanted_ttl_s))
+        except UnreachableError:
+            self._retry_later(key, plan)
+            return
+        except InjectError as exc:
+            log.warning("lease %s could not be renewed (%s); reading %s again", plan.lease_id, exc, key.label)
+            self.plans[key] = plan.at_time(now, "reread")
+            return
+        self._retries.pop(plan.lease_id, None)
+        if plan.lease_id in self.issued_leases:
+            self.issued_leases[plan.lease_id] = now + grant.ttl_s
+        self.plans[key] = leases.after_renewal(
+            plan, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
+        )
+        if self.plans[key].action == "reread":
+            log.info(
+                "lease %s cannot be extended past %ds; new credentials before it expires",
+                plan.lease_id,
+                grant.ttl_s,
+            )
+        else:
+            log.debug("renewed lease %s for %ds", plan.lease_id, grant.ttl_s)
+
+    def _retry_later(self, key: Request, plan: Plan) -> None:
+        attempt = self._retries.get(plan.lease_id, 0) + 1
+        self._retries[plan.lease_id] = attempt
+        self.postpone(key, attempt)
+
+    def _token_due(self, now: float) -> None:
+        plan = self._token_plan
+        if plan is None:
+            return
+        if plan.action == "renew":
+            try:
+                grant = self._client.renew_self(int(plan.wanted_ttl_s))
+            except UnreachableError:
+                self._token_plan = plan.at_time(now + 5.0)
+                return
+            except InjectError as exc:
+                log.warning("token renewal failed (%s)", exc)
+            else:
+                self._token_plan = leases.after_renewal(
+                    plan, now=now, granted_ttl_s=grant.ttl_s, renewable=grant.renewable
+                )
+                self._token_expires_at = now + grant.ttl_s if grant.ttl_s > 0 else None
+                self._token_ttl_s = float(grant.ttl_s)
+                log.debug("renewed token for %ds", grant.ttl_s)
+                return
+        self.relogin(reason="token cannot be renewed further")
+
+    @property
+    def can_relogin(self) -> bool:
+        """True when a fresh token can be had without outside help."""
+        return self._auth is not None and self._auth.can_relogin
+
+    def relogin(self, *, reason: str) -> bool:
+        """Get a new token; re-read only leases that died with the old one."""
+        if self._auth is None or not self._auth.can_relogin:
+            log.warning("%s and no way to log in again; keep the token fresh from outside", reason)
+            self._token_plan = None
+            return False
+        try:
+            grant = self._auth.login(self._client)
+        except InjectError as exc:
+            log.error("login failed (%s); retrying in 10s", exc)
+            self._token_plan = Plan("reread", self._clock() + 10.0, 0, 0, "token")
+            return False
+        log.info("%s; logged in again", reason)
+        old_expires_at = self._token_expires_at
+        self._generation += 1
+        self._on_new_token(self._client.token)
+        self._plan_token(grant)
+        self._replace_old_token_leases(old_expires_at)
+        return True
+
+    def _replace_old_token_leases(self, old_expires_at: float | None) -> None:
+        """Leases die with the token that created them. Re-read those already dead now, and
+        those the old token will take with it before it expires; all others stay as they are."""
+        now = self._clock()
+        for key, plan in list(self.plans.items()):
+            if not plan.lease_id or self._lease_generation.get(key, 0) >= self._generation:
+                continue
+            if not self._client.lease_alive(plan.lease_id):
+                log.info("lease %s ended with the old token; reading %s again", plan.lease_id, key.label)
+                self.plans[key] = plan.at_time(now, "reread")
+            elif old_expires_at is not None:
+                due = now + max(0.0, old_expires_at - now) / 2
+                log.info("lease %s ends with the old token; new credentials before then", plan.lease_id)
+                self.plans[key] = plan.at_time(min(due, plan.at), "reread")
+
+    def revoke_all(self) -> None:
+        """Revoke every lease issued during this run that has not ended (best effort: short
+        timeout, and a server that does not answer is not asked about the rest)."""
+        self._prune_ended(self._clock())
+        for lease_id in list(self.issued_leases):
+            try:
+                self._client.revoke_lease(lease_id, budget_s=REVOKE_TIMEOUT_S)
+                log.info("revoked lease %s", lease_id)
+            except UnreachableError as exc:
+                log.warning("could not revoke %d lease(s): %s", len(self.issued_leases), exc)
+                break
+            except InjectError as exc:
+                log.warning("could not revoke lease %s: %s", lease_id, exc)
+        self.issued_leases.clear()
+
+
+def _kind(request: Request) -> str:
+    return "certificate" if isinstance(request, PkiIssue) else "lease"
+
+
+def _what(request: Request) -> str:
+    """The configured path (a certificate's role path, without its parameters)."""
+    return request.path if isinstance(request, PkiIssue) else request.label

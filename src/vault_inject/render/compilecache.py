@@ -1,0 +1,92 @@
+"""Compiled templates kept on disk between runs, keyed by their source (the Jinja compile of
+a small template takes ~0.4 ms; loading it back ~0.01 ms: 500 templates, 0.2 s per start).
+
+What is cached is the Python code object the sandbox produced for one template, and the
+secrets it names literally. Loading it runs that code, so it lives in inject's private cache
+directory (``cachedir``: refused unless only inject's user can write it and each entry), and:
+
+* the entry's name is the SHA-256 of a header (cache format, inject, Jinja and Python
+  versions, and the size and mtime of ``render.py`` and ``sandbox.py``, which make the
+  code) and of the template's name and source: a different source, a different inject
+  or a changed sandbox is a different entry. An unreadable entry is compiled again.
+
+A cache failure of any kind is never an error: the template is compiled as without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import sys
+from types import CodeType
+from typing import Any
+
+from .cachedir import CacheDir
+
+FORMAT = b"inject-compile-cache-1"
+MAX_ENTRY_BYTES = 4 * 1024 * 1024
+
+Keys = tuple[tuple[str, int | None], ...]
+
+
+class CompileCache:
+    """Load and store compiled templates in inject's cache directory (see the module docstring)."""
+
+    def __init__(self, directory: CacheDir, header: bytes) -> None:
+        self._dir = directory
+        self._header = header
+
+    @classmethod
+    def open(cls, directory: str, header: bytes) -> CompileCache | None:
+        """The cache in ``directory`` (created 0700 if missing), or None when it cannot be
+        used or could be written by another user."""
+        opened = CacheDir.open(directory, "template")
+        return cls(opened, header) if opened is not None else None
+
+    def close(self) -> None:
+        """Close the directory descriptor."""
+        self._dir.close()
+
+    def load(self, name: str, source: str) -> tuple[CodeType, Keys] | None:
+        """The code and literal secret keys stored for this template, or None."""
+        data = self._dir.read(self._entry(name, source), MAX_ENTRY_BYTES)
+        if data is None:
+            return None
+        try:
+            code, keys = marshal.loads(data)  # noqa: S302 - passed the directory's owner and mode checks
+        except (ValueError, EOFError, TypeError):
+            return None
+        return (code, keys) if isinstance(code, CodeType) and _are_keys(keys) else None
+
+    def store(self, name: str, source: str, code: CodeType, keys: Keys) -> None:
+        """Keep ``code`` and ``keys`` for this template (best effort, atomic)."""
+        self._dir.write(self._entry(name, source), marshal.dumps((code, keys)))
+
+    def _entry(self, name: str, source: str) -> str:
+        digest = hashlib.sha256(self._header)
+        digest.update(b"\0" + name.encode(errors="surrogatepass") + b"\0")
+        digest.update(source.encode(errors="surrogatepass"))
+        return digest.hexdigest()
+
+
+def header(*stamps_of: str) -> bytes:
+    """What every entry's key starts with: format, versions, and the code-making files."""
+    from .._version import __version__
+
+    jinja_version = sys.modules["jinja2"].__version__ if "jinja2" in sys.modules else "?"
+    parts = [FORMAT, __version__.encode(), jinja_version.encode(), sys.version.encode()]
+    for path in stamps_of:
+        info = os.stat(path)
+        parts.append(f"{os.path.basename(path)}:{info.st_size}:{info.st_mtime_ns}".encode())
+    return b"\0".join(parts)
+
+
+def _are_keys(keys: Any) -> bool:
+    return isinstance(keys, tuple) and all(
+        isinstance(k, tuple)
+        and len(k) == 2
+        and isinstance(k[0], str)
+        and (k[1] is None or (isinstance(k[1], int) and not isinstance(k[1], bool)))
+        for k in keys
+    )
