@@ -7,8 +7,10 @@ loaded on first use, so importing the package loads no HTTP client, CLI or file 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._face import lazy_names
+from ._version import __version__ as __version__
 from .errors import (
     AuthError,
     InjectError,
@@ -20,10 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .runtime.cache import Lease
-    from .runtime.secrets import Secrets
-
-from ._version import __version__ as __version__
+    from .runtime import Lease, Secrets
 
 __all__ = [
     "AuthError",
@@ -36,12 +35,4 @@ __all__ = [
     "UnreachableError",
     "UsageError",
 ]
-_LAZY = frozenset({"Lease", "Secrets"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from .runtime import secrets as runtime
-
-        return getattr(runtime, name)
-    raise AttributeError(f"module 'vault_inject' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {"Lease": "runtime", "Secrets": "runtime"})

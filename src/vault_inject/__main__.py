@@ -1,6 +1,6 @@
 """``python -m vault_inject`` is the ``inject`` command."""
 
-from .cli.entry import main
+from .cli import main
 
 if __name__ == "__main__":
     main()

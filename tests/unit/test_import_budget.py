@@ -15,7 +15,7 @@ from pathlib import Path
 # (inject ends with os._exit, so an atexit hook would never run).
 PROBE = """
 import gc, json, os, sys
-from vault_inject import entry
+from vault_inject.cli import entry
 
 def report(code):
     seen = {"modules": sorted(sys.modules), "gc": gc.isenabled()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_architecture import IO_PACKAGES, transitive_imports
+from tests.unit.architecture import transitive_third_party
 from vault_inject.client.leases import Plan
 from vault_inject.model import Secret
 from vault_inject.runtime import plan as runtime_plan
@@ -15,7 +15,11 @@ from vault_inject.runtime.plan import TOKEN_KEY, Schedule, is_new, lease_plan, n
 
 def test_runtime_plan_is_pure() -> None:
     """The scheduling module loads no HTTP client, CLI, watcher or subprocess, even indirectly."""
-    assert transitive_imports("runtime_plan") & IO_PACKAGES == set()
+    assert (
+        transitive_third_party("runtime.plan")
+        & {"hvac", "requests", "click", "watchfiles", "subprocess", "psutil"}
+        == set()
+    )
 
 
 def test_poll_is_jittered_earlier_never_later() -> None:

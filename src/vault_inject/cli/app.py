@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..config.settings import (
+from ..config import (
     AUTH_ENV_VARS,
     CliOptions,
     Config,
@@ -21,20 +21,12 @@ from ..config.settings import (
     template_commands,
 )
 from ..errors import UsageError
-from ..files.read import read_text
+from ..files import read_text
 from ..log import masker
 from ..model import Identity, Request, request_order
-from ..process import child
-from ..process.signals import INBOX
+from ..process import INBOX, child
 from ..refs import looks_like_ref
-from ..render.outputs import (
-    NoTemplates,
-    Rendered,
-    checked_env,
-    is_template_text,
-    plain_env_spec,
-    secret_strings,
-)
+from ..render import NoTemplates, Rendered, checked_env, is_template_text, plain_env_spec, secret_strings
 
 # Imported where they are used, not here: what a command does not need it does not load.
 # `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2,
@@ -43,13 +35,9 @@ from ..render.outputs import (
 if TYPE_CHECKING:
     import jinja2
 
-    from ..client import auth
-    from ..client.vault import Login, VaultClient
-    from ..observe.health import Snapshot
-    from ..observe.server import ObserveServer
-    from ..render.compilecache import CompileCache
-    from ..render.engine import Job
-    from ..render.renderer import Renderer
+    from ..client import Login, VaultClient, auth
+    from ..observe import ObserveServer, Snapshot
+    from ..render import CompileCache, Job, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +59,7 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
 def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
-    from ..render.engine import Job  # not for the child alone (``alone``), which renders nothing
+    from ..render import Job  # not for the child alone (``alone``), which renders nothing
 
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     env_values = _env_values(config, environ)
@@ -105,7 +93,7 @@ def _compile_templates(
 
 
 def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | None) -> Renderer:
-    from ..render.renderer import Renderer  # jinja2 only when there is something to compile
+    from ..render import Renderer  # jinja2 only when there is something to compile
 
     return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s, cache=cache)
 
@@ -151,7 +139,7 @@ def login(config: Config, environ: Mapping[str, str]) -> tuple[VaultClient, auth
 
 def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
-    from ..render.engine import render_job
+    from ..render import render_job
 
     return render_job(job, client, client.read_many)
 
@@ -311,7 +299,7 @@ def _start_observer(config: Config) -> ObserveServer | None:
     """The health and metrics endpoints, when ``--listen`` asks for them."""
     if not config.listen:
         return None
-    from ..observe.server import Board, ObserveServer  # prometheus_client only when listening
+    from ..observe import Board, ObserveServer  # prometheus_client only when listening
 
     observer = ObserveServer(config.listen, Board())
     observer.start()
@@ -324,8 +312,8 @@ def _render_and_supervise(
     argv: Sequence[str] | None,
     publish: Callable[[Snapshot], None] | None,
 ) -> int:
-    from ..loop.sources import FileWatcher
-    from ..render.engine import Engine
+    from ..loop import FileWatcher
+    from ..render import Engine
 
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
@@ -411,7 +399,7 @@ def _watched_files(config: Config, auth_file: str) -> list[str]:
 
 
 def _logged_in(config: Config, authenticator: auth.Authenticator) -> tuple[VaultClient, Login]:
-    from ..client.auth import logged_in  # hvac and requests, only when there is a server to talk to
+    from ..client import logged_in  # hvac and requests, only when there is a server to talk to
 
     return logged_in(config, authenticator)
 
@@ -421,7 +409,7 @@ def _offline_client(config: Config) -> tuple[VaultClient, Login | None]:
     config adds templates). It is made on first use, so a plain PID 1 loads no hvac."""
 
     def make(token: str, retry_timeout_s: float) -> VaultClient:
-        from ..client.vault import VaultClient, server_settings
+        from ..client import VaultClient, server_settings
 
         return VaultClient(server_settings(config), token, retry_timeout_s=retry_timeout_s)
 

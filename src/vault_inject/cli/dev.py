@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
-from ..config.settings import Config
+from ..config import Config
 from . import app, devserver
 
 log = logging.getLogger(__name__)

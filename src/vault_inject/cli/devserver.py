@@ -36,10 +36,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..client.vault import ServerSettings, VaultClient
-from ..config.settings import parse_toml
+from ..client import ServerSettings, VaultClient
+from ..config import parse_toml
 from ..errors import UnreachableError, UsageError
-from ..files.read import read_text
+from ..files import read_text
 from ..log import register_secret
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import log
-from ..config.settings import CliOptions, Config
+from ..config import CliOptions, Config
 from ..errors import EXIT_INTERNAL, InjectError
 
 logger = logging.getLogger("vault_inject.cli")  # the name operators' filters already use

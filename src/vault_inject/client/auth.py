@@ -12,9 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import Protocol
 
-from ..config.settings import Config
+from ..config import Config
 from ..errors import AuthError, UsageError
-from ..files.read import read_text
+from ..files import read_text
 from ..log import register_secret
 from ..model import TokenInfo
 from .vault import Login, VaultClient, server_settings

@@ -36,7 +36,7 @@ from ..refs import normalize_path
 from .transport import NoRoute, ServerSettings, Transport, Wire, WireFactory
 
 if TYPE_CHECKING:
-    from ..config.settings import Config
+    from ..config import Config
 
 __all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient", "server_settings"]
 

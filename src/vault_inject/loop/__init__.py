@@ -1,1 +1,22 @@
-"""loop"""
+"""The long-running loop: one queue of events, the supervisor that decides, and the
+workers that poll, renew, re-render and write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._face import lazy_names
+
+if TYPE_CHECKING:
+    from .sources import FileWatcher
+
+__all__ = [
+    "FileWatcher",
+]
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "FileWatcher": "sources",
+    },
+)

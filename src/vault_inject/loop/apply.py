@@ -17,15 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ..config.settings import Config, template_commands
+from ..config import Config, template_commands
 from ..errors import InjectError
 from ..model import Identity
-from ..process.child import Commands
-from ..render.engine import Job, Outcome
-from ..render.outputs import Rendered
+from ..process import Commands
+from ..render import Job, Outcome, Rendered
 
 if TYPE_CHECKING:  # annotations only: files is loaded when something is written
-    from ..files.write import Commit, FileWrite
+    from ..files import Commit, FileWrite
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from ..client import backoff, leases
-from ..client.leases import Plan
+from ..client import Plan, backoff, leases
 from ..errors import InjectError, UnreachableError
 from ..model import PkiIssue, Request, Secret
-from ..observe.health import Expiry
+from ..observe import Expiry
 
 if TYPE_CHECKING:  # annotations only: importing vault loads hvac and requests (~60 ms)
-    from ..client.vault import Login, VaultClient
+    from ..client import Login, VaultClient
 
 log = logging.getLogger(__name__)
 

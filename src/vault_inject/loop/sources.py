@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..errors import InjectError, UnreachableError
 from ..fanout import fan_out
 from ..model import READ_WORKERS, Request, Secret
-from ..process.signals import Signal
+from ..process import Signal
 
 log = logging.getLogger(__name__)
 

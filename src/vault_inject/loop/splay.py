@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 
-from ..process.actions import Action
+from ..process import Action
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import InjectError, PermissionDenied, SecretNotFound, UnreachableError
-from ..observe.health import Expiry, Snapshot
-from ..process.controller import ChildController
+from ..observe import Expiry, Snapshot
+from ..process import ChildController
 from .sources import PollDone
 
 

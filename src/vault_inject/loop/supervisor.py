@@ -31,13 +31,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..config.settings import Config
+from ..config import Config
 from ..errors import InjectError
-from ..observe.health import Snapshot
-from ..process import actions
-from ..process.controller import ChildController
-from ..process.signals import STOP_SIGNALS, Signal
-from ..render.engine import Engine, Job
+from ..observe import Snapshot
+from ..process import STOP_SIGNALS, ChildController, Signal, actions
+from ..render import Engine, Job
 from .apply import Applied, Applier, ApplyRequest
 from .debounce import Debouncer
 from .lifecycle import Lifecycle

@@ -10,13 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config.settings import Config
+from ..config import Config
 from ..model import Identity
-from ..observe.health import Snapshot
-from ..process import child
-from ..process.controller import ChildController
-from ..process.signals import INBOX
-from ..render.engine import Engine, Job
+from ..observe import Snapshot
+from ..process import INBOX, ChildController, child
+from ..render import Engine, Job
 from .apply import Applier
 from .lifecycle import Lifecycle
 from .sources import EventQueue, Workers
@@ -24,9 +22,8 @@ from .supervisor import Collaborators, Supervisor, stop_everything
 
 if TYPE_CHECKING:  # annotations only: auth and vault load hvac and requests (~60 ms), which a
     # plain PID 1 (nothing to render) never needs
-    from ..client.auth import Authenticator
-    from ..client.vault import Login, VaultClient
-    from ..files.write import Commit
+    from ..client import Authenticator, Login, VaultClient
+    from ..files import Commit
     from ..model import FileWrite
 
 RUNNING_RETRY_TIMEOUT_S = 2.0  # lifecycle and re-render reads

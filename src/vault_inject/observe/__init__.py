@@ -1,1 +1,29 @@
-"""observe"""
+"""What an operator can see while inject runs: the health verdict (pure) and the
+``--listen`` endpoint serving /healthz and /metrics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._face import lazy_names
+
+if TYPE_CHECKING:
+    from .health import Expiry, Snapshot
+    from .server import Board, ObserveServer
+
+__all__ = [
+    "Board",
+    "Expiry",
+    "ObserveServer",
+    "Snapshot",
+]
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Board": "server",
+        "Expiry": "health",
+        "ObserveServer": "server",
+        "Snapshot": "health",
+    },
+)

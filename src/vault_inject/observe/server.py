@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..config.settings import split_listen
+from ..config import split_listen
 from ..errors import UsageError
 from .health import STARTING, Snapshot, earliest_expiry_s, verdict
 

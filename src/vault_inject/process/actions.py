@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config.settings import Config
+from ..config import Config
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from ..config.settings import Config
+from ..config import Config
 from ..model import Identity
 from . import child
 from .controller import ChildController

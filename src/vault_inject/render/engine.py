@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..config.settings import Config
+from ..config import Config
 from ..errors import InjectError
 from ..model import FileWrite, Identity, KvRead, PkiIssue, Request, Secret, request_order
 from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, TemplateRenderer

@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import auth
-from ..client.vault import Login, VaultClient
-from ..config.settings import CliOptions, Config, build_config, parse_toml, resolve_config_path
+from ..client import Login, VaultClient, auth
+from ..config import CliOptions, Config, build_config, parse_toml, resolve_config_path
 from ..errors import UsageError
-from ..files.read import read_text
+from ..files import read_text
 from ..log import register_secret
 
 

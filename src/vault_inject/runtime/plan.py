@@ -20,8 +20,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..client import backoff, leases
-from ..client.leases import Plan
+from ..client import Plan, backoff, leases
 from ..model import Secret
 
 POLL_JITTER_FRACTION = 0.1

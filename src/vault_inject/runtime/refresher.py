@@ -17,16 +17,15 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from ..client.leases import Plan
-from ..client.vault import VaultClient
+from ..client import Plan, VaultClient
 from ..errors import InjectError, SecretNotFound, UnreachableError, UsageError
 from ..model import PkiIssue, Secret
 from ..refs import normalize_path
 from . import plan as runtime_plan
 from .cache import Callback, Lease, SecretCache
 from .connect import Connection
+from .keeper import TokenKeeper
 from .plan import TOKEN_KEY, Schedule
-from .token import TokenKeeper
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ..client.auth import Authenticator
-from ..client.leases import Plan
-from ..client.vault import Login, VaultClient
+from ..client import Authenticator, Login, Plan, VaultClient
 from ..errors import InjectError, UnreachableError
 from . import plan as runtime_plan
 from .plan import TOKEN_KEY, Schedule

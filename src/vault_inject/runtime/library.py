@@ -30,7 +30,7 @@ from ..refs import normalize_path
 from .cache import Callback, Lease, SecretCache
 
 if TYPE_CHECKING:
-    from ..client.vault import VaultClient
+    from ..client import VaultClient
     from .refresher import Refresher
 
 
