@@ -13,6 +13,10 @@ from pathlib import Path
 
 from tests.support import Bao, bao_server, forbid, secret_value
 
+# Another user, for attacks from outside inject's user (setpriv: uid/gid 65534, no groups).
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
 # A child that prints the sorted *names* (never the values) of its environment as JSON.
 PRINT_ENV_NAMES = "import json, os; print(json.dumps(sorted(os.environ)))"
 

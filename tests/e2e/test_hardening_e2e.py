@@ -194,7 +194,7 @@ def test_sigkill_during_rerenders_never_exposes_a_partial_file(bao: Bao, prefix:
 # A writer that does nothing but rewrite one file through inject's own write path, forever.
 HAMMER = r"""
 import sys
-from vault_inject import files
+from vault_inject.files import write as files
 
 destination, size = sys.argv[1], int(sys.argv[2])
 n = 0

@@ -7,17 +7,14 @@ attacker wants the secret to land is a root-only directory it cannot read."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, write
+from tests.e2e.helpers_e2e import AS_NOBODY, NOBODY, error_line, write
 from tests.support import (
     Bao,
     inject_argv,
@@ -28,22 +25,9 @@ from tests.support import (
     wait_for,
 )
 
-NOBODY = 65534
-AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 HANG_TIMEOUT_S = 20
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attacker is another user: needs root")
-
-
-@pytest.fixture
-def volume() -> Iterator[Path]:
-    """A directory under /tmp that uid 65534 can reach: ``base`` (0755) holding ``vol``."""
-    base = Path(tempfile.mkdtemp(prefix="inject-vol-", dir="/tmp"))
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base)
 
 
 def as_attacker(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -66,7 +66,7 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     if not config.templates and not any(is_template_text(value) for _, value in env_values):
         env = [plain_env_spec(name, value) for name, value in env_values]
         return Job(config, NoTemplates(), {}, env, {}, _config_digest(config))
-    cache = _compile_cache(environ)
+    cache = _compile_cache(environ, child.resolve_user(config.user).uid)
     try:
         renderer = _renderer(config, environ, cache)
         templates, sources = _compile_templates(config, renderer)
@@ -98,10 +98,14 @@ def _renderer(config: Config, environ: Mapping[str, str], cache: CompileCache | 
     return Renderer(template_environ(environ), render_timeout_s=config.render_timeout_s, cache=cache)
 
 
-def _compile_cache(environ: Mapping[str, str]) -> CompileCache | None:
-    """The on-disk cache of compiled templates, when a private cache directory is available."""
+def _compile_cache(environ: Mapping[str, str], child_uid: int) -> CompileCache | None:
+    """The on-disk cache of compiled templates, when this run may use one (as root, or with
+    the child under another user) and a private cache directory is available."""
     from ..render import cachedir, compilecache, sandbox
     from ..render import renderer as render
+
+    if not cachedir.usable(euid=os.geteuid(), child_uid=child_uid):
+        return None  # a child of inject's own user could write what inject would run
 
     header = compilecache.header(render.__file__, sandbox.__file__)
     return compilecache.CompileCache.open(cachedir.default_dir(environ), header)

@@ -1,16 +1,23 @@
-"""inject's own cache directory: what it keeps between runs (compiled templates, regular
-expressions and dataclass methods) is loaded as trusted as inject's own files, so the
-directory and every entry must belong to inject's effective user and be writable by no
-one else.
+"""inject's own cache directory: what it keeps between runs (compiled templates) is code it
+runs, so it is trusted only as far as inject's own files are.
 
-* the directory is ``$INJECT_CACHE_DIR`` (empty: no cache), else
-  ``$XDG_CACHE_HOME/vault-inject``, else ``$HOME/.cache/vault-inject``; missing ones are
-  created 0700. It is opened once (``O_NOFOLLOW``) and used only through that descriptor;
-  the open directory must belong to inject's effective user and be writable by no one
-  else (no group or other write bit), or there is no cache for this run (logged once).
-* an entry is opened with ``O_NOFOLLOW`` relative to that descriptor and read only if it
-  is a regular file of the same owner, writable by no one else, and not over its size
-  bound; anything else is a miss.
+* whether there is a cache at all (``usable``): only when inject runs as root (a root child
+  could rewrite inject's installed code anyway) or the child runs as another user. A child
+  of inject's own user could write the directory, and its entries would run inside inject
+  with inject's token: so a same-user run has no cache.
+* where: ``$INJECT_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/vault-inject``,
+  else ``$HOME/.cache/vault-inject``; an absolute path only.
+* how it is reached: component by component from ``/`` with ``O_NOFOLLOW`` (a symlink
+  anywhere on the way is refused, never followed). Every directory on the way must belong
+  to root or inject's user and be writable by no one else (a sticky directory of root's,
+  like ``/tmp``, is fine: no one else can rename what is in it); so a HOME that belongs to
+  another user is refused, and nothing is ever created inside it. Missing components are
+  created 0700, each in a parent that passed. The cache directory itself must belong to
+  inject's user and have no group or other write bit. Refusals are logged as a warning (a
+  missing or read-only place only at debug level).
+* an entry is opened with ``O_NOFOLLOW`` relative to the directory's descriptor and read
+  only if it is a regular file of the same owner, writable by no one else, and not over
+  its size bound; anything else is a miss.
 * entries are written to a temp name and renamed, so a reader never sees half of one.
 
 A cache failure of any kind is never an error: the caller does the work as without one.
@@ -19,6 +26,7 @@ A cache failure of any kind is never an error: the caller does the work as witho
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Mapping
@@ -39,6 +47,12 @@ def default_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "vault-inject") if base else ""
 
 
+def usable(*, euid: int, child_uid: int) -> bool:
+    """Whether a run may use the cache: as root, or with the child under another user
+    (``child_uid`` -1: no child, or the child runs as inject's user)."""
+    return euid == 0 or child_uid not in (-1, euid)
+
+
 class CacheDir:
     """Read and write entries of one trusted directory (see the module docstring)."""
 
@@ -46,23 +60,21 @@ class CacheDir:
         self._dir_fd = dir_fd
 
     @classmethod
-    def open(cls, directory: str, what: str, *, create: bool = True, warn: bool = True) -> CacheDir | None:
-        """The cache in ``directory`` (created 0700 if missing and ``create``), or None when
-        it cannot be used or could be written by another user (a warning naming ``what``,
-        if ``warn``)."""
+    def open(cls, directory: str, what: str) -> CacheDir | None:
+        """The cache in ``directory`` (missing components created 0700), or None when it
+        cannot be used or could be written by another user (a warning naming ``what``)."""
         if not directory:
             return None
-        try:
-            if create:
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(directory, _DIR_FLAGS)
-        except OSError as exc:
-            _log(False, "no %s cache in %s: %s", what, directory, exc.strerror)
+        if not os.path.isabs(directory):
+            _log(True, "not using %s cache %s: not an absolute path", what, directory)
             return None
-        if not trusted(os.fstat(fd)):
-            os.close(fd)
-            _log(warn, "not using %s cache %s: it must belong to uid %d and be writable "
-                       "by no one else", what, directory, os.geteuid())  # fmt: skip
+        try:
+            fd = _walk(os.path.normpath(directory))
+        except _Refused as exc:
+            _log(True, "not using %s cache %s: %s", what, directory, exc)
+            return None
+        except OSError as exc:
+            _log(False, "no %s cache in %s: %s", what, directory, exc.strerror or exc)
             return None
         return cls(fd)
 
@@ -100,6 +112,46 @@ class CacheDir:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=self._dir_fd)
             _log(False, "cache: could not store %s: %s", entry, exc)
+
+
+class _Refused(Exception):
+    """A directory on the way to the cache that inject must not trust."""
+
+
+def _walk(directory: str) -> int:
+    """A descriptor of ``directory`` reached from ``/`` without following a symlink, every
+    component checked (see the module docstring); missing ones created 0700."""
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for name in [part for part in directory.split("/") if part]:
+            if not safe_parent(os.fstat(fd)):
+                raise _Refused(f"a directory on its path can be changed by another user (before {name!r})")
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(name, 0o700, dir_fd=fd)
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _Refused(f"{name!r} is a symlink or not a directory") from None
+                raise
+            os.close(fd)
+            fd = child
+        if not trusted(os.fstat(fd)):
+            raise _Refused(f"it must belong to uid {os.geteuid()} and be writable by no one else")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def safe_parent(info: os.stat_result) -> bool:
+    """A directory no one but root and inject's user can change the entries of: owned by
+    one of them, and with no group or other write bit unless it is root's and sticky."""
+    if info.st_uid not in (0, os.geteuid()):
+        return False
+    writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return not writable_by_others or (info.st_uid == 0 and bool(info.st_mode & stat.S_ISVTX))
 
 
 def trusted(info: os.stat_result) -> bool:

@@ -201,10 +201,22 @@ class Renderer:
         """Compile template ``name`` (or load it from the compile cache); RenderError naming
         the line on a syntax error."""
         cached = self._cache.load(name, text) if self._cache is not None else None
-        code, keys = cached if cached is not None else self._compile(name, text)
-        template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+        template = self._from_code(cached[0]) if cached is not None else None
+        if template is not None and cached is not None:
+            keys = cached[1]
+        else:
+            code, keys = self._compile(name, text)
+            template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
         self._static[id(template)] = frozenset(KvRead(path, version) for path, version in keys)
         return template
+
+    def _from_code(self, code: CodeType) -> jinja2.Template | None:
+        """The template of a cached code object, or None when that code does not load
+        (compiled again then: a bad entry is never an error)."""
+        try:
+            return self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
+        except Exception:
+            return None
 
     def _compile(self, name: str, text: str) -> tuple[CodeType, Keys]:
         try:
