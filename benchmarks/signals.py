@@ -2,7 +2,7 @@
 own PID namespace (as in a container), to its child receiving it; p50/p99 per situation.
 
 The child appends ``<SIGNAME> <monotonic time>`` to a file when a signal arrives (one clock for
-every process): the latency is its timestamp minus the moment of ``os.kill``. Target: p99 < 100 ms,
+every process): the latency is its timestamp minus the moment of ``os.kill``. Target: p99 < 50 ms,
 nothing lost (not delivered within the cap). The situations are in README.md and ``PREPARE``.
 """
 
@@ -27,7 +27,7 @@ from harness import Bench, SignalRow, start, stop, text, wait_exit, wait_for, wa
 
 from vault_inject.cli.devserver import free_port_pair
 
-TARGET_P99_S = 0.1
+TARGET_P99_S = 0.05
 READY_TIMEOUT_S = 60.0
 TRICKLE_EVERY_S = 0.5
 TRICKLE_MAX_BYTES = 600  # a stalled answer ends after 5 minutes whatever happens

@@ -11,8 +11,8 @@ finishes the item it holds, and then that first exception is raised in the calle
 
 How many workers: enough to keep inject's one core (the GIL) busy while the others wait,
 and no more. Every extra thread that only waits for the GIL costs CPU in switches: with a
-server on loopback, 8 readers spend ~20% more CPU per read than 2 and finish no sooner;
-with a server 2 ms away, 2 readers would leave the core idle most of the time. So
+server on loopback, 8 readers spend more CPU per read than 2 and finish no sooner; with
+a server a few milliseconds away, 2 readers would leave the core idle most of the time. So
 ``fan_out`` starts FIRST_WORKERS, and once they have done a few items it sizes the pool by
 what those items measured (``workers_for``, Little's law): an item that took ``wall``
 seconds, of which ``cpu`` on the worker's own CPU, needs ``wall / cpu`` items in flight to

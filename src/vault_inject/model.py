@@ -101,7 +101,7 @@ class PkiIssue:
         """How logs and plan output name it: ``pki:pki/issue/web?common_name=...``."""
         if not self.params:
             return f"pki:{self.path}"
-        from urllib.parse import urlencode  # here: urllib.parse loads ipaddress (~3 ms at every start)
+        from urllib.parse import urlencode  # here: urllib.parse loads ipaddress at every start
 
         return f"pki:{self.path}?{urlencode(self.params)}"
 

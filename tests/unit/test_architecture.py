@@ -342,3 +342,61 @@ def test_no_module_shadows_a_standard_library_module() -> None:
     ``logging``...), wherever it sits."""
     names = {part for module in modules() for part in module.split(".") if not part.startswith("_")}
     assert names & set(sys.stdlib_module_names) == set()
+
+
+# --- nothing of Python or a dependency is patched ---------------------------------------------
+
+PATCH_HOOKS = ("meta_path", "path_hooks", "path_importer_cache", "_sre", "re._compiler", "dataclasses.exec")
+
+
+def patches_in(module: str, root: Path = PACKAGE_DIR) -> list[str]:
+    """Where ``module`` changes another module: an assignment to (or ``setattr`` / ``del``
+    on) an attribute of a module it imported, or a mention of an import-system or compiler
+    hook (``sys.meta_path``, ``_sre``, ``re._compiler``, ``dataclasses.exec``...)."""
+    source = source_of(module, root)
+    tree = ast.parse(source)
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            imported |= {alias.asname or alias.name for alias in node.names}
+    found = [f"{module}: mentions {hook}" for hook in PATCH_HOOKS if hook in source]
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign | ast.Delete):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("setattr", "delattr")
+        ):
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Name) and first.id in imported:
+                found.append(f"{module}:{node.lineno}: {node.func.id}({first.id}, ...)")
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id in imported
+            ):
+                found.append(f"{module}:{node.lineno}: assigns {target.value.id}.{target.attr}")
+    return found
+
+
+def test_nothing_patches_python_or_a_dependency() -> None:
+    """No module replaces a name in the standard library or a dependency, or touches the
+    import system or the regex compiler: inject runs as root and PID 1."""
+    assert [found for module in modules() for found in patches_in(module)] == []
+
+
+def test_a_planted_patch_is_found(tmp_path: Path) -> None:
+    """The patch check can fail: replacing ``dataclasses.field`` or hooking ``sys.meta_path`` is reported."""
+    copy = planted(
+        tmp_path, "log", "import dataclasses\ndataclasses.field = None\nsys.meta_path.insert(0, None)"
+    )
+    found = patches_in("log", copy)
+    assert found[0] == "log: mentions meta_path"
+    assert [line.split(": ", 1)[1] for line in found[1:]] == ["assigns dataclasses.field"]

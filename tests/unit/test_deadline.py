@@ -151,7 +151,7 @@ def _outcome(fn: object) -> object:
 
 
 def test_attempts_reuse_idle_helper_threads() -> None:
-    """A helper thread per request cost ~0.3 ms: a finished helper takes the next attempt."""
+    """A finished helper takes the next attempt (no thread started per request)."""
     ran_on: set[threading.Thread] = set()
 
     def work() -> None:

@@ -29,9 +29,9 @@ from ..refs import looks_like_ref
 from ..render import NoTemplates, Rendered, checked_env, is_template_text, plain_env_spec, secret_strings
 
 # Imported where they are used, not here: what a command does not need it does not load.
-# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2,
-# ~15 ms) nor a server connection (auth, vault: hvac and requests, ~60 ms); `--listen`
-# alone loads observe (prometheus_client).
+# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2)
+# nor a server connection (client: hvac and requests); `--listen` alone loads observe
+# (prometheus_client).
 if TYPE_CHECKING:
     import jinja2
 
@@ -152,7 +152,7 @@ def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
     """Write every rendered file atomically, all or nothing; the destinations that changed."""
     writes = job.writes(rendered.files, identity)
     if not writes:
-        return []  # (the plain PID 1) files, safepath and tempfiles stay unloaded (~5 ms)
+        return []  # (the plain PID 1) the files package stays unloaded
     from ..files import write as files
 
     return files.write_all(writes).changed
@@ -487,7 +487,7 @@ def changed_sources(job: Job) -> frozenset[str]:
 
 
 def _sha256_hex(text: str) -> str:
-    import hashlib  # loads OpenSSL (~2.5 ms): only when there is a source or config to digest
+    import hashlib  # loads OpenSSL: only when there is a source or config to digest
 
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -1,6 +1,6 @@
 """The console script: signal handlers first, then the command line.
 
-Kept apart from ``cli`` so that the handlers are in place before click and the rest of
+Kept apart from ``commands`` (click) so that the handlers are in place before click and the rest of
 inject are even imported (a PID 1 without a handler loses the signal). ``inject -- CMD``
 and ``inject render -c FILE`` skip click altogether (``launch.plain_command``).
 """
@@ -17,9 +17,9 @@ EXIT_STDOUT_FAILED = 120  # what Python exits with when stdout cannot be flushed
 
 def main() -> None:
     """``inject``: install the signal handlers, then parse and run."""
-    from ..process import signals as inbox
+    from ..process import signals
 
-    inbox.install()
+    signals.install()
     # Start-up only imports and builds what stays for the whole run; the cyclic collector
     # would keep rescanning it as it grows. ``launch.execute`` is the one place that turns
     # it back on (every command runs through it), before the command does any work.

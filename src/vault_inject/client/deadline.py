@@ -15,8 +15,8 @@ Where the attempt runs depends on who waits for it:
 * a fan-out worker (``fanout.in_worker``: its caller already waits for it, and a render
   or a poll fans out to up to READ_WORKERS of them): in place, on the worker itself, and
   one watchdog thread for the whole process shuts the attempt's sockets down at its
-  deadline. Handing every read to a helper and back cost two thread switches per read,
-  ~1/7 of a read's CPU: 10-15% of ``inject render`` at 500 templates. What the watchdog
+  deadline. Handing every read to a helper and back would cost two thread switches per
+  read, a large share of a read's CPU. What the watchdog
   cannot end is a DNS lookup (no socket yet): a worker waits out the resolver's own
   timeout there, and its caller with it.
 
@@ -135,8 +135,8 @@ class Attempt(Generic[T]):
 
 class _Helpers:
     """The daemon threads attempts run on: an idle one is reused, a new one started when all
-    are busy (one per attempt in flight). Starting a thread per request cost ~0.3 ms, half
-    of requests' own time per request. A helper whose attempt was given up on (a hung DNS
+    are busy (one per attempt in flight): starting a thread per request would cost as much
+    as a good part of requests' own work per request. A helper whose attempt was given up on (a hung DNS
     lookup, a socket the shutdown did not wake) is busy until that ends, then idle again."""
 
     def __init__(self) -> None:

@@ -520,7 +520,7 @@ class _HvacWire:
         self._settings = settings
         self._address = address or settings.address
         # hvac's adapter itself, not an hvac.Client: the client only adds the API classes
-        # (hvac.api, ~7 ms to import), which inject does not use: it speaks the HTTP API.
+        # (hvac.api), which inject does not use: it speaks the HTTP API.
         self._adapter = RawAdapter(
             base_uri=self._address,
             token=token,

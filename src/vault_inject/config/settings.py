@@ -230,7 +230,7 @@ def _as_address_list(value: Any, where: str) -> tuple[str, ...]:
     found = _as_str_list(value, where) if isinstance(value, str | list) else None
     if not found:
         raise UsageError(f"{where}: expected one or more server addresses (http(s)://HOST:PORT)")
-    from urllib.parse import urlsplit  # only when an address list is given (~1 ms at start-up)
+    from urllib.parse import urlsplit  # only when an address list is given
 
     for address in found:
         parts = urlsplit(address)
@@ -329,7 +329,7 @@ _TEMPLATE_KEYS = frozenset(
 
 def parse_toml(text: str, path: str) -> dict[str, Any]:
     """Parse config text; raise UsageError naming the file and line on bad TOML."""
-    import tomllib  # here, not at the top: without a config file nothing parses TOML (~3 ms)
+    import tomllib  # here, not at the top: without a config file nothing parses TOML
 
     try:
         return tomllib.loads(text)

@@ -189,8 +189,8 @@ def _stage_all(pending: list[_Target]) -> list[tuple[_Target, _Previous, tempfil
 
 def _sync_all(staged: list[tuple[_Target, _Previous, tempfiles.Temp]]) -> None:
     """fsync every temp file before any rename, on a few threads at once: the filesystem
-    commits concurrent fsyncs together (500 files: ~300 ms one after another, ~30 ms
-    together; 50 files: ~35 -> ~5 ms), and each file is still on disk before its rename."""
+    commits concurrent fsyncs together (far faster than one after another: see
+    ``benchmarks/RESULTS.md``), and each file is still on disk before its rename."""
 
     def sync(item: tuple[_Target, _Previous, tempfiles.Temp]) -> None:
         try:

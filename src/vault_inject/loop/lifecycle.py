@@ -20,7 +20,7 @@ from ..errors import InjectError, UnreachableError
 from ..model import PkiIssue, Request, Secret
 from ..observe import Expiry
 
-if TYPE_CHECKING:  # annotations only: importing vault loads hvac and requests (~60 ms)
+if TYPE_CHECKING:  # annotations only: importing the client loads hvac and requests
     from ..client import Login, VaultClient
 
 log = logging.getLogger(__name__)

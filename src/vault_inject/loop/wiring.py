@@ -20,7 +20,7 @@ from .lifecycle import Lifecycle
 from .sources import EventQueue, Workers
 from .supervisor import Collaborators, Supervisor, stop_everything
 
-if TYPE_CHECKING:  # annotations only: auth and vault load hvac and requests (~60 ms), which a
+if TYPE_CHECKING:  # annotations only: the client loads hvac and requests, which a
     # plain PID 1 (nothing to render) never needs
     from ..client import Authenticator, Login, VaultClient
     from ..files import Commit
@@ -103,7 +103,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
 
 
 def _write_all(writes: list[FileWrite]) -> Commit:
-    # files (with safepath and tempfiles, ~5 ms) is loaded by the first write: a plain PID 1
+    # the files package is loaded by the first write: a plain PID 1
     # whose config never gains a template never writes
     from ..files import write as files
 

@@ -1,9 +1,9 @@
 """What a render produces and reads through, without Jinja.
 
-Kept apart from ``render`` (the Jinja sandbox) so that the loop, the engine and the
+Kept apart from ``renderer`` (the Jinja sandbox) so that the loop, the engine and the
 applier can hold and pass renders around without importing jinja2: ``inject -- CMD``
 with nothing to render never compiles a template and should not pay for the import.
-``render`` re-exports every name here.
+``renderer`` re-exports every name here.
 """
 
 from __future__ import annotations
@@ -182,6 +182,6 @@ def as_text(value: Any) -> str:
     """A secret value as env text: strings as they are, anything else as JSON."""
     if isinstance(value, str):
         return value
-    import json  # rarely needed (a non-string value); not loaded at every start (~1 ms)
+    import json  # rarely needed (a non-string value); not loaded at every start
 
     return json.dumps(value)

@@ -58,7 +58,7 @@ class Secrets:
         revoke_on_close: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        from . import connect as runtime_connect
+        from . import connect
         from .refresher import Refresher  # hvac is loaded here, not at import
 
         env = os.environ if environ is None else environ
@@ -68,9 +68,9 @@ class Secrets:
             "namespace": namespace,
             "retry_timeout_s": retry_timeout,
         }
-        settings = runtime_connect.load_config(config, overrides, env, os.getcwd())
-        settings, env = runtime_connect.with_token(settings, env, token)
-        connection = runtime_connect.connect(settings, env)
+        settings = connect.load_config(config, overrides, env, os.getcwd())
+        settings, env = connect.with_token(settings, env, token)
+        connection = connect.connect(settings, env)
         self.poll_interval_s = settings.poll_interval_s
         self._client: VaultClient = connection.client
         self._cache = SecretCache()

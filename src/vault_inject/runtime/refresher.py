@@ -1,7 +1,7 @@
 """The one background thread of a ``Secrets``: polls, lease renewals and re-reads (and the
-token, through ``runtime_token.TokenKeeper``).
+token, through ``keeper.TokenKeeper``).
 
-It asks ``runtime_plan.Schedule`` what is due, does the request on its own client (so a
+It asks ``plan.Schedule`` what is due, does the request on its own client (so a
 slow server never blocks a caller's ``get`` of a cached path), records the outcome back
 in the schedule and calls the app's callbacks. A failing request or callback is logged
 (never with a value) and retried later; nothing stops the thread but ``close()``.
