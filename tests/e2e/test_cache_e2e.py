@@ -20,7 +20,21 @@ import pytest
 from tests.e2e.helpers_e2e import AS_NOBODY, NOBODY, write
 from tests.support import Bao, inject_env, run_inject, secret_value
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs inject as another user: needs root")
+
+def _runs_as_the_app() -> bool:
+    """Whether this interpreter runs as uid 65534 (one installed under a private directory,
+    such as a pyenv build in /root that loads its libpython from there, does not)."""
+    probe = subprocess.run(
+        [*AS_NOBODY, sys.executable, "-c", "pass"], capture_output=True, timeout=30, check=False
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the app is another user: needs root")
+inject_as_the_app = pytest.mark.skipif(
+    os.geteuid() != 0 or not _runs_as_the_app(),
+    reason="runs inject as the app's user: needs an interpreter that user can run",
+)
 
 # The app's interpreter: the system's (the test venv's may sit where only root can look).
 APP_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
@@ -72,6 +86,7 @@ def _template(bao: Bao, prefix: str, work: Path) -> str:
     return value
 
 
+@inject_as_the_app
 def test_a_same_user_app_cannot_make_inject_run_its_code(bao: Bao, prefix: str, volume: Path) -> None:
     """inject and the app both run as one user: the app rewrites whatever is in inject's
     cache directory, yet the next start of inject runs none of it (there is no cache for
@@ -102,6 +117,7 @@ cache.store("t.j2", source, evil, ())
 """
 
 
+@inject_as_the_app
 def test_an_entry_forged_with_injects_own_code_is_never_loaded(bao: Bao, prefix: str, volume: Path) -> None:
     """The app forges a perfect entry for the template (inject's own cache code, its
     header and digest, as its user); a same-user inject still never loads it."""
