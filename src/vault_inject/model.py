@@ -136,17 +136,6 @@ def request_order(request: Request) -> tuple[str, int]:
     return request.label, version or 0
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who the child runs as (``--user``); -1 means unchanged."""
-
-    uid: int = -1
-    gid: int = -1
-    name: str = ""
-    home: str = ""
-    groups: tuple[int, ...] = ()  # supplementary groups, looked up before any fork
-
-
 def strings_in(data: Any) -> Iterator[str]:
     """Every string inside a secret's data (nested mappings and lists included)."""
     if isinstance(data, str):

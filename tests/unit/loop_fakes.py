@@ -16,11 +16,12 @@ from vault_inject.client.vault import Login
 from vault_inject.config.settings import CliOptions, build_config
 from vault_inject.errors import UnreachableError
 from vault_inject.files.write import Commit, FileWrite
+from vault_inject.identity import Identity
 from vault_inject.loop.apply import Applier
 from vault_inject.loop.lifecycle import Lifecycle
 from vault_inject.loop.sources import FilesChanged, WorkDone
 from vault_inject.loop.supervisor import Collaborators, Supervisor
-from vault_inject.model import Identity, Request, Secret
+from vault_inject.model import Request, Secret
 from vault_inject.observe.health import Snapshot
 from vault_inject.process.controller import ChildController
 from vault_inject.process.signals import Signal

@@ -7,7 +7,7 @@ import signal
 from tests.unit.fakeclock import FakeClock
 from tests.unit.loop_fakes import Procs, Script
 from vault_inject.config.settings import CliOptions, Config, build_config
-from vault_inject.model import Identity
+from vault_inject.identity import Identity
 from vault_inject.process.alone import applies, loop
 from vault_inject.process.controller import ChildController
 from vault_inject.process.signals import Signal

@@ -48,12 +48,12 @@ IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", 
 # os.environ. A whole package (config) or the named modules of one.
 PURE: dict[str, frozenset[str] | None] = {
     "config": None,  # every module
-    "base": frozenset({"errors", "refs", "model"}),
+    "base": frozenset({"errors", "refs", "model", "identity"}),
     "client": frozenset({"leases", "backoff", "failover"}),
     "loop": frozenset({"debounce", "pending", "polling", "splay"}),
     "process": frozenset({"actions", "controller"}),
     "observe": frozenset({"health"}),
-    "render": frozenset({"outputs", "renderer"}),
+    "render": frozenset({"outputs", "renderer", "envcheck"}),
     "runtime": frozenset({"plan"}),
 }
 

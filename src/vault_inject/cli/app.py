@@ -22,22 +22,23 @@ from ..config import (
 )
 from ..errors import UsageError
 from ..files import read_text
+from ..identity import Identity
 from ..log import masker
-from ..model import Identity, Request, request_order
 from ..process import INBOX, child
 from ..refs import looks_like_ref
-from ..render import NoTemplates, Rendered, checked_env, is_template_text, plain_env_spec, secret_strings
+from ..render import checked_env, is_template_text
 
 # Imported where they are used, not here: what a command does not need it does not load.
-# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2)
-# nor a server connection (client: hvac and requests); `--listen` alone loads observe
-# (prometheus_client).
+# `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2),
+# nor the server's values (model), nor a server connection (client: hvac and requests);
+# `--listen` alone loads observe (prometheus_client).
 if TYPE_CHECKING:
     import jinja2
 
     from ..client import Login, VaultClient, auth
+    from ..model import Request
     from ..observe import ObserveServer, Snapshot
-    from ..render import CompileCache, Job, Renderer
+    from ..render import CompileCache, Job, Rendered, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
 def prepare(config: Config, environ: Mapping[str, str]) -> Job:
     """Compile templates and classify env values (ambient references included) up front,
     so every usage and syntax error is reported before the server is contacted."""
-    from ..render import Job  # not for the child alone (``alone``), which renders nothing
+    from ..render import Job, NoTemplates, plain_env_spec  # not for the child alone (``alone``)
 
     child.make_undumpable()  # before any secret is read: no core dump, no /proc/<inject>/environ
     env_values = _env_values(config, environ)
@@ -159,15 +160,15 @@ def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
 
 
 def child_environ(
-    config: Config, environ: Mapping[str, str], rendered: Rendered, identity: Identity | None = None
+    config: Config, environ: Mapping[str, str], rendered: Mapping[str, str], identity: Identity | None = None
 ) -> dict[str, str]:
-    """inject's environment plus rendered vars, minus tokens and auth material (unless passed);
-    HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and su-exec do)."""
+    """inject's environment plus the rendered vars, minus tokens and auth material (unless
+    passed); HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and su-exec do)."""
     keep = set(config.pass_env)
     env = {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS or k in keep}
     if identity is not None and identity.home:
         env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
-    env.update(rendered.env)
+    env.update(rendered)
     return env
 
 
@@ -180,7 +181,7 @@ def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     job, rendered = _render_in_memory(config, environ)
     changed = write_files(job, rendered, identity)
     log.info("rendered %d file(s), %d changed", len(rendered.files), len(changed))
-    run_template_commands(config, changed, child_environ(config, environ, rendered), identity)
+    run_template_commands(config, changed, child_environ(config, environ, rendered.env), identity)
     return 0
 
 
@@ -238,6 +239,8 @@ def plan_lines(
 ) -> list[str]:
     """``+``/``~``/``=`` per destination and env name, with the secret versions it reads;
     masked like a log line (a path a template computed can hold a secret value)."""
+    from ..render import secret_strings
+
     mask = masker(secret_strings(rendered.secrets.values()))
     return [mask(line) for line in _plan_lines(rendered, current, environ)]
 
@@ -260,6 +263,8 @@ def _plan_lines(
 
 
 def _sources(rendered: Rendered, output: str) -> str:
+    from ..model import request_order
+
     keys = sorted(rendered.deps.get(output, frozenset()), key=request_order)
     if not keys:
         return "no secrets"
@@ -277,9 +282,7 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
         child.make_undumpable()  # inject's environment may still hold a token
         identity = child.resolve_user(config.user)
         literals = {name: checked_env(name, value) for name, value in env_values}
-        return alone.run(
-            config, {**child_environ(config, environ, Rendered(), identity), **literals}, argv, identity
-        )
+        return alone.run(config, {**child_environ(config, environ, {}, identity), **literals}, argv, identity)
     return _keep_fresh(config, environ, argv)
 
 
@@ -350,12 +353,12 @@ def _render_and_supervise(
     except BaseException:
         watcher.stop()
         raise
-    commands.run_all(template_commands(config, changed), env=child_environ(config, environ, rendered))
+    commands.run_all(template_commands(config, changed), env=child_environ(config, environ, rendered.env))
     if exec_argv:
         watcher.stop()
         client.close()
         log.debug("exec %s in place of inject", exec_argv[0])
-        child.exec_in_place(exec_argv, child_environ(config, environ, rendered, identity), identity)
+        child.exec_in_place(exec_argv, child_environ(config, environ, rendered.env, identity), identity)
     from ..loop import wiring  # only long-running commands need the loop
 
     startup = wiring.Startup(
@@ -365,7 +368,7 @@ def _render_and_supervise(
         client=client,
         authenticator=authenticator,
         grant=grant,
-        base_env=child_environ(config, environ, Rendered(), identity),
+        base_env=child_environ(config, environ, {}, identity),
         auth_file=auth_file,
         identity=identity,
         reaper=reaper,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..config import Config, template_commands
 from ..errors import InjectError
-from ..model import Identity
+from ..identity import Identity
 from ..process import Commands
 from ..render import Job, Outcome, Rendered
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Config
-from ..model import Identity
+from ..identity import Identity
 from ..observe import Snapshot
 from ..process import INBOX, ChildController, child
 from ..render import Engine, Job

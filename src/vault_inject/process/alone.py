@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from ..config import Config
-from ..model import Identity
+from ..identity import Identity
 from . import child
 from .controller import ChildController
 from .signals import INBOX, Signal

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ..errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE, CommandError, UsageError
-from ..model import Identity
+from ..identity import Identity
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import EXIT_SIGNAL_BASE, InjectError
-from ..model import Identity
+from ..identity import Identity
 from .actions import Action
 from .signals import STOP_SIGNALS
 

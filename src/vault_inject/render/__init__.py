@@ -31,10 +31,10 @@ __all__ = [
 __getattr__ = lazy_names(
     __name__,
     {
-        "checked_env": "outputs",
+        "checked_env": "envcheck",
         "CompileCache": "compilecache",
         "Engine": "engine",
-        "is_template_text": "outputs",
+        "is_template_text": "envcheck",
         "Job": "engine",
         "NoTemplates": "outputs",
         "Outcome": "engine",

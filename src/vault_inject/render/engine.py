@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..errors import InjectError
-from ..model import FileWrite, Identity, KvRead, PkiIssue, Request, Secret, request_order
+from ..identity import Identity
+from ..model import FileWrite, KvRead, PkiIssue, Request, Secret, request_order
 from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, TemplateRenderer
 
 if TYPE_CHECKING:  # a Job holds compiled templates; only compiling them needs jinja2 (app)

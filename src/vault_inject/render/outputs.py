@@ -12,14 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import RenderError, SecretNotFound
+from ..errors import SecretNotFound
 from ..model import KvRead, Request, Secret, strings_in
 from ..refs import Ref, looks_like_ref, parse_ref
+from .envcheck import MAX_ENV_ENTRY_BYTES as MAX_ENV_ENTRY_BYTES
+from .envcheck import checked_env as checked_env
+from .envcheck import is_template_text as is_template_text
 
 if TYPE_CHECKING:
     import jinja2
-
-MAX_ENV_ENTRY_BYTES = 128 * 1024  # the kernel's MAX_ARG_STRLEN for one "NAME=value\0"
 
 
 class SecretReader(Protocol):
@@ -132,11 +133,6 @@ class NoTemplates:
 # --- env values that are not templates ---------------------------------------------------
 
 
-def is_template_text(raw: str) -> bool:
-    """An env value with Jinja markup is compiled as a template (unless it is a reference)."""
-    return ("{{" in raw or "{%" in raw) and not looks_like_ref(raw)
-
-
 def plain_env_spec(name: str, raw: str) -> EnvSpec:
     """A reference (parsed now) or a literal."""
     if looks_like_ref(raw):
@@ -150,24 +146,6 @@ def render_plain_env(spec: EnvSpec, cache: ReadCache) -> tuple[str, frozenset[Re
         text = resolve_ref(spec.ref, cache, f"env {spec.name}")
         return checked_env(spec.name, text), frozenset({ref_request(spec.ref)})
     return checked_env(spec.name, spec.literal), frozenset()
-
-
-def checked_env(name: str, text: str) -> str:
-    """``text`` if a process can receive it as ``name``'s value, else RenderError."""
-    if "\0" in text:
-        raise RenderError(f"env {name}: the value contains a NUL byte, which no process can receive")
-    size = _env_entry_bytes(name, text)
-    if size > MAX_ENV_ENTRY_BYTES:
-        raise RenderError(
-            f"env {name}: the value is {size} bytes; Linux passes at most "
-            f"{MAX_ENV_ENTRY_BYTES // 1024} KiB per environment variable (render it to a file instead)"
-        )
-    return text
-
-
-def _env_entry_bytes(name: str, value: str) -> int:
-    """Bytes of ``NAME=value\\0`` as execve receives it."""
-    return len(f"{name}={value}".encode(errors="surrogatepass")) + 1
 
 
 def resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
