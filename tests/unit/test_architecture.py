@@ -400,3 +400,10 @@ def test_a_planted_patch_is_found(tmp_path: Path) -> None:
     found = patches_in("log", copy)
     assert found[0] == "log: mentions meta_path"
     assert [line.split(": ", 1)[1] for line in found[1:]] == ["assigns dataclasses.field"]
+
+
+def test_one_module_turns_the_garbage_collector_off_and_on() -> None:
+    """Only cli.collector imports gc (the console script pauses the collector for start-up;
+    it is resumed in one place, where the command's work begins)."""
+    importers = {module for module in modules() if "gc" in third_party(module, runtime_only=False)}
+    assert importers == {"cli.collector"}

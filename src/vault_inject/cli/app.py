@@ -27,6 +27,7 @@ from ..log import masker
 from ..process import INBOX, child
 from ..refs import looks_like_ref
 from ..render import checked_env, is_template_text
+from . import collector
 
 # Imported where they are used, not here: what a command does not need it does not load.
 # `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2),
@@ -146,6 +147,7 @@ def render_once(job: Job, client: VaultClient) -> Rendered:
     """One complete render in memory (nothing written)."""
     from ..render import render_job
 
+    collector.resume()
     return render_job(job, client, client.read_many)
 
 
@@ -280,6 +282,7 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
     env_values = _env_values(config, environ)
     if alone.applies(config, env_values, lambda value: looks_like_ref(value) or is_template_text(value)):
         child.make_undumpable()  # inject's environment may still hold a token
+        collector.resume()
         identity = child.resolve_user(config.user)
         literals = {name: checked_env(name, value) for name, value in env_values}
         return alone.run(config, {**child_environ(config, environ, {}, identity), **literals}, argv, identity)
@@ -343,6 +346,7 @@ def _render_and_supervise(
         else:
             client, grant = _logged_in(config, authenticator)
         engine = Engine(job, client, client.read_many)
+        collector.resume()
         try:
             rendered = engine.first_render()
             with INBOX.deferred():

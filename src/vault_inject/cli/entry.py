@@ -8,7 +8,6 @@ and ``inject render -c FILE`` skip click altogether (``launch.plain_command``).
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import sys
 
@@ -18,12 +17,10 @@ EXIT_STDOUT_FAILED = 120  # what Python exits with when stdout cannot be flushed
 def main() -> None:
     """``inject``: install the signal handlers, then parse and run."""
     from ..process import signals
+    from . import collector
 
     signals.install()
-    # Start-up only imports and builds what stays for the whole run; the cyclic collector
-    # would keep rescanning it as it grows. ``launch.execute`` is the one place that turns
-    # it back on (every command runs through it), before the command does any work.
-    gc.disable()
+    collector.pause()  # on again where the command's work begins (``collector.resume``)
     try:
         _dispatch(sys.argv[1:])
         code = 0

@@ -11,7 +11,6 @@ starts neither import click nor build its parser.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -161,20 +160,6 @@ def log_level(kwargs: Mapping[str, Any], config: Config | None) -> str:
     return config.log_level if config else (kwargs.get("log_level") or "info")
 
 
-def collector_back_on() -> None:
-    """The cyclic garbage collector on again, for the command's work: the one place that
-    does it (``entry.main`` turns it off for start-up; a render's memory budget and the
-    long-running loop must see freed cycles).
-
-    What start-up built (modules, classes, the config) lives as long as the process, so it
-    is frozen first, moved out of the collector's generations: the first collections would
-    otherwise walk all of it to find nothing. Idempotent, and harmless where the collector
-    was never off (tests, the library).
-    """
-    gc.freeze()
-    gc.enable()
-
-
 def execute(kwargs: Mapping[str, Any], action: Action) -> None:
     """Load config, set up logging, run ``action``; exit with its code or the error's."""
     from . import app  # deferred: keeps `inject --help` fast
@@ -184,7 +169,6 @@ def execute(kwargs: Mapping[str, Any], action: Action) -> None:
     try:
         config = app.load_config(cli_options(kwargs), kwargs["config_path"], environ, os.getcwd())
         log.setup(level=log_level(kwargs, config), fmt=config.log_format)
-        collector_back_on()
         code = action(config, environ)
     except InjectError as exc:
         logger.error("%s", exc, exc_info=bool(kwargs.get("debug")))
