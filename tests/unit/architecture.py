@@ -24,8 +24,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("loop", "runtime"),
     ("client",),
-    ("process", "render", "files"),
-    ("observe",),
+    ("process", "render"),
+    ("files", "observe"),
     ("config",),
     ("base",),
 )

@@ -97,7 +97,7 @@ def test_every_package_is_on_a_floor() -> None:
 
 def test_no_module_imports_its_own_floor_or_above() -> None:
     """Imports between packages run one way: down the floors (cli > loop, runtime > client >
-    process, render, files > observe > config > base)."""
+    process, render > files, observe > config > base)."""
     assert upward_imports() == []
 
 
@@ -261,7 +261,7 @@ WRITE_CALLS = frozenset(
 WRITE_EXCEPTIONS = {
     "client.auth": {"unlink"},  # `remove_secret_id_file`: deletes the consumed approle secret_id file
     "cli.devserver": {"open", "rmtree"},  # the dev server's own 0600 state dir and token file
-    "render.cachedir": {"mkdir", "open", "rename", "unlink"},  # inject's private template cache
+    "render.cachedir": {"open", "rename", "unlink"},  # inject's private template cache (entries)
 }
 
 

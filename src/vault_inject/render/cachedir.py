@@ -7,12 +7,12 @@ runs, so it is trusted only as far as inject's own files are.
   with inject's token: so a same-user run has no cache.
 * where: ``$INJECT_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/vault-inject``,
   else ``$HOME/.cache/vault-inject``; an absolute path only.
-* how it is reached: component by component from ``/`` with ``O_NOFOLLOW`` (a symlink
-  anywhere on the way is refused, never followed). Every directory on the way must belong
-  to root or inject's user and be writable by no one else (a sticky directory of root's,
-  like ``/tmp``, is fine: no one else can rename what is in it); so a HOME that belongs to
-  another user is refused, and nothing is ever created inside it. Missing components are
-  created 0700, each in a parent that passed. The cache directory itself must belong to
+* how it is reached: by the destinations' own walk (``files.safepath.open_parent``):
+  component by component from ``/`` with ``O_NOFOLLOW`` (a symlink anywhere on the way is
+  refused, never followed), every directory on the way writable only by root and inject's
+  user (a sticky one like ``/tmp`` is fine: no one else can rename what is in it), so a
+  HOME that belongs to another user is refused and nothing is ever created inside it;
+  missing components are created 0700. The cache directory itself must then belong to
   inject's user and have no group or other write bit. Refusals are logged as a warning (a
   missing or read-only place only at debug level).
 * an entry is opened with ``O_NOFOLLOW`` relative to the directory's descriptor and read
@@ -26,13 +26,14 @@ A cache failure of any kind is never an error: the caller does the work as witho
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from collections.abc import Mapping
 
+from ..errors import FileWriteError
+from ..files import safepath
+
 ENV_VAR = "INJECT_CACHE_DIR"
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -69,14 +70,19 @@ class CacheDir:
             _log(True, "not using %s cache %s: not an absolute path", what, directory)
             return None
         try:
-            fd = _walk(os.path.normpath(directory))
-        except _Refused as exc:
-            _log(True, "not using %s cache %s: %s", what, directory, exc)
+            # the destinations' walk, to a name inside the directory: the directory itself is
+            # reached (created if missing) and checked like every directory before it
+            place = safepath.open_parent(os.path.join(directory, "entry"), safepath.Rules())
+        except FileWriteError as exc:
+            # a missing or read-only place is no news (debug); a refusal is (warning)
+            _log(not isinstance(exc.__cause__, OSError), "not using %s cache %s: %s", what, directory, exc)
             return None
-        except OSError as exc:
-            _log(False, "no %s cache in %s: %s", what, directory, exc.strerror or exc)
+        if not trusted(os.fstat(place.dir_fd)):
+            place.close()
+            _log(True, "not using %s cache %s: it must belong to uid %d and be writable by no one else",
+                 what, directory, os.geteuid())  # fmt: skip
             return None
-        return cls(fd)
+        return cls(place.dir_fd)
 
     def close(self) -> None:
         """Close the directory descriptor."""
@@ -112,46 +118,6 @@ class CacheDir:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=self._dir_fd)
             _log(False, "cache: could not store %s: %s", entry, exc)
-
-
-class _Refused(Exception):
-    """A directory on the way to the cache that inject must not trust."""
-
-
-def _walk(directory: str) -> int:
-    """A descriptor of ``directory`` reached from ``/`` without following a symlink, every
-    component checked (see the module docstring); missing ones created 0700."""
-    fd = os.open("/", _DIR_FLAGS)
-    try:
-        for name in [part for part in directory.split("/") if part]:
-            if not safe_parent(os.fstat(fd)):
-                raise _Refused(f"a directory on its path can be changed by another user (before {name!r})")
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                os.mkdir(name, 0o700, dir_fd=fd)
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _Refused(f"{name!r} is a symlink or not a directory") from None
-                raise
-            os.close(fd)
-            fd = child
-        if not trusted(os.fstat(fd)):
-            raise _Refused(f"it must belong to uid {os.geteuid()} and be writable by no one else")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def safe_parent(info: os.stat_result) -> bool:
-    """A directory no one but root and inject's user can change the entries of: owned by
-    one of them, and with no group or other write bit unless it is root's and sticky."""
-    if info.st_uid not in (0, os.geteuid()):
-        return False
-    writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    return not writable_by_others or (info.st_uid == 0 and bool(info.st_mode & stat.S_ISVTX))
 
 
 def trusted(info: os.stat_result) -> bool:
