@@ -1,5 +1,5 @@
 """Running one command once its options are known: config, logging, the app call, and
-errors mapped to exit codes. No click here (``cli`` parses and calls ``execute``).
+errors mapped to exit codes. No click here (``commands`` parses and calls ``execute``).
 
 ``inject -- CMD`` (what the container image's entrypoint runs, options in the environment
 or the config file) and ``inject render -c inject.toml`` (an init container) have almost
