@@ -387,9 +387,10 @@ class Seen:
 
 
 class Listener:
-    """A loopback HTTP server answering ``200 {}`` to anything, recording what it received."""
+    """A loopback HTTP server answering ``200`` with ``body`` (``{}``) to anything, recording
+    what it received."""
 
-    def __init__(self) -> None:
+    def __init__(self, body: bytes = b"{}") -> None:
         self.seen: list[Seen] = []
         seen = self.seen
 
@@ -402,7 +403,7 @@ class Listener:
                 seen.append(
                     Seen(self.command, self.path, "X-Vault-Token" in self.headers, auth.startswith("Basic"))
                 )
-                _answer(self, 200, [("Content-Type", "application/json")], b"{}")
+                _answer(self, 200, [("Content-Type", "application/json")], body)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_LIST = do_any
 

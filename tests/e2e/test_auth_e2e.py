@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.e2e.helpers_e2e import error_line, write
 from tests.e2e.pg_helpers import Postgres, add_role, enable_database, needs_postgres, postgres
@@ -246,6 +247,66 @@ def test_dynamic_creds_stay_valid_across_approle_relogin(
             in_use_exists, duration_s=9, what="the rendered credentials' role (never revoked while in use)"
         )
         assert inject.lines("logged in again")
+
+
+def _accessor_of(bao: Bao, role_name: str) -> str:
+    """The accessor of the token an AppRole role ``role_name`` logged in for (the one alive)."""
+    accessors = bao.api("LIST", "auth/token/accessors").json()["data"]["keys"]
+    for accessor in accessors:
+        answer = _lookup_accessor(bao, accessor)
+        if (
+            answer.status_code == 200
+            and (answer.json()["data"].get("meta") or {}).get("role_name") == role_name
+        ):
+            return str(accessor)
+    raise AssertionError(f"no live token of role {role_name}")
+
+
+def _lookup_accessor(bao: Bao, accessor: str) -> requests.Response:
+    return bao.session.post(
+        f"{bao.address}/v1/auth/token/lookup-accessor",
+        json={"accessor": accessor},
+        headers={"X-Vault-Token": bao.token},
+        timeout=10,
+    )
+
+
+@needs_postgres
+def test_exit_revokes_its_own_token_and_the_leases_go_with_it(
+    bao: Bao, postgres: Postgres, approle_mount: str, tmp_path: Path
+) -> None:
+    """Logged in with AppRole under a policy that has no sys/leases/revoke: stopping inject revokes its token (auth/token/revoke-self, in the default policy), the database lease goes with it (role gone from pg_roles), and nothing fails to revoke."""
+    engine = enable_database(bao, postgres)
+    creds = engine.creds_path(add_role(bao, engine, default_ttl_s=300, max_ttl_s=600))
+    policy = _reader_policy(bao, f'path "{creds}" {{ capabilities = ["read"] }}')
+    approle = _approle(bao, approle_mount, policy)
+    _approle_in(tmp_path, approle)
+    write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
+    child = SignalChild.create(tmp_path)
+    argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
+    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+        child.wait_starts(1)
+        user = (tmp_path / "db.txt").read_text().strip()
+        assert postgres.role_exists(user)
+        accessor = _accessor_of(bao, approle.role)
+    assert inject.lines("revoked inject's token")
+    assert inject.lines("could not revoke") == []
+    assert _lookup_accessor(bao, accessor).status_code in (400, 403), "inject's token is still alive"
+    assert not postgres.role_exists(user), "the lease outlived the token inject revoked"
+
+
+def test_a_token_the_user_gave_is_never_revoked_at_exit(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """With VAULT_TOKEN (the user's token), exit revokes leases only: the token still works afterwards."""
+    path = f"{prefix}/given"
+    bao.kv_put(path, v=secret_value())
+    token = forbid(bao.token_with(_reader_policy(bao, _kv_read(path)), "default"))
+    write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}\n")
+    child = SignalChild.create(tmp_path)
+    argv = [*inject_argv("-t", "t.j2:t.txt"), "--", *child.argv()]
+    with supervise(argv, env=inject_env(bao, token=token), cwd=tmp_path, stray=child.pids) as inject:
+        child.wait_starts(1)
+    assert inject.lines("revoked inject's token") == []
+    assert bao.api("GET", "auth/token/lookup-self", token=token).json()["data"]["ttl"] > 0
 
 
 @dataclass(frozen=True)

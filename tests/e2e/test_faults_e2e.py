@@ -495,3 +495,22 @@ def _put_when_ready(server: Bao, path: str, value: str) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_a_secret_deleted_with_its_metadata_and_written_again_is_taken(
+    bao: Bao, prefix: str, tmp_path: Path
+) -> None:
+    """`kv metadata delete` then two puts: v2 is lower than the v3 rendered but created after it, so it is the secret written anew: rendered and the child restarted, logged once (versions never go backwards only for a lagging node)."""
+    path = f"{prefix}/recreated"
+    for _ in range(3):
+        bao.kv_put(path, v=secret_value())
+    with running(tmp_path, inject_env(bao), {path: "v"}) as scene:
+        mount, _, rest = path.partition("/")
+        bao.api("DELETE", f"{mount}/metadata/{rest}")
+        bao.kv_put(path, v=secret_value())
+        new = secret_value()
+        assert _kv_put(bao, path, v=new) == 2
+        scene.restarted_with(new)
+        scene.once("written anew")
+        assert scene.inject.lines("older than") == []
+        scene.clean_log()

@@ -210,3 +210,36 @@ def test_same_origin_redirect_is_followed_with_the_token(
     assert code == 0, line
     assert proxy.hits == 1
     assert (tmp_path / "a.txt").read_text() == value
+
+
+def test_a_redirect_from_the_first_listed_node_fails_over_to_the_next(
+    bao: Bao, prefix: str, tmp_path: Path, proxy: FaultProxy, listener: Listener
+) -> None:
+    """INJECT_ADDRESSES=bad,good where bad redirects every request to another server: start-up
+    fails over to good and renders (exit 0); the redirect target never gets a request."""
+    path = f"{prefix}/app"
+    value = secret_value()
+    bao.kv_put(path, v=value)
+    proxy.redirect(f"http://127.0.0.1:{listener.port}/v1/elsewhere")
+    addresses = f"{proxy.address},{bao.address}"
+    env = inject_env(bao, {"VAULT_ADDR": proxy.address, "INJECT_ADDRESSES": addresses})
+    code, line, _ = _render(tmp_path, env, path)
+    assert code == 0, line
+    assert (tmp_path / "a.txt").read_text() == value
+    assert listener.seen == []
+
+
+def test_a_deeply_nested_answer_at_start_up_is_a_server_error(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """A server answering JSON nested 100,000 deep (the parser recurses per level): exit 4 with
+    one line naming what inject asked, not "internal error: RecursionError"."""
+    depth = 100_000
+    nested = Listener(body=b'{"a":' * depth + b"1" + b"}" * depth)
+    try:
+        env = inject_env(bao, {"VAULT_ADDR": f"http://127.0.0.1:{nested.port}"})
+        code, line, _ = _render(tmp_path, env, f"{prefix}/app", "--retry-timeout", "2s")
+    finally:
+        nested.stop()
+    assert code == 4, line
+    assert "nested too deeply" in line
+    assert "RecursionError" not in line
+    assert "internal error" not in line

@@ -241,6 +241,9 @@ class Server:
     def revoke_lease(self, lease_id: str, *, budget_s: float | None = None) -> None:
         pass
 
+    def revoke_self(self, *, budget_s: float | None = None) -> None:
+        pass
+
     retry_timeout_s = 0.0
 
 
@@ -248,6 +251,7 @@ class Authenticator:
     """Logs in by handing out numbered tokens."""
 
     can_relogin = True
+    owns_token = True
 
     def __init__(self, server: Server) -> None:
         self.server = server

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vault_inject.client.transport import ServerSettings
+from vault_inject.client.adapter import ServerSettings
 from vault_inject.config.settings import CliOptions, Config, build_config, parse_toml
 from vault_inject.errors import UsageError
 

@@ -32,7 +32,7 @@ def trickle() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 class Conn:
-    """What the transport's urllib3 connections give a watch: their socket."""
+    """What the wire's urllib3 connections give a watch: their socket."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock: socket.socket | None = sock

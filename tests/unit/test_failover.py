@@ -15,7 +15,9 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from tests.unit.fakeclock import FakeClock
-from vault_inject.client.transport import Answer, ServerSettings
+from vault_inject.client.adapter import ServerSettings
+from vault_inject.client.failover import Failover
+from vault_inject.client.replies import Answer
 from vault_inject.client.vault import VaultClient
 from vault_inject.errors import PermissionDenied, TransientError, UnreachableError
 
@@ -60,11 +62,12 @@ class Cluster:
     clock: FakeClock
     nodes: dict[str, Behaviour]
     asked: list[tuple[str, str]] = field(default_factory=list)  # (address, url) in order
-    tokens: dict[str, str] = field(default_factory=dict)  # the token each wire was made with
+    tokens: dict[str, str | None] = field(default_factory=dict)  # the token each node got last
+    made: list[str] = field(default_factory=list)  # the address of each wire made, in order
 
-    def wire_for(self, address: str, token: str) -> NodeWire:
-        self.tokens[address] = token
-        return NodeWire(self, address, token)
+    def wire_for(self, address: str) -> NodeWire:
+        self.made.append(address)
+        return NodeWire(self, address)
 
     def addresses_asked(self) -> list[str]:
         return [address for address, _ in self.asked]
@@ -76,7 +79,6 @@ class NodeWire:
 
     cluster: Cluster
     address: str
-    token: str
 
     def exchange(
         self,
@@ -84,33 +86,33 @@ class NodeWire:
         url: str,
         *,
         what: str,
-        params: Mapping[str, str] | None,
-        json: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, Any] | None,
+        json: Any,
         timeout_s: float,
     ) -> Answer:
         self.cluster.asked.append((self.address, url))
+        self.cluster.tokens[self.address] = headers.get("X-Vault-Token")
         return self.cluster.nodes[self.address](url)
 
-    def set_token(self, token: str) -> None:
-        self.token = token
 
-    def clone(self) -> NodeWire:
-        return NodeWire(self.cluster, self.address, self.token)
-
-    def close(self) -> None:
-        pass
-
-
-def client_on(cluster: Cluster, *addresses: str, retry_timeout_s: float = 10.0) -> VaultClient:
+def client_on(
+    cluster: Cluster,
+    *addresses: str,
+    retry_timeout_s: float = 10.0,
+    sleep: Callable[[float], None] | None = None,
+    failover: Failover | None = None,
+) -> VaultClient:
     """A VaultClient over ``addresses`` on the fake cluster and clock."""
     settings = ServerSettings(address=addresses[0], addresses=addresses)
     return VaultClient(
         settings,
         "tok-unit",
         retry_timeout_s=retry_timeout_s,
-        sleep=cluster.clock.sleep,
+        sleep=sleep or cluster.clock.sleep,
         clock=cluster.clock,
         wire_for=cluster.wire_for,
+        failover=failover,
     )
 
 
@@ -262,16 +264,14 @@ def test_a_call_without_budget_tries_each_address_once(cluster: Cluster) -> None
 def test_a_node_back_within_the_budget_answers(cluster: Cluster) -> None:
     """All down, then one node comes back during the backoff: the call succeeds from it."""
     cluster.nodes = {A: refused, B: refused}
-    client = client_on(cluster, A, B)
-    original_sleep = cluster.clock.sleep
 
     def sleep_then_heal(seconds: float) -> None:
-        original_sleep(seconds)
+        cluster.clock.sleep(seconds)
         cluster.nodes[B] = healthy(B)
 
-    client.sleep = sleep_then_heal
-    client._transport.sleep = sleep_then_heal
+    client = client_on(cluster, A, B, sleep=sleep_then_heal)
     assert client.read("secret/app", budget_s=10).data == {"v": B}
+    assert len(cluster.clock.slept) == 1
 
 
 # --- what carries over -------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_token_and_mounts_carry_over_to_the_next_node(cluster: Cluster) -> None:
     cluster.nodes[A] = refused
     cluster.asked.clear()
     client.read("secret/app")
-    assert cluster.tokens[B] == "tok-renewed"
+    assert cluster.tokens == {A: "tok-renewed", B: "tok-renewed"}
     assert [url for address, url in cluster.asked if address == B] == ["/v1/secret/data/app"]
 
 
@@ -302,14 +302,16 @@ def test_a_clone_shares_the_current_address_so_one_failover_is_logged(
     cluster.asked.clear()
     assert poller.read("secret/app").data == {"v": B}
     assert cluster.addresses_asked() == [B]
+    assert poller.address == B
     assert len(failovers(caplog)) == 1
+    assert cluster.made == [A, B, B]  # the poller made its own wire to B, none to A
 
 
 def test_a_failure_on_an_address_no_longer_current_does_not_move_again(cluster: Cluster) -> None:
     """A request that failed on A after another thread already moved to B uses B (not C)."""
-    client = client_on(cluster, A, B, C)
+    failover = Failover((A, B, C))
+    client = client_on(cluster, A, B, C, failover=failover)
     poller = client.clone(retry_timeout_s=0)
-    failover = client._transport._failover
     cluster.nodes[A] = refused
     failover.failed(0, "seen by the main client")
     failover.failed(0, "seen late by the poller")
@@ -335,13 +337,39 @@ def test_a_redirect_to_a_listed_address_is_followed_there_and_becomes_current(
     assert failovers(caplog) == [f"failing over from {A} to {B}: it redirected there"]
 
 
-def test_a_redirect_outside_the_list_is_still_refused(cluster: Cluster) -> None:
-    """A redirect to an address not in the list is refused as before; the token stays home."""
-    cluster.nodes[A] = lambda url: answer(307, url=A, Location="http://evil.test:8200" + url)
+def test_a_redirect_outside_the_list_is_refused_and_the_next_address_asked(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A redirect to an address not in the list is not followed (the token stays home); the
+    node that sent it is failed over from, naming only the target's origin (adapter.Misdirected)."""
+    caplog.set_level(logging.WARNING)
+    cluster.nodes[A] = lambda url: answer(
+        307, url=A, Location="http://evil.test:8200" + url + "?q=secret-ish"
+    )
     client = client_on(cluster, A, B)
-    with pytest.raises(UnreachableError, match="refused, the token is only sent to the configured addresses"):
-        client.read("secret/app")
-    assert "http://evil.test:8200" not in cluster.tokens
+    assert client.read("secret/app").data == {"v": B}
+    assert cluster.made == [A, B]  # no wire to evil.test: the token went nowhere else
+    assert set(cluster.tokens) == {A, B}
+    (line,) = failovers(caplog)
+    assert line.startswith(f"failing over from {A} to {B}: {A} redirected")
+    assert (
+        "to http://evil.test:8200, another server: refused, the token is only sent to the configured addresses"
+        in line
+    )
+    assert "secret-ish" not in line
+
+
+def test_every_node_redirecting_outside_the_list_is_unreachable(cluster: Cluster) -> None:
+    """Every node redirects elsewhere: nothing followed, the usual UnreachableError once the
+    budget is spent, with the refusal as the reason."""
+    evil = "http://evil.test:8200"
+    cluster.nodes = {node: (lambda url: answer(307, url=A, Location=evil + url)) for node in (A, B)}
+    client = client_on(cluster, A, B)
+    with pytest.raises(
+        UnreachableError, match=rf"{A}, {B} did not answer .* within 5s: .*refused, the token is only sent"
+    ):
+        client.read("secret/app", budget_s=5)
+    assert set(cluster.made) == {A, B}
 
 
 # --- a single address is as before -------------------------------------------------------

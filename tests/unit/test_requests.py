@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_transport import FakeClock, answer, client_with
+from tests.unit.fakeclock import FakeClock
+from tests.unit.test_transport import answer, client_with
 from vault_inject.errors import PermissionDenied, SecretNotFound
 from vault_inject.model import KvRead, PkiIssue, Request, Secret, TransitDecrypt, request_order
 from vault_inject.render.renderer import ReadCache, Renderer
@@ -147,6 +148,7 @@ def test_a_path_that_looks_like_a_request_is_read_as_a_path(clock: FakeClock) ->
     with pytest.raises(SecretNotFound):
         client.read("pki:pki/issue/web?common_name=x")
     assert all(sent.method == "GET" for sent in wire.calls)
+    assert all("?" not in sent.url and not sent.params for sent in wire.calls)  # '?' escaped: no query
 
 
 # --- in a render -----------------------------------------------------------------------------

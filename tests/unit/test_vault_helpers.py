@@ -1,4 +1,4 @@
-"""Small pure helpers of the server adapter: Retry-After parsing and TLS reasons (transport),
+"""Small pure helpers of the server client: Retry-After parsing (replies), TLS reasons (wire),
 KV v2 messages and redaction of values (vault)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vault_inject.client import transport, vault
+from vault_inject.client import replies, vault, wire
 
 
 @pytest.mark.parametrize(
@@ -17,19 +17,19 @@ from vault_inject.client import transport, vault
 )
 def test_retry_after_seconds(header: str | None, expected: float) -> None:
     """Retry-After in delta-seconds is taken as is; absent, odd or non-ASCII digits give 0."""
-    assert transport._retry_after_s(header) == expected
+    assert replies.retry_after(header) == expected
 
 
 def test_retry_after_is_capped() -> None:
     """A huge Retry-After (seconds or a far date) is capped at MAX_RETRY_AFTER_S, never infinity."""
-    assert transport._retry_after_s("9" * 400) == transport.MAX_RETRY_AFTER_S
+    assert replies.retry_after("9" * 400) == replies.MAX_RETRY_AFTER_S
     far = email.utils.formatdate(time.time() + 10 * 86400, usegmt=True)
-    assert transport._retry_after_s(far) == transport.MAX_RETRY_AFTER_S
+    assert replies.retry_after(far) == replies.MAX_RETRY_AFTER_S
 
 
 def test_retry_after_http_date_in_the_past_is_zero() -> None:
     """An HTTP date already past means 'retry now'."""
-    assert transport._retry_after_s(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+    assert replies.retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_retry_after_http_date_in_the_past_is_zero() -> None:
 )
 def test_tls_reasons_name_the_fix(text: str, needle: str) -> None:
     """TLS failures are explained with the option that fixes them, never the raw SSL text."""
-    reason = transport._tls_reason(Exception(text))
+    reason = wire._tls_reason(Exception(text))
     assert needle in reason
     assert "SSL:" not in reason
 

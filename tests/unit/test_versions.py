@@ -10,13 +10,14 @@ import pytest
 
 from tests.unit.loop_fakes import PATH, Rig
 from vault_inject.model import KvRead, Secret
+from vault_inject.render.engine import created_later
 
 KEY = KvRead(PATH)
 
 
-def kv(version: int, path: str = PATH) -> Secret:
-    """A KV v2 read of ``path`` at ``version``."""
-    return Secret(path=path, data={"k": f"v{version}"}, version=version, kv_version=2)
+def kv(version: int, path: str = PATH, created: str | None = None) -> Secret:
+    """A KV v2 read of ``path`` at ``version`` (created at ``created``, RFC 3339, if given)."""
+    return Secret(path=path, data={"k": f"v{version}"}, version=version, kv_version=2, created_time=created)
 
 
 def went_back(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -80,3 +81,46 @@ def test_a_lagging_read_in_the_loop_neither_re_renders_nor_restarts(
     assert rig.files.content["/out/app.conf"] == "v3"
     assert rig.procs.spawned == [101, 102]
     assert len(went_back(caplog)) == 1
+
+
+def test_a_recreated_secret_is_taken_though_its_version_is_lower(caplog: pytest.LogCaptureFixture) -> None:
+    """`kv metadata delete` and two new puts: v2 created after the v3 held is the secret written
+    anew, taken (logged once), and later versions follow from it."""
+    engine = Rig().engine
+    engine.absorb({KEY: kv(3, created="2026-12-08T01:00:00.5Z")})
+    assert engine.absorb({KEY: kv(2, created="2026-12-08T01:00:01.000000001Z")}) == {KEY: f"{PATH} v3 -> v2"}
+    assert engine.secrets[KEY].version == 2
+    assert engine.absorb({KEY: kv(2, created="2026-12-08T01:00:01.000000001Z")}) == {}
+    assert engine.absorb({KEY: kv(3, created="2026-12-08T01:00:02Z")}) == {KEY: f"{PATH} v2 -> v3"}
+    assert len([r for r in caplog.records if "written anew" in r.getMessage()]) == 1
+    assert went_back(caplog) == []
+
+
+def test_a_lagging_standby_with_an_older_created_time_is_still_ignored() -> None:
+    """An older version created before the one held (a standby behind) changes nothing."""
+    engine = Rig().engine
+    engine.absorb({KEY: kv(3, created="2026-12-08T01:00:03.25Z")})
+    assert engine.absorb({KEY: kv(2, created="2026-12-08T01:00:03.125Z")}) == {}
+    assert engine.secrets[KEY].version == 3
+
+
+def test_a_version_from_a_node_now_gone_does_not_pin_the_real_ones() -> None:
+    """A node answered v1003 once (created long ago); the cluster's real v3, created later, is taken."""
+    engine = Rig().engine
+    engine.absorb({KEY: kv(1003, created="2026-01-01T00:00:00Z")})
+    assert engine.absorb({KEY: kv(3, created="2026-12-08T01:00:00Z")}) == {KEY: f"{PATH} v1003 -> v3"}
+
+
+@pytest.mark.parametrize(
+    ("later", "earlier"),
+    [
+        ("2026-12-08T01:00:00Z", "2026-12-08T00:59:59.999999999Z"),
+        ("2026-12-08T01:00:00.1Z", "2026-12-08T01:00:00Z"),
+        ("2026-12-08T02:00:00+01:00", "2026-12-08T00:59:59Z"),
+    ],
+)
+def test_created_times_compare_as_instants(later: str, earlier: str) -> None:
+    """Nanoseconds, no fraction, and offsets: compared as points in time, not as text."""
+    assert created_later(kv(1, created=later), kv(2, created=earlier))
+    assert not created_later(kv(1, created=earlier), kv(2, created=later))
+    assert not created_later(kv(1, created="not a time"), kv(2, created=earlier))

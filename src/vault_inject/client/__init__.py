@@ -11,6 +11,7 @@ from .._face import lazy_names
 if TYPE_CHECKING:
     from .auth import Authenticator, logged_in
     from .leases import Plan
+    from .revocation import release
     from .vault import Login, ServerSettings, VaultClient, server_settings
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ServerSettings",
     "VaultClient",
     "logged_in",
+    "release",
     "server_settings",
 ]
 __getattr__ = lazy_names(
@@ -29,6 +31,7 @@ __getattr__ = lazy_names(
         "logged_in": "auth",
         "Login": "vault",
         "Plan": "leases",
+        "release": "revocation",
         "server_settings": "vault",
         "ServerSettings": "vault",
         "VaultClient": "vault",

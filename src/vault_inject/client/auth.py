@@ -56,7 +56,7 @@ class Client(Protocol):
 
     def set_token(self, token: str) -> None: ...
     def lookup_self(self) -> TokenInfo: ...
-    def login(self, mount: str, payload: Mapping[str, str], *, what: str) -> Login: ...
+    def login(self, method: str, mount: str, credentials: Mapping[str, str], *, what: str) -> Login: ...
 
 
 class Authenticator:
@@ -80,6 +80,12 @@ class Authenticator:
         return self.method != "token" or bool(self.config.token_file)
 
     @property
+    def owns_token(self) -> bool:
+        """True when inject logged in itself: its token is its own to revoke at exit (a
+        token the user gave is never revoked)."""
+        return self.method != "token"
+
+    @property
     def watched_file(self) -> str:
         """The file whose change means "log in again" (token file or JWT file), if any."""
         if self.method == "token":
@@ -96,7 +102,7 @@ class Authenticator:
             return Login(token="", ttl_s=info.ttl_s, renewable=info.renewable)
         mount = self.config.auth_mount or DEFAULT_MOUNTS[self.method]
         payload, what = self._payload()
-        login = client.login(mount, payload, what=what)
+        login = client.login(self.method, mount, payload, what=what)
         log.info("logged in with %s (token ttl %ds)", self.method, login.ttl_s)
         return login
 

@@ -34,6 +34,9 @@ class Relogin(Protocol):
     @property
     def can_relogin(self) -> bool: ...
 
+    @property
+    def owns_token(self) -> bool: ...
+
     def login(self, client: VaultClient) -> Login: ...
 
 
@@ -59,6 +62,7 @@ class Lifecycle:
         self._wall = wall_clock
         self.plans: dict[Request, Plan] = {}
         self.issued_leases: dict[str, float] = {}  # lease id -> when it ends (monotonic)
+        self._issued_by: dict[str, int] = {}  # lease id -> the login (generation) that issued it
         self._token_plan: Plan | None = None
         self._token_expires_at: float | None = None
         self._token_ttl_s = 0.0  # as last granted (the plan's is 0 after a failed login)
@@ -82,6 +86,7 @@ class Lifecycle:
             if secret.lease_id and secret.lease_id not in self.issued_leases:
                 ttl_s = secret.lease_duration_s
                 self.issued_leases[secret.lease_id] = now + ttl_s if ttl_s > 0 else math.inf
+                self._issued_by[secret.lease_id] = self._generation
             self.plans[key] = plan
             self._lease_generation[key] = self._generation
 
@@ -91,6 +96,7 @@ class Lifecycle:
         for lease_id, ends_at in list(self.issued_leases.items()):
             if ends_at < now:
                 del self.issued_leases[lease_id]
+                self._issued_by.pop(lease_id, None)
 
     def _plan_for(self, secret: Secret, now: float) -> Plan | None:
         if secret.expires_at and secret.issued_at:
@@ -248,19 +254,18 @@ class Lifecycle:
                 self.plans[key] = plan.at_time(min(due, plan.at), "reread")
 
     def revoke_all(self) -> None:
-        """Revoke every lease issued during this run that has not ended (best effort: short
-        timeout, and a server that does not answer is not asked about the rest)."""
+        """Give back what this run holds (best effort: short timeout, and a server that does
+        not answer is not asked about the rest): inject's own token, and with it its leases,
+        when it logged in itself; otherwise every lease issued that has not ended."""
+        from ..client import release
+
         self._prune_ended(self._clock())
-        for lease_id in list(self.issued_leases):
-            try:
-                self._client.revoke_lease(lease_id, budget_s=REVOKE_TIMEOUT_S)
-                log.info("revoked lease %s", lease_id)
-            except UnreachableError as exc:
-                log.warning("could not revoke %d lease(s): %s", len(self.issued_leases), exc)
-                break
-            except InjectError as exc:
-                log.warning("could not revoke lease %s: %s", lease_id, exc)
+        current = [i for i in self.issued_leases if self._issued_by.get(i, 0) == self._generation]
+        earlier = [i for i in self.issued_leases if self._issued_by.get(i, 0) != self._generation]
+        own = self._auth is not None and self._auth.owns_token
+        release(self._client, current, own_token=own, earlier_leases=earlier, budget_s=REVOKE_TIMEOUT_S)
         self.issued_leases.clear()
+        self._issued_by.clear()
 
 
 def _kind(request: Request) -> str:

@@ -8,6 +8,8 @@ logged once (again only if it changes). No network beyond the reader, no disk.
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -141,7 +143,10 @@ class Engine:
 
         A KV v2 read older than the version held (a lagging standby, a node that rejoined
         an HA cluster) is ignored: versions never go backwards. It is logged once per
-        older version, and never re-renders or restarts anything."""
+        older version, and never re-renders or restarts anything. An older version that
+        was *created* after the one held is not lagging: the secret was deleted with its
+        metadata and written again (or the version held came from a node that is gone), so
+        it is taken, logged once."""
         changed = {}
         for key, new in fresh.items():
             old = self.secrets.get(key)
@@ -154,11 +159,22 @@ class Engine:
         return changed
 
     def _went_back(self, key: Request, old: Secret, new: Secret) -> bool:
-        """True (logged once per older version) when ``new`` is an older KV v2 version."""
+        """True (logged once per older version) when ``new`` is an older KV v2 version that
+        is not newer in time than the one held."""
         if not (old.kv_version == new.kv_version == 2 and old.version and new.version):
             return False
         if new.version >= old.version:
             self._stale.pop(key, None)
+            return False
+        if created_later(new, old):
+            self._stale.pop(key, None)
+            log.warning(
+                "%s: the server answered v%d, created after v%d already rendered: the secret was"
+                " written anew; taken",
+                new.path,
+                new.version,
+                old.version,
+            )
             return False
         if self._stale.get(key) != new.version:
             self._stale[key] = new.version
@@ -237,3 +253,24 @@ class Engine:
             self.files.pop(out, None)
             if out.startswith(ENV_PREFIX):
                 self.env.pop(out[len(ENV_PREFIX) :], None)
+
+
+def created_later(new: Secret, old: Secret) -> bool:
+    """True when both carry a KV v2 ``created_time`` and ``new``'s is later than ``old``'s."""
+    new_at, old_at = _instant(new.created_time), _instant(old.created_time)
+    return new_at is not None and old_at is not None and new_at > old_at
+
+
+def _instant(text: object) -> tuple[datetime.datetime, int] | None:
+    """An RFC 3339 time as the server writes it (``2026-12-08T01:02:03.123456789Z``: up to
+    nanoseconds, which ``fromisoformat`` does not take) as a comparable value; None if not one."""
+    if not isinstance(text, str) or not text:
+        return None
+    main, _, rest = text.partition(".")
+    digits = "".join(itertools.takewhile(str.isdigit, rest))
+    zone = rest[len(digits) :] if rest else main[19:]
+    try:
+        when = datetime.datetime.fromisoformat(main[:19] + (zone.replace("Z", "+00:00") or "+00:00"))
+    except ValueError:
+        return None
+    return when.astimezone(datetime.UTC), int((digits + "000000000")[:9])

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from ..client import Plan, VaultClient
+from ..client import Plan, VaultClient, release
 from ..errors import InjectError, SecretNotFound, UnreachableError, UsageError
 from ..model import PkiIssue, Secret
 from ..refs import normalize_path
@@ -91,6 +91,8 @@ class Refresher:
         self._schedule = Schedule(connection.config.poll_interval_s)
         self._leases: list[Lease] = []
         self._issued: dict[str, float] = {}  # lease id -> wall-clock expiry, for revocation
+        self._earlier: set[str] = set()  # of those, the ones an earlier token issued
+        self._own_token = connection.authenticator.owns_token
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="vault-inject-refresh", daemon=True)
         self._token = TokenKeeper(
@@ -247,13 +249,14 @@ class Refresher:
     def _revoke_all(self) -> None:
         client = self._foreground.clone(retry_timeout_s=REVOKE_TIMEOUT_S)
         try:
-            for lease_id, expires_at in list(self._issued.items()):
-                if expires_at > self._wall():
-                    try:
-                        client.revoke_lease(lease_id)
-                        log.info("revoked lease %s", lease_id)
-                    except InjectError as exc:
-                        log.warning("could not revoke lease %s: %s", lease_id, exc)
+            alive = [lease_id for lease_id, expires_at in self._issued.items() if expires_at > self._wall()]
+            release(
+                client,
+                [lease_id for lease_id in alive if lease_id not in self._earlier],
+                own_token=self._own_token,
+                earlier_leases=[lease_id for lease_id in alive if lease_id in self._earlier],
+                budget_s=REVOKE_TIMEOUT_S,
+            )
             self._issued.clear()
         finally:
             client.close()
@@ -263,6 +266,7 @@ class Refresher:
     def _replace_old_token_leases(self, old_expires_at: float) -> None:
         """Leases end with the token that made them: new credentials before the old token ends."""
         with self._cond:
+            self._earlier.update(self._issued)
             now = self._clock()
             for lease in self._leases:
                 if lease in self._schedule.plans:

@@ -10,9 +10,7 @@ path "pki/issue/reports" {
   capabilities = ["update"]
 }
 
-# The default policy lets a token renew its leases (sys/leases/renew); revoking them is
-# not in it. inject revokes its database lease when it stops, so the role disappears from
-# PostgreSQL at once instead of at the end of its TTL.
-path "sys/leases/revoke" {
-  capabilities = ["update"]
-}
+# Nothing for revocation: the default policy lets a token renew its leases
+# (sys/leases/renew) and revoke itself (auth/token/revoke-self). inject logged in with
+# AppRole, so when it stops it revokes its own token, and every lease that token created
+# (the database role disappears from PostgreSQL at once instead of at the end of its TTL).
