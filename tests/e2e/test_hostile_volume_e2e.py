@@ -144,6 +144,53 @@ def test_entry_precreated_by_another_user_in_a_sticky_directory_is_refused(
     assert files_holding(volume, value) == []
 
 
+# --- allow_symlink: the last component only (issue 24) ---------------------------------
+
+
+def test_allow_symlink_never_follows_a_parent_another_user_planted(
+    bao: Bao, prefix: str, tmp_path: Path, volume: Path
+) -> None:
+    """Destination shared/sub/out.txt with `allow_symlink = true` and shared 0777; another user
+    runs `ln -s victimdir shared/sub`. inject exits 6 with one line naming the shared
+    directory, and the root-owned victimdir/out.txt keeps its content: the secret is nowhere."""
+    vol = shared_dir(volume, 0o777)
+    victim = tmp_path / "victimdir"
+    victim.mkdir(mode=0o700)
+    write(victim / "out.txt", "original\n")
+    value = template(bao, prefix, tmp_path)
+    write(
+        tmp_path / "inject.toml",
+        f'[[template]]\nsource = "t.j2"\ndestination = "{vol / "sub" / "out.txt"}"\nallow_symlink = true\n',
+    )
+    as_attacker("ln", "-s", str(victim), str(vol / "sub"))
+    result = run_inject("render", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 6, result.stderr
+    assert str(vol) in error_line(result)
+    assert (victim / "out.txt").read_text() == "original\n"
+    assert (victim / "out.txt").stat().st_uid == 0
+    assert files_holding(tmp_path, value) == []
+
+
+def test_allow_symlink_follows_roots_link_in_a_private_directory(
+    bao: Bao, prefix: str, tmp_path: Path, volume: Path
+) -> None:
+    """The legitimate use keeps working: a link root made in a directory only root can write,
+    pointing into another such directory, is followed; the link stays a link."""
+    conf = shared_dir(volume, 0o755)
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (conf / "app.conf").symlink_to(real / "app.conf")
+    value = template(bao, prefix, tmp_path)
+    write(
+        tmp_path / "inject.toml",
+        f'[[template]]\nsource = "t.j2"\ndestination = "{conf / "app.conf"}"\nallow_symlink = true\n',
+    )
+    result = run_inject("render", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (real / "app.conf").read_text() == f"v={value}\n"
+    assert (conf / "app.conf").is_symlink()
+
+
 # --- what is at the destination ---------------------------------------------------------
 
 

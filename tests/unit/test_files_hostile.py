@@ -106,13 +106,17 @@ def test_symlinked_parent_directory_is_refused(tmp_path: Path) -> None:
     assert os.listdir(real) == []
 
 
-def test_allow_symlink_resolves_a_symlinked_parent_once(tmp_path: Path) -> None:
-    """With allow_symlink, a symlinked parent is resolved once and the file lands in its target."""
+def test_allow_symlink_never_follows_a_symlinked_parent(tmp_path: Path) -> None:
+    """allow_symlink concerns the destination's last component only: a symlinked parent is
+    refused even when root made it, naming it; nothing lands where it points (issue 24)."""
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    write_all([FileWrite(str(tmp_path / "link" / "app.conf"), "x", allow_symlink=True)])
-    assert (real / "app.conf").read_text() == "x"
+    with pytest.raises(FileWriteError) as info:
+        write_all([FileWrite(str(tmp_path / "link" / "app.conf"), "x", allow_symlink=True)])
+    assert str(tmp_path / "link") in str(info.value)
+    assert "\n" not in str(info.value)
+    assert os.listdir(real) == []
 
 
 def test_world_writable_directory_is_refused_naming_it(tmp_path: Path) -> None:
@@ -242,3 +246,138 @@ def test_hard_link_in_a_sticky_directory_is_refused(tmp_path: Path, volume: Path
     with pytest.raises(FileWriteError, match="hard link"):
         write_all([FileWrite(str(destination), "secret")])
     assert other.read_text() == "root's\n"
+
+
+# --- allow_symlink: the last component only, a trusted link in a private directory (issue 24) ---
+
+
+def _victim_dir(tmp_path: Path) -> Path:
+    """A root-only directory holding a root-owned ``out.txt`` ("original")."""
+    victim = tmp_path / "victimdir"
+    victim.mkdir(mode=0o700)
+    (victim / "out.txt").write_text("original\n")
+    return victim
+
+
+def _untouched(victim: Path) -> bool:
+    info = (victim / "out.txt").stat()
+    return (
+        os.listdir(victim) == ["out.txt"]
+        and (victim / "out.txt").read_text() == "original\n"
+        and info.st_uid == 0
+    )
+
+
+def _refused(write: FileWrite) -> str:
+    """The one-line message write_all refuses ``write`` with."""
+    with pytest.raises(FileWriteError) as info:
+        write_all([write])
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@needs_root
+@pytest.mark.parametrize("allow_shared_dir", [False, True])
+def test_allow_symlink_never_follows_a_parent_another_user_planted(
+    tmp_path: Path, volume: Path, allow_shared_dir: bool
+) -> None:
+    """The attack of issue 24: destination shared/sub/out.txt with shared 0777; uid 65534 runs
+    `ln -s victimdir shared/sub`. inject refuses (naming the shared directory or the link) and
+    the root-owned victimdir/out.txt keeps its content."""
+    shared = volume
+    shared.chmod(0o777)
+    victim = _victim_dir(tmp_path)
+    subprocess.run([*AS_NOBODY, "ln", "-s", str(victim), str(shared / "sub")], check=True)
+    write = FileWrite(
+        str(shared / "sub" / "out.txt"), "secret", allow_symlink=True, allow_shared_dir=allow_shared_dir
+    )
+    message = _refused(write)
+    assert str(shared / "sub" if allow_shared_dir else shared) in message
+    assert _untouched(victim)
+
+
+@needs_root
+@pytest.mark.parametrize(("mode", "allow_shared_dir"), [(0o1777, False), (0o777, True)])
+def test_allow_symlink_refuses_roots_link_in_a_directory_others_can_write(
+    tmp_path: Path, volume: Path, mode: int, allow_shared_dir: bool
+) -> None:
+    """A link root made, but in a directory another user can write (sticky like /tmp, or 0777
+    with allow_shared_dir), is not followed: that user could swap it while inject reads it."""
+    volume.chmod(mode)
+    victim = _victim_dir(tmp_path)
+    link = volume / "out.txt"
+    link.symlink_to(victim / "out.txt")
+    message = _refused(FileWrite(str(link), "secret", allow_symlink=True, allow_shared_dir=allow_shared_dir))
+    assert str(volume) in message
+    assert _untouched(victim)
+    assert link.is_symlink()
+
+
+@needs_root
+def test_allow_symlink_refuses_a_link_in_a_directory_the_files_owner_can_write(tmp_path: Path) -> None:
+    """The file's owner (uid 65534) may write the link's directory: the link is not followed,
+    or the app could point a root write (chowned to it) at any root file."""
+    app = tmp_path / "app"
+    app.mkdir(mode=0o700)
+    os.chown(app, NOBODY, NOBODY)
+    victim = _victim_dir(tmp_path)
+    (app / "out.txt").symlink_to(victim / "out.txt")
+    message = _refused(FileWrite(str(app / "out.txt"), "secret", uid=NOBODY, gid=NOBODY, allow_symlink=True))
+    assert str(app) in message
+    assert f"uid {NOBODY}" in message
+    assert _untouched(victim)
+
+
+@needs_root
+def test_allow_symlink_refuses_a_link_into_a_directory_others_can_write(tmp_path: Path, volume: Path) -> None:
+    """Root's link in a private directory that points into a sticky shared directory is refused,
+    naming it; nothing is written there."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "out.txt").symlink_to(volume / "out.txt")
+    message = _refused(FileWrite(str(private / "out.txt"), "secret", allow_symlink=True))
+    assert str(volume) in message
+    assert os.listdir(volume) == []
+
+
+def test_allow_symlink_follows_one_link_only(tmp_path: Path) -> None:
+    """A link to a link, or to a path with a symlinked directory on it, is refused naming the
+    second link; the final targets are untouched."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "out.txt").write_text("original\n")
+    (tmp_path / "hop").symlink_to(real)
+    (tmp_path / "second").symlink_to(real / "out.txt")
+    for target, named in ((tmp_path / "hop" / "out.txt", "hop"), (tmp_path / "second", "second")):
+        link = tmp_path / f"to-{named}"
+        link.symlink_to(target)
+        assert str(tmp_path / named) in _refused(FileWrite(str(link), "secret", allow_symlink=True))
+    assert (real / "out.txt").read_text() == "original\n"
+
+
+def test_allow_symlink_follows_a_relative_link_in_a_private_directory(tmp_path: Path) -> None:
+    """The legitimate use: a link inject's user made, in and into directories only it can write,
+    relative to its directory: the target gets the content (0600), the link stays, and a
+    rollback restores the target."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "secrets").mkdir()
+    target = tmp_path / "secrets" / "app.conf"
+    target.write_text("before\n")
+    link = tmp_path / "conf" / "app.conf"
+    link.symlink_to("../secrets/app.conf")
+    commit = write_all([FileWrite(str(link), "after\n", allow_symlink=True)])
+    assert link.is_symlink()
+    assert target.read_text() == "after\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    commit.rollback()
+    assert target.read_text() == "before\n"
+    assert link.is_symlink()
+
+
+def test_a_links_target_is_resolved_by_its_text_alone() -> None:
+    """A relative link's text is joined to the (walked, link-free) directory and normalised."""
+    from vault_inject.files.links import target_path
+
+    assert target_path("/app/conf", "../secrets/a.pem") == "/app/secrets/a.pem"
+    assert target_path("/app/conf", "/run/a.pem") == "/run/a.pem"
+    assert target_path("/app/conf", "a.pem") == "/app/conf/a.pem"

@@ -9,8 +9,8 @@ a directory or the file for a symlink after the walk redirects nothing.
 
 On the way, every directory must be *trusted*:
 
-* no component is a symlink (``allow_symlink`` resolves the path once, first, with
-  ``realpath``; the walk over the result is as strict);
+* no component is a symlink, whatever the template says (``allow_symlink`` concerns only
+  the destination's own name, after this walk: ``links``);
 * a directory is not writable by anyone but root, inject's user and the file's owner
   (owned by another user, or group/world-writable for another group), unless it has the
   sticky bit (like /tmp) or the template sets ``allow_shared_dir``. In such a shared
@@ -26,7 +26,6 @@ never reads more than it was asked for.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -97,21 +96,6 @@ class Place:
         if self.dir_fd >= 0:
             os.close(self.dir_fd)
             self.dir_fd = -1
-
-
-def resolve_once(destination: str, owner: Owner) -> str:
-    """``allow_symlink``: the destination with every symlink resolved, once, before the walk.
-
-    A symlink at the destination is followed only if root, inject or the file's owner made it
-    (the kernel's ``fs.protected_symlinks`` is not always on to refuse another user's)."""
-    with contextlib.suppress(OSError):
-        info = os.lstat(destination)
-        if stat.S_ISLNK(info.st_mode) and not owner.trusts_uid(info.st_uid):
-            raise FileWriteError(
-                f"cannot write {destination}: the symlink there belongs to uid {info.st_uid}; "
-                "allow_symlink follows only links made by root, inject or the file's owner"
-            )
-    return os.path.realpath(destination)
 
 
 def open_parent(destination: str, rules: Rules) -> Place:
@@ -218,7 +202,7 @@ def _check_entry(
     if kind == stat.S_IFLNK:
         raise FileWriteError(
             f"cannot write {destination}: {here} is a symlink; refusing to follow it "
-            "(give the real path, or set allow_symlink = true on the template)"
+            "(give the real path; allow_symlink concerns only the file's own name, never a directory)"
         )
     if want_dir and kind != stat.S_IFDIR:
         raise FileWriteError(f"cannot write {destination}: {here} is {describe(info)}, not a directory")
@@ -231,7 +215,7 @@ def _check_entry(
 
 def _check_dir(info: os.stat_result, here: str, destination: str, rules: Rules) -> bool:
     """Refuse a directory others may write; return True when it is shared (sticky or allowed)."""
-    who = _other_writers(info, rules.owner)
+    who = other_writers(info, rules.owner)
     if who is None:
         return False
     if info.st_mode & stat.S_ISVTX and rules.owner.trusts_uid(info.st_uid):
@@ -248,7 +232,8 @@ def _check_dir(info: os.stat_result, here: str, destination: str, rules: Rules) 
     return True
 
 
-def _other_writers(info: os.stat_result, owner: Owner) -> str | None:
+def other_writers(info: os.stat_result, owner: Owner) -> str | None:
+    """Who besides root, inject and ``owner`` may write the directory ``info``; None: nobody."""
     if not owner.trusts_uid(info.st_uid):
         return f"owned by uid {info.st_uid}"
     if info.st_mode & stat.S_IWOTH:

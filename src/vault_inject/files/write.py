@@ -10,7 +10,9 @@ destination).
 For each file:
 
 1. ``safepath.open_parent`` opens the destination's directory (creating missing ones 0700,
-   owned by the file's owner); ``allow_symlink`` resolves the path once, first.
+   owned by the file's owner); with ``allow_symlink``, a link at the destination's own name
+   (never a directory on the way) is followed once, if ``links`` allows it, and its target's
+   directory is walked the same way.
 2. What is there now must be absent or a regular file (``fstatat``, no open before that).
    If its size equals the new content's, it is read (``O_NONBLOCK|O_NOFOLLOW``, never more
    than that size) and compared; unchanged content is not rewritten, only its mode and
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from ..errors import FileWriteError
 from ..fanout import fan_out
 from ..model import FileWrite as FileWrite  # here since model: the loop holds writes without files
-from . import safepath, tempfiles
+from . import links, safepath, tempfiles
 from .safepath import MAX_FILE_BYTES, Owner, Place, Rules
 from .tempfiles import STALE_TEMP_S as STALE_TEMP_S
 from .tempfiles import TEMP_PREFIX as TEMP_PREFIX
@@ -57,7 +59,7 @@ SYNC_WORKERS = 8  # concurrent fsyncs of the staged temp files
 @dataclass(frozen=True)
 class _Previous:
     destination: str  # as configured, for messages
-    real: str  # the path replaced (allow_symlink resolved), so rollback resolves nothing
+    real: str  # the path replaced (a followed link's target), so rollback resolves nothing
     content: bytes | None  # None: the file did not exist
     mode: int = 0
     uid: int = -1
@@ -132,9 +134,20 @@ class _Dirs:
 def _open_target(write: FileWrite, dirs: _Dirs) -> _Target:
     data = _encoded(write)
     rules = Rules(Owner(write.uid, write.gid), write.allow_shared_dir)
-    path = safepath.resolve_once(write.destination, rules.owner) if write.allow_symlink else write.destination
-    place = dirs.place(path, rules)
+    place = dirs.place(write.destination, rules)
+    target = links.follow(place, write.destination) if write.allow_symlink else None
+    if target is not None:
+        place = _walk_to_target(dirs, target, rules, write.destination)
+        links.check_landing(place, write.destination)
     return _Target(write, place, data, safepath.existing(place, rules.owner, write.destination))
+
+
+def _walk_to_target(dirs: _Dirs, target: str, rules: Rules, destination: str) -> Place:
+    """The directory a followed link points into, walked as strictly as any destination's."""
+    try:
+        return dirs.place(target, rules)
+    except FileWriteError as exc:
+        raise FileWriteError(f"{destination} is a symlink to {target}: {exc}") from None
 
 
 def _encoded(write: FileWrite) -> bytes:
