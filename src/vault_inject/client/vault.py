@@ -22,6 +22,7 @@ from ..errors import AuthError, PermissionDenied, SecretError, SecretNotFound, U
 from ..fanout import fan_out
 from ..log import register_secret, replace_secrets
 from ..model import (
+    COMPUTED_PATH,
     READ_WORKERS,
     KvRead,
     PkiIssue,
@@ -29,6 +30,7 @@ from ..model import (
     Secret,
     TokenInfo,
     TransitDecrypt,
+    quoted,
     request_order,
     strings_in,
 )
@@ -325,7 +327,7 @@ class VaultClient:
         for request in todo:  # one mount lookup per mount, before the fan-out
             if isinstance(request, KvRead):
                 with contextlib.suppress(SecretError):
-                    self._kv.mount_for(send, request.path)
+                    self._kv.mount_for(send, request.path, quoted(request))
         found: dict[Request, Secret] = {}
 
         def read_one(request: Request) -> None:
@@ -362,9 +364,9 @@ class VaultClient:
             return _issue(send, request)
         if isinstance(request, TransitDecrypt):
             return _decrypt(send, request)
-        secret = self._kv.read(send, request.path, request.version)
+        secret = self._kv.read(send, request.path, request.version, shown=quoted(request))
         _register_values(secret.data, owner=request)
-        log.debug("read %s %s", request.path, secret.describe)
+        log.debug("read %s %s", request.label, secret.describe)
         return secret
 
 
@@ -374,20 +376,23 @@ class _KV:
     def __init__(self) -> None:
         self.mounts: dict[str, _Mount] = {}
 
-    def read(self, send: _Send, logical: str, version: int | None) -> Secret:
-        """The secret at ``logical`` (KV v2 ``data/`` added), at ``version`` if given."""
-        mount = self.mount_for(send, logical)
+    def read(self, send: _Send, logical: str, version: int | None, *, shown: str = "") -> Secret:
+        """The secret at ``logical`` (KV v2 ``data/`` added), at ``version`` if given;
+        messages and logs name it ``shown`` (default: ``logical`` quoted)."""
+        shown = shown or f"'{logical}'"
+        mount = self.mount_for(send, logical, shown)
         try:
             if mount is not None and mount.kv_version == 2:
-                return self._read_kv2(send, logical, mount, version)
+                return self._read_kv2(send, logical, mount, version, shown)
             if version is not None:
-                raise UsageError(f"'{logical}': a version was asked for, but it is not a KV v2 secret")
-            return self._read_plain(send, logical, mount)
+                raise UsageError(f"{shown}: a version was asked for, but it is not a KV v2 secret")
+            return self._read_plain(send, logical, mount, shown)
         except NoRoute:
             # The mount was disabled (or never there). The mount stays remembered: looking it
-            # up again would only get a misleading 403 ("preflight capability check").
-            where = f"at '{mount.path}'" if mount is not None else "there"
-            raise SecretNotFound(f"'{logical}': no secrets engine is mounted {where}") from None
+            # up again would only get a misleading 403 ("preflight capability check"). A
+            # computed path's mount is part of it: not named either.
+            where = f"at '{mount.path}'" if mount is not None and shown == f"'{logical}'" else "there"
+            raise SecretNotFound(f"{shown}: no secrets engine is mounted {where}") from None
 
     def put(self, send: _Send, logical: str, data: Mapping[str, Any]) -> None:
         """Write ``data`` at ``logical`` (a new version on KV v2)."""
@@ -398,16 +403,16 @@ class _KV:
         else:
             send("POST", logical, what=f"'{logical}'", json=data)
 
-    def _read_kv2(self, send: _Send, logical: str, mount: _Mount, version: int | None) -> Secret:
+    def _read_kv2(self, send: _Send, logical: str, mount: _Mount, version: int | None, shown: str) -> Secret:
         rest = logical[len(mount.path) :].removeprefix("data/")
         params = {"version": str(version)} if version is not None else None
         url = f"{mount.path}data/{rest}"
-        body = send("GET", url, what=f"'{logical}'", params=params, allow_404_body=True)
+        body = send("GET", url, what=shown, params=params, allow_404_body=True)
         inner = body.get("data") or {}
         metadata = inner.get("metadata") or {}
         data = inner.get("data")
         if data is None:
-            raise SecretNotFound(_kv2_missing_message(logical, version, metadata))
+            raise SecretNotFound(_kv2_missing_message(shown, version, metadata))
         return Secret(
             path=logical,
             data=data,
@@ -416,11 +421,11 @@ class _KV:
             kv_version=2,
         )
 
-    def _read_plain(self, send: _Send, logical: str, mount: _Mount | None) -> Secret:
-        body = send("GET", logical, what=f"'{logical}'")
+    def _read_plain(self, send: _Send, logical: str, mount: _Mount | None, shown: str) -> Secret:
+        body = send("GET", logical, what=shown)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise SecretNotFound(f"no secret at '{logical}'")
+            raise SecretNotFound(f"no secret at {shown}")
         return Secret(
             path=logical,
             data=data,
@@ -430,25 +435,26 @@ class _KV:
             kv_version=mount.kv_version if mount else None,
         )
 
-    def mount_for(self, send: _Send, logical: str) -> _Mount | None:
-        """The mount ``logical`` lives under (looked up once per mount); None if unknown."""
+    def mount_for(self, send: _Send, logical: str, shown: str = "") -> _Mount | None:
+        """The mount ``logical`` (named ``shown`` in messages) lives under (looked up once
+        per mount); None if unknown."""
         for mount_path, mount in self.mounts.items():
             if (logical + "/").startswith(mount_path):
                 return mount
-        found = _lookup_mount(send, logical)
+        found = _lookup_mount(send, logical, shown or f"'{logical}'")
         if found is not None:
             self.mounts[found.path] = found
         return found
 
 
-def _lookup_mount(send: _Send, logical: str) -> _Mount | None:
+def _lookup_mount(send: _Send, logical: str, shown: str) -> _Mount | None:
     try:
-        body = send("GET", f"sys/internal/ui/mounts/{logical}", what=f"'{logical}' (mount lookup)")
+        body = send("GET", f"sys/internal/ui/mounts/{logical}", what=f"{shown} (mount lookup)")
     except SecretNotFound:
         return None
     except SecretError as exc:
         if isinstance(exc, PermissionDenied):
-            raise PermissionDenied(f"permission denied reading '{logical}'") from None
+            raise PermissionDenied(f"permission denied reading {shown}") from None
         return None
     data = body.get("data") or {}
     mount_path = str(data.get("path") or "")
@@ -465,15 +471,15 @@ def _lookup_mount(send: _Send, logical: str) -> _Mount | None:
 
 
 def _issue(send: _Send, request: PkiIssue) -> Secret:
-    role_path = request.path
+    role_path, shown = request.path, quoted(request)
     params = {name: value for name, value in request.params if value}  # an empty value: as if not given
-    body = send("POST", role_path, what=f"certificate from '{role_path}'", json=params)
+    body = send("POST", role_path, what=f"certificate from {shown}", json=params)
     data = body.get("data") or {}
     if not isinstance(data, dict) or "certificate" not in data:
-        raise SecretNotFound(f"'{role_path}' returned no certificate")
+        raise SecretNotFound(f"{shown} returned no certificate")
     _register_values({"private_key": data.get("private_key", "")}, owner=request)
     expiration = float(data.get("expiration") or 0) or None
-    log.debug("issued certificate %s from %s", data.get("serial_number", "?"), role_path)
+    log.debug("issued certificate %s from %s", data.get("serial_number", "?"), shown)
     return Secret(
         path=role_path,
         data=data,
@@ -485,19 +491,20 @@ def _issue(send: _Send, request: PkiIssue) -> Secret:
 
 
 def _decrypt(send: _Send, request: TransitDecrypt) -> Secret:
-    path = request.path
-    body = send("POST", path, what=f"decryption with '{path}'", json={"ciphertext": request.ciphertext})
+    path, shown = request.path, quoted(request)
+    body = send("POST", path, what=f"decryption with {shown}", json={"ciphertext": request.ciphertext})
     encoded = str((body.get("data") or {}).get("plaintext") or "")
     try:
         plaintext = base64.b64decode(encoded, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
-        raise SecretError(f"decryption with '{path}' did not return UTF-8 text") from None
+        raise SecretError(f"decryption with {shown} did not return UTF-8 text") from None
     register_secret(plaintext)
     return Secret(path=path, data={"plaintext": plaintext})
 
 
-def _kv2_missing_message(logical: str, version: int | None, metadata: Mapping[str, Any]) -> str:
-    which = f"version {version} of '{logical}'" if version is not None else f"'{logical}'"
+def _kv2_missing_message(shown: str, version: int | None, metadata: Mapping[str, Any]) -> str:
+    # a computed path's version may be computed too: neither is shown
+    which = f"version {version} of {shown}" if version is not None and shown != COMPUTED_PATH else shown
     if metadata.get("destroyed"):
         return f"{which} was destroyed"
     if metadata.get("deletion_time"):
