@@ -201,3 +201,24 @@ def test_a_secret_error_of_a_computed_path_keeps_its_kind(reader: FakeReader) ->
     error = render_failure(f"{{{{ secret({PW}|upper) }}}}", reader)
     assert isinstance(error, SecretError)
     assert error.exit_code == SecretError.exit_code
+
+
+def test_the_engine_logs_a_computed_path_by_its_label(caplog: pytest.LogCaptureFixture) -> None:
+    """Watch mode's change, lease and "older than" lines name a computed read as computed."""
+    from tests.unit.loop_fakes import Rig
+    from vault_inject.loop.lifecycle import _what
+    from vault_inject.model import PkiIssue
+    from vault_inject.render.engine import describe_change
+
+    path = f"secret/{VALUE.lower()}"
+    key = computed_in_template(KvRead(path))
+    engine = Rig().engine
+    with caplog.at_level(logging.DEBUG, logger="vault_inject"):
+        changes = engine.absorb({key: Secret(path=path, data={"k": "1"}, version=3, kv_version=2)})
+        engine.absorb({key: Secret(path=path, data={"k": "0"}, version=2, kv_version=2)})
+    certificate = computed_in_template(PkiIssue.of(f"pki/{VALUE.lower()}", {}))
+    text = caplog.text + " ".join(changes.values()) + describe_change(certificate, None, Secret(path, {}))
+    text += _what(certificate)
+    assert leaked(text) == [], text
+    assert "older than v3" in caplog.text
+    assert COMPUTED in caplog.text
