@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from .refs import normalize_path
 
 READ_WORKERS = 8  # concurrent reads for a render or a poll (requests' default pool is 10)
+
+# How a request a template computed (from values that may be secret, transformed past any
+# mask) is named in logs, errors and plan output: nothing of its path or parameters is shown.
+COMPUTED_PATH = "(a path computed in the template)"
+
+_R = TypeVar("_R", "KvRead", "PkiIssue", "TransitDecrypt")
+
+
+def computed_in_template(request: _R) -> _R:
+    """``request``, named in logs, errors and plan output as computed (equal and equally hashed)."""
+    return replace(request, computed=True)
+
+
+def quoted(request: KvRead | PkiIssue | TransitDecrypt) -> str:
+    """The request's path in quotes for a message, or that it was computed."""
+    return COMPUTED_PATH if request.computed else f"'{request.path}'"
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class KvRead:
 
     path: str
     version: int | None = None
+    computed: bool = field(default=False, compare=False, repr=False)  # see computed_in_template
 
     @classmethod
     def of(cls, path: str, version: int | None = None) -> KvRead:
@@ -74,8 +91,8 @@ class KvRead:
 
     @property
     def label(self) -> str:
-        """How logs and plan output name it: the path."""
-        return self.path
+        """How logs and plan output name it: the path (unless a template computed it)."""
+        return COMPUTED_PATH if self.computed else self.path
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,7 @@ class PkiIssue:
 
     path: str
     params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    computed: bool = field(default=False, compare=False, repr=False)  # see computed_in_template
 
     @classmethod
     def of(cls, role_path: str, params: Mapping[str, Any]) -> PkiIssue:
@@ -99,6 +117,8 @@ class PkiIssue:
     @property
     def label(self) -> str:
         """How logs and plan output name it: ``pki:pki/issue/web?common_name=...``."""
+        if self.computed:
+            return f"pki:{COMPUTED_PATH}"
         if not self.params:
             return f"pki:{self.path}"
         from urllib.parse import urlencode  # here: urllib.parse loads ipaddress at every start
@@ -112,6 +132,7 @@ class TransitDecrypt:
 
     path: str
     ciphertext: str = field(repr=False)
+    computed: bool = field(default=False, compare=False, repr=False)  # see computed_in_template
 
     @classmethod
     def of(cls, key: str, ciphertext: str) -> TransitDecrypt:
@@ -123,6 +144,8 @@ class TransitDecrypt:
     @property
     def label(self) -> str:
         """How logs and plan output name it: ``transit:transit/decrypt/app#vault:v1:...``."""
+        if self.computed:
+            return f"transit:{COMPUTED_PATH}"
         return f"transit:{self.path}#{self.ciphertext}"
 
 

@@ -57,13 +57,13 @@ def test_tls_reasons_name_the_fix(text: str, needle: str) -> None:
 )
 def test_kv2_missing_messages(metadata: dict[str, object], expected: str) -> None:
     """A KV v2 404 says whether the version was deleted, destroyed or never written."""
-    assert vault._kv2_missing_message("secret/a", None, metadata) == expected
+    assert vault._kv2_missing_message("'secret/a'", None, metadata) == expected
 
 
 def test_kv2_missing_message_names_the_version() -> None:
     """A pinned version is named in the message."""
     assert (
-        vault._kv2_missing_message("secret/a", 3, {"destroyed": True})
+        vault._kv2_missing_message("'secret/a'", 3, {"destroyed": True})
         == "version 3 of 'secret/a' was destroyed"
     )
 
@@ -88,3 +88,10 @@ def test_a_reread_replaces_the_values_masked_for_that_path() -> None:
     vault._register_values({"v": "the-new-value-1"}, owner=("secret", "a", None))
     assert redact("rotated-away-value") == "rotated-away-value"
     assert redact("shared-held-value the-new-value-1") == f"{MASK} {MASK}"
+
+
+def test_kv2_missing_message_of_a_computed_path_shows_no_version() -> None:
+    """A template computed the path (and maybe the version, from a value): neither is shown."""
+    from vault_inject.model import COMPUTED_PATH
+
+    assert vault._kv2_missing_message(COMPUTED_PATH, 19, {}) == f"no secret at {COMPUTED_PATH}"

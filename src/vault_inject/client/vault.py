@@ -27,6 +27,7 @@ from ..errors import AuthError, PermissionDenied, SecretError, SecretNotFound, U
 from ..fanout import fan_out
 from ..log import register_secret, replace_secrets
 from ..model import (
+    COMPUTED_PATH,
     READ_WORKERS,
     KvRead,
     PkiIssue,
@@ -34,6 +35,7 @@ from ..model import (
     Secret,
     TokenInfo,
     TransitDecrypt,
+    quoted,
     request_order,
     strings_in,
 )
@@ -338,7 +340,7 @@ class VaultClient:
         for request in todo:  # one mount lookup per mount, before the fan-out
             if isinstance(request, KvRead):
                 with contextlib.suppress(SecretError):
-                    self._kv.mount_for(request.path, budget_s, since)
+                    self._kv.mount_for(request.path, budget_s, since, quoted(request))
         found: dict[Request, Secret] = {}
 
         def read_one(request: Request) -> None:
@@ -368,14 +370,14 @@ class VaultClient:
 
     def _fetch(self, request: Request, budget_s: float | None, since: float | None) -> Secret:
         if isinstance(request, PkiIssue):
-            with self._call(f"certificate from '{request.path}'", budget_s, since):
+            with self._call(f"certificate from {quoted(request)}", budget_s, since):
                 return self._issue(request)
         if isinstance(request, TransitDecrypt):
-            with self._call(f"decryption with '{request.path}'", budget_s, since):
+            with self._call(f"decryption with {quoted(request)}", budget_s, since):
                 return self._decrypt(request)
-        secret = self._kv.read(request.path, request.version, budget_s, since)
+        secret = self._kv.read(request.path, request.version, budget_s, since, quoted(request))
         _register_values(secret.data, owner=request)
-        log.debug("read %s %s", request.path, secret.describe)
+        log.debug("read %s %s", request.label, secret.describe)
         return secret
 
     def _issue(self, request: PkiIssue) -> Secret:
@@ -390,9 +392,9 @@ class VaultClient:
         )
         data = body.get("data")
         if not isinstance(data, dict) or "certificate" not in data:
-            raise SecretNotFound(f"'{request.path}' returned no certificate")
+            raise SecretNotFound(f"{quoted(request)} returned no certificate")
         _register_values({"private_key": data.get("private_key", "")}, owner=request)
-        log.debug("issued certificate %s from %s", data.get("serial_number", "?"), request.path)
+        log.debug("issued certificate %s from %s", data.get("serial_number", "?"), quoted(request))
         return Secret(
             path=request.path,
             data=data,
@@ -412,7 +414,7 @@ class VaultClient:
         try:
             plaintext = base64.b64decode(encoded, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise SecretError(f"decryption with '{request.path}' did not return UTF-8 text") from None
+            raise SecretError(f"decryption with {quoted(request)} did not return UTF-8 text") from None
         register_secret(plaintext)
         return Secret(path=request.path, data={"plaintext": plaintext})
 
@@ -424,21 +426,27 @@ class _KV:
         self._client = client
         self.mounts: dict[str, _Mount] = {}
 
-    def read(self, logical: str, version: int | None, budget_s: float | None, since: float | None) -> Secret:
-        """The secret at ``logical`` (KV v2 ``data/`` added), at ``version`` if given."""
-        mount = self.mount_for(logical, budget_s, since)
+    def read(
+        self, logical: str, version: int | None, budget_s: float | None, since: float | None, shown: str = ""
+    ) -> Secret:
+        """The secret at ``logical`` (KV v2 ``data/`` added), at ``version`` if given;
+        messages name it ``shown`` (default: ``logical`` quoted; a path computed in a
+        template is not named)."""
+        shown = shown or f"'{logical}'"
+        mount = self.mount_for(logical, budget_s, since, shown)
         try:
-            with self._client._call(f"'{logical}'", budget_s, since):
+            with self._client._call(shown, budget_s, since):
                 if mount is not None and mount.kv_version == 2:
-                    return self._read_kv2(logical, mount, version)
+                    return self._read_kv2(logical, mount, version, shown)
                 if version is not None:
-                    raise UsageError(f"'{logical}': a version was asked for, but it is not a KV v2 secret")
-                return self._read_plain(logical, mount)
+                    raise UsageError(f"{shown}: a version was asked for, but it is not a KV v2 secret")
+                return self._read_plain(logical, mount, shown)
         except NoRoute:
             # The mount was disabled (or never there). The mount stays remembered: looking it
-            # up again would only get a misleading 403 ("preflight capability check").
-            where = f"at '{mount.path}'" if mount is not None else "there"
-            raise SecretNotFound(f"'{logical}': no secrets engine is mounted {where}") from None
+            # up again would only get a misleading 403 ("preflight capability check"). A
+            # computed path's mount is part of it: not named either.
+            where = f"at '{mount.path}'" if mount is not None and shown == f"'{logical}'" else "there"
+            raise SecretNotFound(f"{shown}: no secrets engine is mounted {where}") from None
 
     def put(self, logical: str, data: Mapping[str, Any], budget_s: float | None) -> None:
         """Write ``data`` at ``logical`` (a new version on KV v2). (POST /<mount>/data/<path>
@@ -452,7 +460,7 @@ class _KV:
             else:
                 self._client.hvac.write_data(_url_path(logical), data=dict(data))
 
-    def _read_kv2(self, logical: str, mount: _Mount, version: int | None) -> Secret:
+    def _read_kv2(self, logical: str, mount: _Mount, version: int | None, shown: str) -> Secret:
         """(GET /<mount>/data/<path>?version=N)"""
         kv2 = self._client.hvac.secrets.kv.v2
         try:
@@ -470,12 +478,12 @@ class _KV:
             metadata = _dict(_dict(_dict(exc.json).get("data")).get("metadata"))
             if not metadata:
                 raise
-            raise SecretNotFound(_kv2_missing_message(logical, version, metadata)) from None
+            raise SecretNotFound(_kv2_missing_message(shown, version, metadata)) from None
         inner = _dict(body.get("data"))
         metadata = _dict(inner.get("metadata"))
         data = inner.get("data")
         if data is None:
-            raise SecretNotFound(_kv2_missing_message(logical, version, metadata))
+            raise SecretNotFound(_kv2_missing_message(shown, version, metadata))
         return Secret(
             path=logical,
             data=data,
@@ -484,7 +492,7 @@ class _KV:
             kv_version=2,
         )
 
-    def _read_plain(self, logical: str, mount: _Mount | None) -> Secret:
+    def _read_plain(self, logical: str, mount: _Mount | None, shown: str) -> Secret:
         """KV v1 or any other engine's read. (GET /<path>)"""
         if mount is not None and mount.kv_version == 1:
             kv1 = self._client.hvac.secrets.kv.v1
@@ -495,27 +503,32 @@ class _KV:
             body = _dict(self._client.hvac.adapter.get(f"/v1/{_url_path(logical)}"))
         data = body.get("data")
         if not isinstance(data, dict):
-            raise SecretNotFound(f"no secret at '{logical}'")
+            raise SecretNotFound(f"no secret at {shown}")
         return _leased(logical, data, body, kv_version=mount.kv_version if mount else None)
 
-    def mount_for(self, logical: str, budget_s: float | None, since: float | None) -> _Mount | None:
-        """The mount ``logical`` lives under (looked up once per mount); None if unknown."""
+    def mount_for(
+        self, logical: str, budget_s: float | None, since: float | None, shown: str = ""
+    ) -> _Mount | None:
+        """The mount ``logical`` (named ``shown`` in messages) lives under (looked up once
+        per mount); None if unknown."""
         for mount_path, mount in self.mounts.items():
             if (logical + "/").startswith(mount_path):
                 return mount
-        found = self._lookup_mount(logical, budget_s, since)
+        found = self._lookup_mount(logical, budget_s, since, shown or f"'{logical}'")
         if found is not None:
             self.mounts[found.path] = found
         return found
 
-    def _lookup_mount(self, logical: str, budget_s: float | None, since: float | None) -> _Mount | None:
+    def _lookup_mount(
+        self, logical: str, budget_s: float | None, since: float | None, shown: str
+    ) -> _Mount | None:
         """(GET /sys/internal/ui/mounts/<path>) hvac has no call for this endpoint (the one
         the Vault CLI uses to find a path's mount and KV version): the adapter's own."""
         try:
-            with self._client._call(f"'{logical}' (mount lookup)", budget_s, since):
+            with self._client._call(f"{shown} (mount lookup)", budget_s, since):
                 body = self._client.hvac.adapter.get(f"/v1/sys/internal/ui/mounts/{_url_path(logical)}")
         except PermissionDenied:
-            raise PermissionDenied(f"permission denied reading '{logical}'") from None
+            raise PermissionDenied(f"permission denied reading {shown}") from None
         except SecretError:
             return None
         data = _dict(_dict(body).get("data"))
@@ -554,8 +567,9 @@ def _leased(
     )
 
 
-def _kv2_missing_message(logical: str, version: int | None, metadata: Mapping[str, Any]) -> str:
-    which = f"version {version} of '{logical}'" if version is not None else f"'{logical}'"
+def _kv2_missing_message(shown: str, version: int | None, metadata: Mapping[str, Any]) -> str:
+    # a computed path's version may be computed too: neither is shown
+    which = f"version {version} of {shown}" if version is not None and shown != COMPUTED_PATH else shown
     if metadata.get("destroyed"):
         return f"{which} was destroyed"
     if metadata.get("deletion_time"):

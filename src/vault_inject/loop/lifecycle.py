@@ -273,5 +273,6 @@ def _kind(request: Request) -> str:
 
 
 def _what(request: Request) -> str:
-    """The configured path (a certificate's role path, without its parameters)."""
-    return request.path if isinstance(request, PkiIssue) else request.label
+    """The configured path (a certificate's role path, without its parameters); a path a
+    template computed is not named (see ``model.computed_in_template``)."""
+    return request.path if isinstance(request, PkiIssue) and not request.computed else request.label

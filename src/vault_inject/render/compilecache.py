@@ -1,8 +1,9 @@
 """Compiled templates kept on disk between runs, keyed by their source: loading a template's
 code back is far cheaper than Jinja's parse and compile of it (``benchmarks/RESULTS.md``).
 
-What is cached is the Python code object the sandbox produced for one template, and the
-secrets it names literally. Loading it runs that code, so it lives in inject's private cache
+What is cached is the Python code object the sandbox produced for one template, the
+secrets it names literally, and every name it writes literally (``names``: which keys and
+paths its error messages may quote). Loading it runs that code, so it lives in inject's private cache
 directory (``cachedir``: refused unless only inject's user can write it and each entry), and:
 
 * the entry's name is the SHA-256 of a header (cache format, inject, Jinja and Python
@@ -28,11 +29,12 @@ from typing import Any
 
 from .cachedir import CacheDir
 
-FORMAT = b"inject-compile-cache-2"  # 2: entries carry their payload's digest
+FORMAT = b"inject-compile-cache-3"  # 2: entries carry their payload's digest; 3: and the names
 DIGEST_BYTES = 32
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 
 Keys = tuple[tuple[str, int | None], ...]
+Names = tuple[str | int, ...]
 
 
 class CompileCache:
@@ -53,8 +55,8 @@ class CompileCache:
         """Close the directory descriptor."""
         self._dir.close()
 
-    def load(self, name: str, source: str) -> tuple[CodeType, Keys] | None:
-        """The code and literal secret keys stored for this template, or None."""
+    def load(self, name: str, source: str) -> tuple[CodeType, Keys, Names] | None:
+        """The code, literal secret keys and literal names stored for this template, or None."""
         data = self._dir.read(self._entry(name, source), MAX_ENTRY_BYTES)
         if data is None:
             return None
@@ -62,14 +64,16 @@ class CompileCache:
         if hashlib.sha256(payload).digest() != digest:
             return None  # damaged or cut short: compiled again
         try:
-            code, keys = marshal.loads(payload)  # noqa: S302 - passed the directory's owner and mode checks
+            code, keys, names = marshal.loads(payload)  # noqa: S302 - passed the directory's owner and mode checks
         except (ValueError, EOFError, TypeError):
             return None
-        return (code, keys) if isinstance(code, CodeType) and _are_keys(keys) else None
+        if isinstance(code, CodeType) and _are_keys(keys) and _are_names(names):
+            return code, keys, names
+        return None
 
-    def store(self, name: str, source: str, code: CodeType, keys: Keys) -> None:
-        """Keep ``code`` and ``keys`` for this template (best effort, atomic)."""
-        payload = marshal.dumps((code, keys))
+    def store(self, name: str, source: str, code: CodeType, keys: Keys, names: Names = ()) -> None:
+        """Keep ``code``, ``keys`` and ``names`` for this template (best effort, atomic)."""
+        payload = marshal.dumps((code, keys, names))
         self._dir.write(self._entry(name, source), hashlib.sha256(payload).digest() + payload)
 
     def _entry(self, name: str, source: str) -> str:
@@ -98,4 +102,10 @@ def _are_keys(keys: Any) -> bool:
         and isinstance(k[0], str)
         and (k[1] is None or (isinstance(k[1], int) and not isinstance(k[1], bool)))
         for k in keys
+    )
+
+
+def _are_names(names: Any) -> bool:
+    return isinstance(names, tuple) and all(
+        isinstance(n, str) or (isinstance(n, int) and not isinstance(n, bool)) for n in names
     )

@@ -86,7 +86,7 @@ def render_job(job: Job, reader: SecretReader, prefetch: Prefetch | None = None)
 def describe_change(request: Request, old: Secret | None, new: Secret) -> str:
     """``secret/services/n8n v3 -> v4``, ``new lease for database/creds/ro``, never a value."""
     if isinstance(request, PkiIssue):
-        return f"new certificate from {request.path}"
+        return f"new certificate from {request.label if request.computed else request.path}"
     if old is not None and old.version is not None and new.version is not None:
         return f"{request.label} v{old.version} -> v{new.version}"
     if new.lease_id:
@@ -181,7 +181,7 @@ class Engine:
             log.warning(
                 "%s: the server answered v%d, older than v%d already rendered; ignored"
                 " (a lagging or rejoining node?)",
-                new.path,
+                key.label,
                 new.version,
                 old.version,
             )

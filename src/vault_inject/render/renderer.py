@@ -26,8 +26,9 @@ from jinja2.sandbox import safe_range
 
 from ..errors import InjectError, RenderError, SecretNotFound
 from ..log import redact
-from ..model import KvRead, PkiIssue, Request, Secret, TransitDecrypt
+from ..model import KvRead, PkiIssue, Request, Secret, TransitDecrypt, computed_in_template
 from .compilecache import CompileCache, Keys
+from .names import NamedUndefined, Names, is_literal, literal_names, rendering, shown, shown_path
 from .outputs import (
     MAX_ENV_ENTRY_BYTES,
     EnvSpec,
@@ -106,15 +107,18 @@ class _MissingKey(Exception):
 
 
 class SecretData(Mapping[str, Any]):
-    """A secret's data as the template sees it: ``s.password`` or ``s['password']``."""
+    """A secret's data as the template sees it: ``s.password`` or ``s['password']``. A
+    missing key is named only when the template writes it literally (``names``); ``shown``
+    is how messages name the secret (``'secret/app'``, or that its path was computed)."""
 
-    def __init__(self, path: str, data: Mapping[str, Any]) -> None:
-        self._path = path
+    def __init__(self, shown: str, data: Mapping[str, Any], names: Names = frozenset()) -> None:
+        self._shown = shown
         self._data = data
+        self._names = names
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._data:
-            raise _MissingKey(f"secret '{self._path}' has no key '{key}'")
+            raise _MissingKey(f"secret {self._shown} has no key {shown(key, self._names)}")
         return self._data[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -128,7 +132,7 @@ class SecretData(Mapping[str, Any]):
         return self._data.get(key, default)
 
     def __repr__(self) -> str:  # never the values
-        return f"<secret {self._path} keys={sorted(self._data)}>"
+        return f"<secret {self._shown} keys={sorted(self._data)}>"
 
 
 # --- filters --------------------------------------------------------------------------
@@ -186,7 +190,7 @@ class Renderer:
         self._cache = cache
         self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(
-            undefined=jinja2.StrictUndefined,
+            undefined=NamedUndefined,
             autoescape=False,
             keep_trailing_newline=True,
         )
@@ -196,6 +200,7 @@ class Renderer:
         self._jinja.globals.clear()  # no range/lipsum/cycler/joiner/namespace/dict beyond ours
         self._jinja.globals["range"] = safe_range  # capped at MAX_RANGE items
         self._static: dict[int, frozenset[Request]] = {}
+        self._names: dict[int, Names] = {}  # per template: what its messages may quote
 
     def compile(self, name: str, text: str) -> jinja2.Template:
         """Compile template ``name`` (or load it from the compile cache); RenderError naming
@@ -203,11 +208,12 @@ class Renderer:
         cached = self._cache.load(name, text) if self._cache is not None else None
         template = self._from_code(cached[0]) if cached is not None else None
         if template is not None and cached is not None:
-            keys = cached[1]
+            keys, names = cached[1], cached[2]
         else:
-            code, keys = self._compile(name, text)
+            code, keys, names = self._compile(name, text)
             template = self._jinja.template_class.from_code(self._jinja, code, self._jinja.globals, None)
         self._static[id(template)] = frozenset(KvRead(path, version) for path, version in keys)
+        self._names[id(template)] = frozenset(names)
         return template
 
     def _from_code(self, code: CodeType) -> jinja2.Template | None:
@@ -218,7 +224,7 @@ class Renderer:
         except Exception:
             return None
 
-    def _compile(self, name: str, text: str) -> tuple[CodeType, Keys]:
+    def _compile(self, name: str, text: str) -> tuple[CodeType, Keys, tuple[str | int, ...]]:
         try:
             tree = self._jinja.parse(text, name=name, filename=name)
             code = self._jinja.compile(tree, name=name, filename=name)
@@ -230,9 +236,10 @@ class Renderer:
             raise RenderError(f"template '{name}': expressions or blocks nested too deeply") from None
         # (path, version) pairs: what the cache stores (marshal knows no dataclasses)
         keys = tuple(sorted(((k.path, k.version) for k in literal_secret_keys(tree)), key=_path_order))
+        names = literal_names(tree)
         if self._cache is not None:
-            self._cache.store(name, text, code, keys)
-        return code, keys
+            self._cache.store(name, text, code, keys, names)
+        return code, keys, names
 
     def static_keys(self, templates: Iterable[jinja2.Template], env: Iterable[EnvSpec]) -> set[Request]:
         """Every secret the templates and env values name literally, so they can be
@@ -284,9 +291,11 @@ class Renderer:
     ) -> tuple[str, frozenset[Request]]:
         """Render one compiled template; return its text and the secrets it read."""
         used: set[Request] = set()
-        context = self._context(cache, used)
+        names = self._names.get(id(template), frozenset())
+        context = self._context(cache, used, names)
         try:
-            with render_budget(timeout_s=self._render_timeout_s):  # no-op inside render_all's
+            # the budget is a no-op inside render_all's; `rendering`: the names messages may quote
+            with render_budget(timeout_s=self._render_timeout_s), rendering(names):
                 text = _bounded(name, template.generate(context))
         except InjectError as exc:  # a read inside the template failed: say where, keep the kind
             raise _located(exc, name, cache) from None  # its message can quote a computed path
@@ -294,42 +303,55 @@ class Renderer:
             raise RenderError(_masked(_describe(name, exc), cache)) from None  # jinja's can quote values
         return text, frozenset(used)
 
-    def _context(self, cache: ReadCache, used: set[Request]) -> dict[str, Any]:
+    def _context(self, cache: ReadCache, used: set[Request], names: Names) -> dict[str, Any]:
+        """The template's functions. Messages quote a path, key or name only when the
+        template writes it literally (``names``); a computed one may be a secret value."""
+
         def secret(path: str, version: int | None = None) -> SecretData:
-            found = _read(cache, used, path, version)
-            return SecretData(found.path, found.data)
+            found = _read(cache, used, path, version, names)
+            return SecretData(shown_path(path, names), found.data, names)
 
         def secret_meta(path: str, version: int | None = None) -> dict[str, Any]:
-            return _meta(_read(cache, used, path, version))
+            return _meta(_read(cache, used, path, version, names))
 
         def env(name: str, default: Any = _MISSING) -> Any:
             if name in self._environ:
                 return self._environ[name]
             if default is _MISSING:
-                raise _MissingKey(f"environment variable '{name}' is not set (give env('{name}', default))")
+                named = shown(name, names)
+                hint = f" (give env({named}, default))" if is_literal(name, names) else ""
+                raise _MissingKey(f"environment variable {named} is not set{hint}")
             return default
 
         def secret_previous(path: str, n: int = 1) -> SecretData | None:
-            current = _read(cache, used, path, None)
+            current = _read(cache, used, path, None, names)
             if current.version is None:
-                raise _MissingKey(f"secret_previous('{path}'): only KV v2 secrets have versions")
+                raise _MissingKey(
+                    f"secret_previous({shown_path(path, names)}): only KV v2 secrets have versions"
+                )
             wanted = current.version - n
             if n < 1 or wanted < 1:
                 return None
             try:
-                older = _read(cache, used, path, wanted)
+                older = _read(cache, used, path, wanted, names, version_known=True)
             except SecretNotFound:
                 return None  # deleted or destroyed: there is no usable previous key
-            return SecretData(f"{older.path} v{wanted}", older.data)
+            return SecretData(f"{shown_path(path, names)} v{wanted}", older.data, names)
 
         def pki_cert(role_path: str, **params: Any) -> SecretData:
-            _no_dot_segments(str(role_path))
-            found = _fetch(cache, used, PkiIssue.of(role_path, params))
-            return SecretData(role_path, found.data)
+            _no_dot_segments(str(role_path), names)
+            request = PkiIssue.of(role_path, params)
+            if not (is_literal(role_path, names) and all(is_literal(v, names) for v in params.values())):
+                request = computed_in_template(request)
+            found = _fetch(cache, used, request)
+            return SecretData(shown_path(role_path, names), found.data, names)
 
         def transit_decrypt(key: str, ciphertext: str) -> str:
-            _no_dot_segments(str(key))
-            found = _fetch(cache, used, TransitDecrypt.of(key, str(ciphertext)))
+            _no_dot_segments(str(key), names)
+            request = TransitDecrypt.of(key, str(ciphertext))
+            if not (is_literal(key, names) and is_literal(ciphertext, names)):
+                request = computed_in_template(request)
+            found = _fetch(cache, used, request)
             return str(found.data["plaintext"])
 
         return {
@@ -353,24 +375,42 @@ def _bounded(name: str, chunks: Iterator[str]) -> str:
     return "".join(parts)
 
 
-def _read(cache: ReadCache, used: set[Request], path: Any, version: Any) -> Secret:
+def _read(
+    cache: ReadCache,
+    used: set[Request],
+    path: Any,
+    version: Any,
+    names: Names,
+    *,
+    version_known: bool = False,
+) -> Secret:
+    """``secret(path, version)``: the read is named as computed unless the template writes
+    the path (and the version, unless ``version_known``: one inject worked out) literally."""
     if not isinstance(path, str) or not path.strip("/"):
         raise _MissingKey("secret() needs a path like 'secret/infrastructure/postgres'")
-    _no_dot_segments(path)
+    _no_dot_segments(path, names)
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
-        raise _MissingKey(f"secret('{path}'): version must be a positive integer")
-    return _fetch(cache, used, KvRead.of(path, version))
+        raise _MissingKey(f"secret({shown_path(path, names)}): version must be a positive integer")
+    request = KvRead.of(path, version)
+    if not (is_literal(path, names) and (version is None or version_known or is_literal(version, names))):
+        request = computed_in_template(request)
+    return _fetch(cache, used, request)
 
 
-def _no_dot_segments(path: str) -> None:
+def _no_dot_segments(path: str, names: Names) -> None:
     # As in references: a path is what a person types after `bao kv get`, never relative,
     # so a value spliced into a computed path cannot climb out of the intended prefix.
     if any(segment in (".", "..") for segment in path.split("/")):
-        raise _MissingKey(f"secret path '{path}' contains '.' or '..'")
+        raise _MissingKey(f"secret path {shown_path(path, names)} contains '.' or '..'")
 
 
 def _fetch(cache: ReadCache, used: set[Request], request: Request) -> Secret:
-    found = cache.get(request)
+    try:
+        found = cache.get(request)
+    except InjectError as exc:
+        if request.computed and request.path in str(exc):  # a reader that quoted it anyway
+            raise _with_message(exc, f"reading {request.label} failed ({type(exc).__name__})") from None
+        raise
     used.add(request)
     return found
 
@@ -401,10 +441,15 @@ def _located(exc: InjectError, name: str, cache: ReadCache) -> InjectError:
     if not message.startswith(f"template '{name}'"):
         line = _template_line(exc, name)
         message = f"template '{name}'" + (f" line {line}" if line else "") + f": {message}"
-    located = type(exc).__new__(type(exc))
-    located.__dict__.update(exc.__dict__)
-    located.args = (_masked(message, cache),)
-    return located
+    return _with_message(exc, _masked(message, cache))
+
+
+def _with_message(exc: InjectError, message: str) -> InjectError:
+    """A copy of ``exc`` (same class and attributes) with another message."""
+    copied = type(exc).__new__(type(exc))
+    copied.__dict__.update(exc.__dict__)
+    copied.args = (message,)
+    return copied
 
 
 def _describe(name: str, exc: BaseException) -> str:
