@@ -143,11 +143,14 @@ def test_as_root_with_user_the_cache_is_roots_and_the_app_cannot_write_it(
     template, root's, 0600, in a 0700 directory), and the app's attempt to rewrite it fails."""
     work, _ = _app_home(volume)
     value = _template(bao, prefix, work)
+    source = volume / "t.j2"  # root's: as root inject reads no template another user could change
+    os.rename(work / "t.j2", source)
+    os.chown(source, 0, 0)
     root_home = volume / "root-home"
     root_home.mkdir(mode=0o700)
     marker = work / "pwned"  # where the app (and so its code in inject) can write
     env = inject_env(bao, {"HOME": str(root_home)})
-    args = ("-t", f"t.j2:{work}/out.txt", "--user", "nobody")
+    args = ("-t", f"{source}:{work}/out.txt", "--user", "nobody")
     poisoner = f"import os; os.environ['HOME'] = {str(root_home)!r}\n" + POISON
     first = run_inject(*args, "--", APP_PYTHON, "-c", poisoner, str(marker), env=env, cwd=work)
     assert first.returncode == 1

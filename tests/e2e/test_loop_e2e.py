@@ -117,25 +117,28 @@ def test_check_and_template_commands_run_as_the_user(bao: Bao, prefix: str, tmp_
     """With --user nobody, the check and template commands run as nobody (least privilege),
     with the rendered env vars."""
     nobody = pwd.getpwnam("nobody")
-    os.chown(tmp_path, nobody.pw_uid, nobody.pw_gid)  # the commands write their findings here
+    work = tmp_path / "work"  # the commands (run in inject's working directory) write their findings here
+    work.mkdir()
+    os.chown(work, nobody.pw_uid, nobody.pw_gid)
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
+    # the config and template stay root's: as root inject reads none another user could change
     write(tmp_path / "app.j2", f"{{{{ secret('{path}').v }}}}\n")
-    write(
+    config = write(
         tmp_path / "inject.toml",
         '[child]\ncheck = "id -u > check.uid; echo $APP_FLAG > check.env"\non_change = "none"\n'
         '[env]\nAPP_FLAG = "on"\n'
         '[[template]]\nsource = "app.j2"\ndestination = "app.txt"\ncommand = "id -u >> command.uid"\n',
     )
-    argv = inject_argv(*POLL, "--user", "nobody", "--", "sleep", "60")
-    with supervise(argv, env=inject_env(bao), cwd=tmp_path):
-        wait_for(lambda: _lines(tmp_path / "command.uid"), timeout_s=5, what="the first template command")
+    argv = inject_argv(*POLL, "-c", str(config), "--user", "nobody", "--", "sleep", "60")
+    with supervise(argv, env=inject_env(bao), cwd=work):
+        wait_for(lambda: _lines(work / "command.uid"), timeout_s=5, what="the first template command")
         bao.kv_put(path, v=secret_value())
-        wait_for(lambda: (tmp_path / "check.uid").exists(), timeout_s=10, what="the check")
-        wait_for(lambda: len(_lines(tmp_path / "command.uid")) >= 2, timeout_s=10, what="the second command")
-    assert _lines(tmp_path / "check.uid") == [nobody.pw_uid]
-    assert set(_lines(tmp_path / "command.uid")) == {nobody.pw_uid}
-    assert (tmp_path / "check.env").read_text().strip() == "on"
+        wait_for(lambda: (work / "check.uid").exists(), timeout_s=10, what="the check")
+        wait_for(lambda: len(_lines(work / "command.uid")) >= 2, timeout_s=10, what="the second command")
+    assert _lines(work / "check.uid") == [nobody.pw_uid]
+    assert set(_lines(work / "command.uid")) == {nobody.pw_uid}
+    assert (work / "check.env").read_text().strip() == "on"
 
 
 @pytest.mark.parametrize(("match", "poll"), [("auth/token/renew-self", "1h"), ("secret/data/", "200ms")])

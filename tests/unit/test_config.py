@@ -584,3 +584,39 @@ def test_choices_are_the_literal_types() -> None:
     """The accepted auth methods and on_change values are exactly the Literal types' values."""
     assert config_module.AUTH_METHODS == ("token", "approle", "jwt", "kubernetes")
     assert config_module.ON_CHANGE == ("restart", "signal", "none")
+
+
+# --- trusting the config file as root (issue 24, finding 6) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cli", "environ", "expected"),
+    [
+        ({}, {}, False),
+        ({"trust_config": True}, {}, True),
+        ({}, {"INJECT_TRUST_CONFIG": "1"}, True),
+        ({}, {"INJECT_TRUST_CONFIG": "false"}, False),
+        ({}, {"INJECT_TRUST_CONFIG": ""}, False),
+    ],
+)
+def test_trust_config_comes_from_the_command_line_or_the_environment(
+    cli: dict[str, Any], environ: dict[str, str], expected: bool
+) -> None:
+    """``--trust-config`` and ``INJECT_TRUST_CONFIG`` set Config.trust_config; nothing sets it by default."""
+    assert build(cli=cli, environ=environ).trust_config is expected
+    assert config_module.trust_config(CliOptions(values=cli), environ) is expected
+
+
+@pytest.mark.parametrize("section", ["vault", "auth", "watch", "child", "observe", "log"])
+def test_the_config_file_cannot_vouch_for_itself(section: str) -> None:
+    """``trust_config`` in any section of the file is an unknown key (exit 2), never an opt-out."""
+    with pytest.raises(UsageError, match=f"'{section}.trust_config'"):
+        build(toml=f"[{section}]\ntrust_config = true\n")
+    with pytest.raises(UsageError, match="'trust_config'"):
+        build(toml="trust_config = true\n")
+
+
+def test_a_bad_trust_config_value_names_the_variable() -> None:
+    """``INJECT_TRUST_CONFIG=maybe`` is a UsageError naming the variable."""
+    with pytest.raises(UsageError, match="INJECT_TRUST_CONFIG"):
+        build(environ={"INJECT_TRUST_CONFIG": "maybe"})

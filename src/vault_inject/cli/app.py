@@ -19,6 +19,7 @@ from ..config import (
     parse_toml,
     resolve_config_path,
     template_commands,
+    trust_config,
 )
 from ..errors import UsageError
 from ..files import read_text
@@ -45,11 +46,14 @@ log = logging.getLogger(__name__)
 
 
 def load_config(cli: CliOptions, config_path: str | None, environ: Mapping[str, str], cwd: str) -> Config:
-    """Read the config file (if any) and merge it with the CLI and the environment."""
+    """Read the config file (if any) and merge it with the CLI and the environment. As root,
+    a config file another user could write is refused (unless trusted): it decides what root
+    writes where and which commands it runs."""
     path = resolve_config_path(config_path, environ, os.path.isfile)
     data: dict[str, object] = {}
     if path is not None:
-        data = parse_toml(read_text(path, "config file"), path)
+        text = read_text(path, "config file", refuse_untrusted=not trust_config(cli, environ))
+        data = parse_toml(text, path)
     return build_config(cli, environ, data, config_path=path, cwd=cwd)
 
 
@@ -83,11 +87,16 @@ def prepare(config: Config, environ: Mapping[str, str]) -> Job:
 def _compile_templates(
     config: Config, renderer: Renderer
 ) -> tuple[dict[str, tuple[str, jinja2.Template]], dict[str, str]]:
-    """destination -> (name, compiled), and the SHA-256 of every source file (and config)."""
+    """destination -> (name, compiled), and the SHA-256 of every source file (and config).
+    As root, a source another user could write is refused, like the config file."""
     templates = {}
     sources = _config_digest(config)
     for spec in config.templates:
-        text = spec.contents if spec.contents is not None else read_text(spec.source or "", "template")
+        text = (
+            spec.contents
+            if spec.contents is not None
+            else read_text(spec.source or "", "template", refuse_untrusted=not config.trust_config)
+        )
         templates[spec.destination] = (spec.name, renderer.compile(spec.name, text))
         if spec.source:
             sources[spec.source] = _sha256_hex(text)

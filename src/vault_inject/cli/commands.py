@@ -64,6 +64,14 @@ def shared_options(func: F) -> F:
             default=None,
             help="Render, then exec the command in place of inject.",
         ),
+        click.option(
+            "--trust-config",
+            "trust_config",
+            is_flag=True,
+            default=None,
+            help="As root, read a config file or template that another user could write"
+            " (env INJECT_TRUST_CONFIG=1; default: refused).",
+        ),
         click.option("-v", "--verbose", "verbose", is_flag=True, help="Log debug messages."),
         click.option("-q", "--quiet", "quiet", is_flag=True, help="Log warnings and errors only."),
         click.option("--debug", "debug", is_flag=True, help="Debug logs and tracebacks."),

@@ -64,6 +64,7 @@ NO_OPTIONS: Mapping[str, Any] = {
     "env": (),
     "tls_skip_verify": None,
     "no_watch": None,
+    "trust_config": None,
     "verbose": False,
     "quiet": False,
     "debug": False,

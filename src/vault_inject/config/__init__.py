@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         resolve_config_path,
         split_listen,
         template_commands,
+        trust_config,
     )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "resolve_config_path",
     "split_listen",
     "template_commands",
+    "trust_config",
 ]
 __getattr__ = lazy_names(
     __name__,
@@ -41,5 +43,6 @@ __getattr__ = lazy_names(
         "resolve_config_path": "settings",
         "split_listen": "settings",
         "template_commands": "settings",
+        "trust_config": "settings",
     },
 )

@@ -20,6 +20,7 @@ from ..errors import UsageError
 from .durations import parse_duration
 
 DEFAULT_CONFIG_NAME = "inject.toml"
+TRUST_CONFIG_ENV = "INJECT_TRUST_CONFIG"
 DEFAULT_PERMS = 0o600
 _Choice = TypeVar("_Choice", bound=str)
 AuthMethod = Literal["token", "approle", "jwt", "kubernetes"]
@@ -113,6 +114,9 @@ class Config:
     templates: tuple[TemplateSpec, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     config_file: str | None = None
+    # As root, read the config file and template sources even if another user could write
+    # them (``--trust-config``, ``INJECT_TRUST_CONFIG``; never from the file: see trust_config).
+    trust_config: bool = False
     # How this Config was made, so a changed config file can be merged again the same way.
     cli: CliOptions | None = field(default=None, compare=False, repr=False)
     cwd: str = ""
@@ -369,6 +373,7 @@ def build_config(
     values["templates"] = _dedupe_templates(templates)
     values["env"] = _merge_env(file_data, cli.env, where_file)
     values["config_file"] = config_path
+    values["trust_config"] = trust_config(cli, environ)
     values["cli"] = cli
     values["cwd"] = cwd
     return _validated(Config(**_typed(values)))
@@ -616,6 +621,16 @@ def _validated(config: Config) -> Config:
     if config.render_timeout_s <= 0:
         raise UsageError("config: render_timeout must be greater than zero")
     return config
+
+
+def trust_config(cli: CliOptions, environ: Mapping[str, str]) -> bool:
+    """``--trust-config`` or ``INJECT_TRUST_CONFIG``: as root, read the config file and the
+    template sources even when a user other than root could write them. Only the command
+    line and the environment say so: a file cannot vouch for itself."""
+    if cli.values.get("trust_config"):
+        return True
+    value = environ.get(TRUST_CONFIG_ENV, "")
+    return _as_bool(value, f"environment {TRUST_CONFIG_ENV}") if value else False
 
 
 def resolve_config_path(

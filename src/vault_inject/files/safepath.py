@@ -218,8 +218,8 @@ def _check_dir(info: os.stat_result, here: str, destination: str, rules: Rules) 
     who = other_writers(info, rules.owner)
     if who is None:
         return False
-    if info.st_mode & stat.S_ISVTX and rules.owner.trusts_uid(info.st_uid):
-        return True  # like /tmp: others may add names but not rename or remove inject's
+    if sticky(info, rules.owner):
+        return True
     if not rules.allow_shared_dir:
         raise FileWriteError(
             f"cannot write {destination}: directory {here} is {who}, so another user could replace "
@@ -232,8 +232,14 @@ def _check_dir(info: os.stat_result, here: str, destination: str, rules: Rules) 
     return True
 
 
+def sticky(info: os.stat_result, owner: Owner) -> bool:
+    """A directory like /tmp: others may add names in it but not rename or remove inject's."""
+    return bool(info.st_mode & stat.S_ISVTX) and owner.trusts_uid(info.st_uid)
+
+
 def other_writers(info: os.stat_result, owner: Owner) -> str | None:
-    """Who besides root, inject and ``owner`` may write the directory ``info``; None: nobody."""
+    """Who besides root, inject's user and ``owner`` may write ``info`` ("owned by uid N",
+    "world-writable", "writable by group G"), or None when no one else may."""
     if not owner.trusts_uid(info.st_uid):
         return f"owned by uid {info.st_uid}"
     if info.st_mode & stat.S_IWOTH:

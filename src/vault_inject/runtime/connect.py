@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client import Login, VaultClient, auth
-from ..config import CliOptions, Config, build_config, parse_toml, resolve_config_path
+from ..config import CliOptions, Config, build_config, parse_toml, resolve_config_path, trust_config
 from ..errors import UsageError
 from ..files import read_text
 from ..log import register_secret
@@ -36,8 +36,12 @@ def load_config(
 ) -> Config:
     """The merged Config; ``overrides`` play the part of command-line options."""
     path = resolve_config_path(config_path, environ, os.path.isfile)
-    data: dict[str, object] = parse_toml(read_text(path, "config file"), path) if path is not None else {}
     cli = CliOptions(values={k: v for k, v in overrides.items() if v is not None})
+    data: dict[str, object] = {}
+    if path is not None:  # as root, refused when another user could write it (as inject's)
+        data = parse_toml(
+            read_text(path, "config file", refuse_untrusted=not trust_config(cli, environ)), path
+        )
     return build_config(cli, environ, data, config_path=path, cwd=cwd)
 
 
