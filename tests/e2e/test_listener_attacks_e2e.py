@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import struct
@@ -217,3 +218,51 @@ def test_the_server_header_names_no_python_version(bao: Bao, prefix: str, tmp_pa
             except urllib.error.HTTPError as exc:
                 headers = exc.headers
             assert "python" not in headers.get("Server", "").lower(), path
+
+
+def _trickle_until_closed(port: int, *, limit_s: float) -> float:
+    """Send a request a byte every 0.2 s (never finishing it); seconds until inject closes it."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+        for byte in itertools.cycle(b"GET /healthz HTTP/1.1\r\nX-Slow: "):
+            if time.monotonic() - start > limit_s:
+                break
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(1024) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+    return time.monotonic() - start
+
+
+def test_trickled_and_garbage_requests_are_cut_short_without_a_traceback(
+    bao: Bao, prefix: str, tmp_path: Path
+) -> None:
+    """A request trickled a byte at a time is closed within 3 s of its connect; bytes that are
+    not HTTP (a TLS hello, binary junk, an endless header) get a short error answer; none of
+    it reaches inject's stderr, and /healthz still answers."""
+    _one_template(bao, prefix, tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = inject_argv("watch", *POLL, "--listen", f"127.0.0.1:{port}", "-t", "a.j2:a.txt")
+    with supervise(argv, env=inject_env(bao), cwd=tmp_path, ready="health and metrics on") as inject:
+        wait_health(base, 200)
+        logged_before = len(inject.stderr().splitlines())
+        assert _trickle_until_closed(port, limit_s=6.0) < 3.0
+        tls_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n"
+        for junk in (tls_hello, os.urandom(3000) + b"\r\n\r\n", b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000):
+            with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+                with contextlib.suppress(OSError):
+                    sock.sendall(junk)
+                try:
+                    first = sock.recv(64)
+                except OSError:
+                    first = b""
+            assert first == b"" or first.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431")), first
+        wait_health(base, 200)
+        stderr = inject.stderr()
+        assert "Traceback" not in stderr
+        assert len(stderr.splitlines()) - logged_before < 3, stderr[-3000:]
