@@ -52,7 +52,7 @@ PURE: dict[str, frozenset[str] | None] = {
     "client": frozenset({"leases", "backoff", "failover", "replies"}),
     "loop": frozenset({"debounce", "pending", "polling", "splay"}),
     "process": frozenset({"actions", "controller"}),
-    "observe": frozenset({"health"}),
+    "observe": frozenset({"health", "slots", "wire"}),
     "render": frozenset({"outputs", "renderer", "envcheck"}),
     "runtime": frozenset({"plan"}),
 }

@@ -19,8 +19,8 @@ from vault_inject.loop.lifecycle import Lifecycle
 from vault_inject.loop.sources import PollDone
 from vault_inject.loop.stats import Stats
 from vault_inject.model import KvRead, PkiIssue, Secret
-from vault_inject.observe.health import Expiry, Snapshot, earliest_expiry_s, verdict
-from vault_inject.observe.server import Board, SnapshotCollector
+from vault_inject.observe.health import Board, Expiry, Snapshot, earliest_expiry_s, verdict
+from vault_inject.observe.metrics import SnapshotCollector
 
 HEALTHY = Snapshot(rendered=True, supervising=True, child_pid=7, poll_interval_s=10.0, last_poll_ok_at=0.0)
 
@@ -126,18 +126,49 @@ def test_stats_remember_failing_outputs_until_they_render_again() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("127.0.0.1:9102", ("127.0.0.1", 9102)), ("[::1]:9102", ("::1", 9102)), (":9102", ("", 9102))],
+    [
+        ("127.0.0.1:9102", ("127.0.0.1", 9102)),
+        ("[::1]:9102", ("::1", 9102)),
+        ("0.0.0.0:9102", ("0.0.0.0", 9102)),  # noqa: S104 (every interface, written out)
+        ("[::]:9102", ("::", 9102)),
+        (":9102", ("127.0.0.1", 9102)),
+        ("9102", ("127.0.0.1", 9102)),
+    ],
 )
 def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
-    """HOST:PORT, [IPv6]:PORT and :PORT (every address) are accepted."""
+    """HOST:PORT and [IPv6]:PORT are taken as written; a port alone (9102, :9102) is loopback,
+    so every interface is only ever listened on when the address says so."""
     assert split_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9102", "localhost", "127.0.0.1:0", "127.0.0.1:70000", "a b:1", "h:x"])
+@pytest.mark.parametrize(
+    "text", ["localhost", "127.0.0.1:0", "127.0.0.1:70000", "a b:1", "h:x", "127.0.0.1:", ""]
+)
 def test_bad_listen_addresses_show_the_expected_form(text: str) -> None:
-    """Anything but HOST:PORT with a port in 1..65535 is a usage error that shows the form."""
+    """Anything but HOST:PORT or PORT with a port in 1..65535 is a usage error that shows the form."""
     with pytest.raises(UsageError, match="is not HOST:PORT"):
         parse_listen(text, "option --listen")
+
+
+def test_a_failed_write_is_unhealthy_until_a_write_of_it_succeeds() -> None:
+    """A write that failed keeps /healthz failing through retries that fail again and through
+    other outputs' successes; only an attempt that includes it and writes (or finds nothing to
+    write) clears it."""
+    stats = Stats(clock=FakeClock(0.0))
+
+    def reason() -> str:
+        return verdict(stats.snapshot(None, 10.0, ()), now=0.0)
+
+    stats.applied(status="write_failed", failed=[], rendered=["/a"], outputs=["/a"])
+    assert reason() == "last write failed for /a (files left as they were; retrying)"
+    stats.applied(status="write_failed", failed=[], rendered=["/a"], outputs=["/a"])
+    stats.applied(status="written", failed=[], rendered=["/b"], outputs=["/b"])
+    assert reason().startswith("last write failed for /a")
+    stats.applied(status="written", failed=[], rendered=["/a"], outputs=["/a"])
+    assert reason() == ""
+    stats.applied(status="write_failed", failed=[], rendered=["/a"], outputs=["/a"])
+    stats.applied(status="unchanged", failed=[], rendered=["/a"], outputs=["/a"])
+    assert reason() == ""
 
 
 def test_metrics_come_from_the_snapshot_with_fixed_labels_only() -> None:
@@ -208,5 +239,6 @@ def test_observe_listen_from_file_environment_and_command_line() -> None:
     assert listen(file_data, {"INJECT_LISTEN": ":9200"}, {"listen": "[::1]:9300"}) == "[::1]:9300"
     with pytest.raises(UsageError, match=r"unknown key 'observe\.port'"):
         listen({"observe": {"port": 9102}}, {}, {})
-    with pytest.raises(UsageError, match=r"\[observe\] listen: '9102' is not HOST:PORT"):
-        listen({"observe": {"listen": "9102"}}, {}, {})
+    assert listen({"observe": {"listen": "9102"}}, {}, {}) == "9102"  # a port alone: loopback
+    with pytest.raises(UsageError, match=r"\[observe\] listen: 'localhost' is not HOST:PORT"):
+        listen({"observe": {"listen": "localhost"}}, {}, {})

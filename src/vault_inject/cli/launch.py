@@ -48,7 +48,7 @@ VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("--listen",),
         "listen",
-        "Serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9102 (env INJECT_LISTEN; default off).",
+        "Serve /healthz and /metrics on HOST:PORT (PORT alone: loopback; env INJECT_LISTEN; default off).",
     ),
     (("--log-format",), "log_format", "text (default) or json."),
     (("--log-level",), "log_level", "debug, info (default), warning, error."),

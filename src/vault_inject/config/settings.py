@@ -208,22 +208,28 @@ def _as_fraction(value: Any, where: str) -> float:
     return number
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def parse_listen(value: Any, where: str = "listen") -> str:
-    """``127.0.0.1:9102``, ``[::1]:9102`` or ``:9102`` (every address); checked, kept as text."""
+    """``127.0.0.1:9102``, ``[::1]:9102``, ``0.0.0.0:9102`` (every interface, said so) or a
+    port alone, ``9102`` or ``:9102`` (loopback); checked, kept as text."""
     text = _as_str(value, where).strip()
     split_listen(text, where)
     return text
 
 
 def split_listen(text: str, where: str = "listen") -> tuple[str, int]:
-    """``HOST:PORT`` -> ``(host, port)``; a UsageError that shows the expected form otherwise."""
-    host, sep, port = text.rpartition(":")
+    """``HOST:PORT`` -> ``(host, port)``; a port alone (``9102``, ``:9102``) is loopback's, so
+    that listening on every interface is always written out (``0.0.0.0:9102``, ``[::]:9102``).
+    A UsageError that shows the expected form otherwise."""
+    host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{where}: {text[:80]!r} is not HOST:PORT (like 127.0.0.1:9102)")
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{where}: {text[:80]!r} is not HOST:PORT or PORT (like 127.0.0.1:9102)")
     if any(c.isspace() or c in "/[]@" for c in host):
-        raise UsageError(f"{where}: {text[:80]!r} is not HOST:PORT (like 127.0.0.1:9102)")
-    return host, int(port)
+        raise UsageError(f"{where}: {text[:80]!r} is not HOST:PORT or PORT (like 127.0.0.1:9102)")
+    return host or LOOPBACK, int(port)
 
 
 def _as_address_list(value: Any, where: str) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ class Stats:
         self.renders = 1  # the first render, done before the loop starts
         self.render_failures = 0
         self.failing: set[str] = set()
+        self.write_failing: frozenset[str] = frozenset()  # until a write succeeds
         self.requests: Counter[str] = Counter()
         self.outage_since: float | None = None
         self.last_poll_ok_at = clock()
@@ -58,10 +59,25 @@ class Stats:
         elif self.outage_since is None:
             self.outage_since = now
 
-    def applied(self, *, status: str, failed: Sequence[str], rendered: Iterable[str]) -> None:
-        """A re-render reported back (``rendered``: the outputs that rendered)."""
+    def applied(
+        self,
+        *,
+        status: str,
+        failed: Sequence[str],
+        rendered: Iterable[str],
+        outputs: Iterable[str] = (),
+    ) -> None:
+        """A re-render of ``outputs`` reported back (``rendered``: the outputs that rendered).
+
+        An output whose write failed stays reported until an attempt that includes it writes
+        (or finds nothing to write): the retries do not clear it, a success of other outputs
+        does not either."""
         self.renders += 1
         self.failing = (self.failing - set(rendered)) | set(failed)
+        if status == "write_failed":
+            self.write_failing |= frozenset(outputs)
+        else:
+            self.write_failing -= frozenset(outputs)
         if failed or status in ("write_failed", "vetoed"):
             self.render_failures += 1
 
@@ -77,6 +93,7 @@ class Stats:
             child_pid=child.pid if child is not None else 0,
             stopping=child is not None and child.stop_signal is not None,
             failing=tuple(sorted(self.failing)),
+            write_failing=tuple(sorted(self.write_failing)),
             poll_interval_s=poll_interval_s,
             outage_since=self.outage_since,
             last_poll_ok_at=self.last_poll_ok_at,

@@ -293,7 +293,12 @@ class Supervisor:
         if not isinstance(value, Applied):
             return
         request = value.request
-        self._stats.applied(status=value.status, failed=value.outcome.failed, rendered=value.rendered.deps)
+        self._stats.applied(
+            status=value.status,
+            failed=value.outcome.failed,
+            rendered=value.rendered.deps,
+            outputs=request.outputs,
+        )
         if value.status == "unchanged":
             self.engine.accept(value.rendered)
             log.info("%s; output unchanged", request.causes)

@@ -1,5 +1,6 @@
 """What an operator can see while inject runs: the health verdict (pure) and the
-``--listen`` endpoint serving /healthz and /metrics.
+``--listen`` endpoint serving /healthz and /metrics (its request parsing and connection
+bounds pure too: ``wire``, ``slots``).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from typing import TYPE_CHECKING
 from .._face import lazy_names
 
 if TYPE_CHECKING:
-    from .health import Expiry, Snapshot
-    from .server import Board, ObserveServer
+    from .health import Board, Expiry, Snapshot
+    from .server import ObserveServer
 
 __all__ = [
     "Board",
@@ -21,7 +22,7 @@ __all__ = [
 __getattr__ = lazy_names(
     __name__,
     {
-        "Board": "server",
+        "Board": "health",
         "Expiry": "health",
         "ObserveServer": "server",
         "Snapshot": "health",

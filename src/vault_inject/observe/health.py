@@ -2,8 +2,10 @@
 and the verdict on it. Pure: the HTTP server passes the snapshot and the time in.
 
 Healthy means: the first render is done, the child runs (or, with no command, inject
-watches), every output rendered at its last attempt, the server answered within the last
-poll interval, and nothing leased is close to its end without having been renewed.
+watches), every output rendered at its last attempt, the last write of the files succeeded
+(a failed one keeps /healthz failing through its retries, until one succeeds), the server
+answered within the last poll interval, and nothing leased is close to its end without
+having been renewed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Snapshot:
     child_pid: int = 0
     stopping: bool = False
     failing: tuple[str, ...] = ()  # outputs whose last render failed (kept at the last good)
+    write_failing: tuple[str, ...] = ()  # outputs of a change whose files could not be written
     poll_interval_s: float = 60.0
     outage_since: float | None = None
     last_poll_ok_at: float | None = None
@@ -49,6 +52,22 @@ class Snapshot:
 STARTING = Snapshot()
 
 
+class Board:
+    """The latest snapshot: the loop publishes, the server's thread reads (one reference
+    assignment each way: nothing to lock)."""
+
+    def __init__(self, initial: Snapshot = STARTING) -> None:
+        self._snapshot = initial
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the current one (called by the loop once per turn)."""
+        self._snapshot = snapshot
+
+    def read(self) -> Snapshot:
+        """The current snapshot."""
+        return self._snapshot
+
+
 def verdict(snapshot: Snapshot, now: float) -> str:
     """Why inject is not healthy now, or "" when it is."""
     s = snapshot
@@ -60,6 +79,8 @@ def verdict(snapshot: Snapshot, now: float) -> str:
         return "child not running"
     if s.failing:
         return f"last render failed for {', '.join(s.failing)} (serving the last good version)"
+    if s.write_failing:
+        return f"last write failed for {', '.join(s.write_failing)} (files left as they were; retrying)"
     if s.outage_since is not None and now - s.outage_since > s.poll_interval_s:
         return f"server unreachable for {now - s.outage_since:.0f}s"
     for expiry in sorted(s.expiries, key=lambda e: e.expires_at):
