@@ -3,8 +3,11 @@ and a secrecy guard over everything inject printed in the session."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +33,14 @@ def _secrecy_guard() -> Iterator[None]:
     yield
     leaks = sorted({v for v in OUTPUTS.forbidden for text in OUTPUTS.texts if v in text})
     assert not leaks, f"{len(leaks)} secret value(s) appeared in inject's output"
+
+
+@pytest.fixture
+def volume() -> Iterator[Path]:
+    """A directory under /tmp that uid 65534 can reach: ``base`` (0755), removed at the end."""
+    base = Path(tempfile.mkdtemp(prefix="inject-vol-", dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,14 +28,3 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Pat
     """A dev server of the module's own whose file audit device records every request, and its log."""
     with audited_server(tmp_path_factory.mktemp("audit")) as found:
         yield found
-
-
-@pytest.fixture
-def volume() -> Iterator[Path]:
-    """A directory under /tmp that uid 65534 can reach: ``base`` (0755), removed at the end."""
-    base = Path(tempfile.mkdtemp(prefix="inject-vol-", dir="/tmp"))
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base)

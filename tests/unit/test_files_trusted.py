@@ -6,9 +6,6 @@ The walk itself (symlinks, ``..``, loops) runs as any user; the owner checks nee
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +15,6 @@ from vault_inject.files import read_text, trusted
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown to another user)")
-
-
-@pytest.fixture
-def place() -> Iterator[Path]:
-    """A 0755 directory in /tmp (sticky, root's), removed at the end."""
-    base = Path(tempfile.mkdtemp(prefix="inject-trust-", dir="/tmp"))
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base)
 
 
 def _file(path: Path, text: str = "x = 1\n", mode: int = 0o644) -> Path:
@@ -44,49 +30,49 @@ def _read(path: Path | str) -> str:
         return handle.read()
 
 
-def test_a_private_file_is_read(place: Path) -> None:
+def test_a_private_file_is_read(volume: Path) -> None:
     """A 0644 file of inject's user in a 0755 directory of its own is read."""
-    assert _read(_file(place / "inject.toml")) == "x = 1\n"
+    assert _read(_file(volume / "inject.toml")) == "x = 1\n"
 
 
-def test_relative_absolute_and_dotdot_symlinks_are_followed_and_checked(place: Path) -> None:
+def test_relative_absolute_and_dotdot_symlinks_are_followed_and_checked(volume: Path) -> None:
     """A ConfigMap-style ``..data`` layout, an absolute link and a ``..`` in a link target all
     reach the same file; the walk follows them like the kernel does."""
-    _file(place / "..2024" / "inject.toml", "y = 2\n")
-    (place / "..data").symlink_to("..2024")
-    (place / "inject.toml").symlink_to("..data/inject.toml")
-    (place / "sub").mkdir()
-    (place / "sub" / "up.toml").symlink_to("../..data/../inject.toml")
-    (place / "abs.toml").symlink_to(place / "sub" / "up.toml")
+    _file(volume / "..2024" / "inject.toml", "y = 2\n")
+    (volume / "..data").symlink_to("..2024")
+    (volume / "inject.toml").symlink_to("..data/inject.toml")
+    (volume / "sub").mkdir()
+    (volume / "sub" / "up.toml").symlink_to("../..data/../inject.toml")
+    (volume / "abs.toml").symlink_to(volume / "sub" / "up.toml")
     for name in ("inject.toml", "sub/up.toml", "abs.toml", "sub/../inject.toml"):
-        assert _read(f"{place}/{name}") == "y = 2\n"
+        assert _read(f"{volume}/{name}") == "y = 2\n"
 
 
-def test_a_symlink_loop_is_an_error_not_a_hang(place: Path) -> None:
+def test_a_symlink_loop_is_an_error_not_a_hang(volume: Path) -> None:
     """Two links pointing at each other end in ELOOP."""
-    (place / "a").symlink_to("b")
-    (place / "b").symlink_to("a")
+    (volume / "a").symlink_to("b")
+    (volume / "b").symlink_to("a")
     with pytest.raises(OSError, match="symbolic links"):
-        _read(place / "a")
+        _read(volume / "a")
 
 
-def test_missing_files_and_directories_are_oserrors(place: Path) -> None:
+def test_missing_files_and_directories_are_oserrors(volume: Path) -> None:
     """A missing file, a file used as a directory and a directory are OSErrors (read_text's "not found", ...)."""
-    _file(place / "f")
+    _file(volume / "f")
     for path, kind in [
-        (place / "missing", FileNotFoundError),
-        (place / "f" / "x", NotADirectoryError),
-        (place, IsADirectoryError),
+        (volume / "missing", FileNotFoundError),
+        (volume / "f" / "x", NotADirectoryError),
+        (volume, IsADirectoryError),
     ]:
         with pytest.raises(kind):
             _read(path)
 
 
-def test_a_fifo_is_refused_without_blocking(place: Path) -> None:
+def test_a_fifo_is_refused_without_blocking(volume: Path) -> None:
     """A FIFO is not a regular file: refused, never opened."""
-    os.mkfifo(place / "inject.toml")
+    os.mkfifo(volume / "inject.toml")
     with pytest.raises(trusted.Untrusted, match="a FIFO"):
-        _read(place / "inject.toml")
+        _read(volume / "inject.toml")
 
 
 @needs_root
@@ -106,10 +92,10 @@ def test_a_fifo_is_refused_without_blocking(place: Path) -> None:
     ids=["file-owner", "file-mode", "file-group", "dir-owner", "dir-mode", "dir-group"],
 )
 def test_another_writer_of_the_file_or_its_directory_is_refused(
-    place: Path, setup: object, reason: str
+    volume: Path, setup: object, reason: str
 ) -> None:
     """A file or a directory another user or group may write is refused, naming why."""
-    conf = place / "conf"
+    conf = volume / "conf"
     _file(conf / "inject.toml")
     setup(conf)  # type: ignore[operator]
     with pytest.raises(trusted.Untrusted, match=reason):
@@ -117,10 +103,10 @@ def test_another_writer_of_the_file_or_its_directory_is_refused(
 
 
 @needs_root
-def test_in_a_sticky_directory_only_roots_entries_and_single_links_are_trusted(place: Path) -> None:
+def test_in_a_sticky_directory_only_roots_entries_and_single_links_are_trusted(volume: Path) -> None:
     """In a 1777 directory, root's file is read; a directory of another user on the way, a
     symlink of theirs, or a hard link to root's file (one they could have made) is refused."""
-    sticky = place / "tmp"
+    sticky = volume / "tmp"
     sticky.mkdir()
     sticky.chmod(0o1777)
     assert _read(_file(sticky / "inject.toml")) == "x = 1\n"
@@ -141,10 +127,10 @@ def test_in_a_sticky_directory_only_roots_entries_and_single_links_are_trusted(p
 
 
 @needs_root
-def test_read_text_refuses_only_when_asked_and_names_the_file(place: Path) -> None:
+def test_read_text_refuses_only_when_asked_and_names_the_file(volume: Path) -> None:
     """read_text(refuse_untrusted=True) as root: a UsageError naming the file, why and the
     opt-out; without it the same file is read as before."""
-    conf = _file(place / "inject.toml")
+    conf = _file(volume / "inject.toml")
     os.chown(conf, NOBODY, NOBODY)
     with pytest.raises(UsageError) as info:
         read_text(str(conf), "config file", refuse_untrusted=True)
