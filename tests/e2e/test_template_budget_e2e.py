@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import subprocess
 import time
 from pathlib import Path
@@ -28,10 +27,6 @@ SAFETY_AS_BYTES = 1024 * 1024 * 1024
 RENDER_TIMEOUT = "2s"
 
 
-def _limit_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (SAFETY_AS_BYTES, SAFETY_AS_BYTES))
-
-
 def _render(text: str, *, bao: Bao, prefix: str, tmp_path: Path) -> tuple[int, str, int, float]:
     """Run `inject render` of ``text`` (after a real secret read): exit code, stderr, peak bytes, seconds."""
     bao.kv_put(f"{prefix}/app", value=secret_value())
@@ -39,14 +34,20 @@ def _render(text: str, *, bao: Bao, prefix: str, tmp_path: Path) -> tuple[int, s
     env = inject_env(bao, {"INJECT_RENDER_TIMEOUT": RENDER_TIMEOUT, "INJECT_RETRY_TIMEOUT": "5s"})
     started = time.monotonic()
     with open(tmp_path / "stderr", "w+b") as stderr:
+        # The address-space cap through prlimit(1), not a preexec_fn: that would make Popen fork
+        # (not vfork), and a forked child's ru_maxrss starts at the test process's own RSS.
         process = subprocess.Popen(
-            inject_argv("render", "-t", "evil.j2:out/evil.txt"),
+            [
+                "prlimit",
+                f"--as={SAFETY_AS_BYTES}",
+                "--",
+                *inject_argv("render", "-t", "evil.j2:out/evil.txt"),
+            ],
             env=env,
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            preexec_fn=_limit_address_space,  # only setrlimit runs between fork and exec
         )
         status, peak_bytes = _wait_with_rusage(process, timeout_s=60)
         stderr.seek(0)
