@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import uuid
@@ -36,10 +37,14 @@ def secret_template(bao: Bao, path: str, workdir: Path, name: str = "a.j2") -> s
     return value
 
 
+RETRYING = re.compile(r"inject: (still )?retrying .* did not answer ")
+
+
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The one line inject printed on stderr for a failure; fails on a traceback or more lines."""
+    """The one line inject printed on stderr for a failure; fails on a traceback or more lines
+    (the progress notes of a call that is retrying aside: they come before the failure)."""
     assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not RETRYING.match(line)]
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     return lines[0]
 

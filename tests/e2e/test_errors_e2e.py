@@ -252,3 +252,57 @@ def test_check_fails_on_a_forbidden_path(bao: Bao, prefix: str, tmp_path: Path) 
     assert "permission denied" in line
     assert f"{prefix}/forbidden" in line
     assert not (tmp_path / "out.txt").exists()
+
+
+# --- saying what went wrong, while it is going wrong (issue 27) -----------------------------
+
+
+def test_retrying_is_said_at_once_where_and_why(bao: Bao, tmp_path: Path) -> None:
+    """A wrong port: the first failed round says at info level what is retried, where, why and
+    for how long (not silence until the budget ends), then exit 5."""
+    address = f"http://127.0.0.1:{closed_port()}"
+    write(tmp_path / "t.j2", "{{ secret('secret/app').key }}")
+    env = inject_env(bao, {"VAULT_ADDR": address})
+    result = run_inject("render", "--retry-timeout", "3s", "-t", "t.j2:out.txt", env=env, cwd=tmp_path)
+    assert result.returncode == 5
+    retrying = [line for line in result.stderr.splitlines() if "retrying token lookup" in line]
+    assert len(retrying) == 1, result.stderr
+    assert f"{address} did not answer (connection refused or reset)" in retrying[0]
+    assert "giving up in" in retrying[0]
+
+
+def test_a_host_name_that_does_not_resolve_is_said_so(bao: Bao, tmp_path: Path) -> None:
+    """An unresolvable host (RFC 6761 .invalid) says the name did not resolve, not "refused"."""
+    env = inject_env(bao, {"VAULT_ADDR": "http://no-such-host.invalid:8200"})
+    result = run_inject("render", "--retry-timeout", "0", "-e", "X=vault:secret/a#k", env=env, cwd=tmp_path)
+    assert result.returncode == 5
+    assert "host name did not resolve" in error_line(result)
+    assert "refused" not in error_line(result)
+
+
+def test_https_against_a_plain_http_server_says_so(bao: Bao, tmp_path: Path) -> None:
+    """https:// to the plain-HTTP dev server: the TLS error suggests an http:// address."""
+    env = inject_env(bao, {"VAULT_ADDR": bao.address.replace("http://", "https://")})
+    result = run_inject("render", "--retry-timeout", "0", "-e", "X=vault:secret/a#k", env=env, cwd=tmp_path)
+    assert result.returncode == 5
+    assert "plain HTTP" in error_line(result)
+
+
+def test_a_missing_version_is_named(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """`#password#99` of a secret with one version names version 99, not just "no secret"."""
+    bao.kv_put(f"{prefix}/app", password=secret_value())
+    result = run_inject(
+        "render", "-e", f"X=vault:{prefix}/app#password#99", env=inject_env(bao), cwd=tmp_path
+    )
+    assert result.returncode == 4
+    assert f"'{prefix}/app' has no version 99" in error_line(result)
+
+
+def test_a_path_under_no_mount_says_so_even_to_a_root_token(bao: Bao, tmp_path: Path) -> None:
+    """The server refuses the mount lookup of an unmounted path even to root ("preflight
+    capability check"): inject says nothing is mounted there, not "permission denied"."""
+    result = run_inject("render", "-e", "X=vault:nosuchmount/app#k", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 4
+    line = error_line(result)
+    assert "'nosuchmount/app': no secrets engine is mounted there" in line
+    assert "permission denied" not in line

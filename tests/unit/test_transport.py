@@ -6,6 +6,7 @@ test_fanout.py; failover: test_failover.py)."""
 
 from __future__ import annotations
 
+import itertools
 import json as jsonlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -545,9 +546,9 @@ def test_a_read_where_nothing_is_mounted_says_so(clock: FakeClock) -> None:
             {"data": {"data": None, "metadata": {"deletion_time": "", "destroyed": True}}},
             "version 3 of 'secret/a' was destroyed",
         ),
-        ({"errors": []}, "no secret at 'secret/a'"),
-        ({"data": None, "errors": []}, "no secret at 'secret/a'"),
-        ({"data": [1]}, "no secret at 'secret/a'"),
+        ({"errors": []}, "'secret/a' has no version 3"),
+        ({"data": None, "errors": []}, "'secret/a' has no version 3"),
+        ({"data": [1]}, "'secret/a' has no version 3"),
     ],
     ids=["deleted", "destroyed", "never-written", "data-null", "data-not-an-object"],
 )
@@ -555,7 +556,7 @@ def test_a_kv2_404_with_metadata_says_what_became_of_the_version(
     clock: FakeClock, body: Any, message: str
 ) -> None:
     """KV v2 answers 404 with the version's metadata for a deleted or destroyed version: the
-    message says which; any other 404 body is "no secret" (never a crash on its shape)."""
+    message says which; any other 404 body names the missing version (never a crash on its shape)."""
     client, _ = client_with(clock, kv(clock, then=lambda sent: answer(404, body)))
     with pytest.raises(SecretNotFound) as caught:
         client.read("secret/a", version=3)
@@ -780,3 +781,30 @@ def test_the_real_wires_share_the_adapter_s_one_session() -> None:
         assert client._adapter._wire(0) is first
     finally:
         client.close()
+
+
+def test_a_retrying_call_says_so_at_once_and_then_every_ten_seconds(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stalled server for a 35s budget: one info line at the first failed round, then one
+    per RETRY_NOTE_S (not one per attempt, not silence), each naming what, where and why."""
+    client, _ = client_with(clock, stall(clock), request_timeout_s=2)
+    with caplog.at_level("INFO", logger="vault_inject.client.adapter"), pytest.raises(UnreachableError):
+        client.lookup_self(budget_s=35)
+    notes = [r for r in caplog.records if r.levelname == "INFO" and "retrying token lookup" in r.getMessage()]
+    assert len(notes) >= 3
+    assert notes[0].getMessage().startswith("retrying token lookup: ")
+    assert all(r.getMessage().startswith("still retrying token lookup: ") for r in notes[1:])
+    assert f"{ADDRESS} did not answer (timed out); giving up in" in notes[0].getMessage()
+    left = [int(r.getMessage().rpartition("giving up in ")[2].removesuffix("s")) for r in notes]
+    assert all(earlier - later >= adapter.RETRY_NOTE_S for earlier, later in itertools.pairwise(left))
+
+
+def test_a_call_without_budget_says_nothing_at_info(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One attempt (a poll): its failure is the caller's to report, no retry note."""
+    client, _ = client_with(clock, stall(clock))
+    with caplog.at_level("INFO", logger="vault_inject.client.adapter"), pytest.raises(UnreachableError):
+        client.lookup_self(budget_s=0)
+    assert [r for r in caplog.records if "retrying" in r.getMessage()] == []

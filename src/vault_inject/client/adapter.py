@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 30.0
 MIN_ATTEMPT_TIMEOUT_S = 1.0  # an attempt near the retry deadline still gets this long
 MAX_REDIRECTS = 5
+RETRY_NOTE_S = 10.0  # while a call keeps retrying, one info line this often
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ class InjectAdapter(Adapter):  # type: ignore[misc]  # hvac is untyped
         deadline = operation.since + budget_s
         rounds = 0
         tried: set[int] = set()  # the addresses that failed in this round
+        said_at: float | None = None  # when the retrying was last logged at info
         while True:
             index = self.failover.current
             try:
@@ -258,8 +260,27 @@ class InjectAdapter(Adapter):  # type: ignore[misc]  # hvac is untyped
                 wait_s = max(backoff.delay_s(rounds), retry_after_s)
                 if self.clock() + wait_s > deadline:
                     raise self._gave_up(operation, exc, retry_after_s) from None
+                said_at = self._say_retrying(operation, index, exc, deadline, said_at)
                 log.debug("retrying %s in %.2fs: %s", operation.what, wait_s, exc)
                 self.sleep(wait_s)
+
+    def _say_retrying(
+        self, operation: Operation, index: int, exc: TransientError, deadline: float, said_at: float | None
+    ) -> float | None:
+        """One info line at the first failed round of a call, then one every RETRY_NOTE_S:
+        what is retried, where, why, and for how long still (silence looked like a hang)."""
+        now = self.clock()
+        if said_at is not None and now - said_at < RETRY_NOTE_S:
+            return said_at
+        log.info(
+            "%s %s: %s did not answer (%s); giving up in %.0fs",
+            "still retrying" if said_at is not None else "retrying",
+            operation.what,
+            self.failover.address(index),
+            exc,
+            max(0.0, deadline - now),
+        )
+        return now
 
     def _time_left(self, budget_s: float, deadline: float) -> bool:
         """True while the budget allows another attempt (a call with no budget tries every

@@ -433,7 +433,11 @@ class _KV:
         messages name it ``shown`` (default: ``logical`` quoted; a path computed in a
         template is not named)."""
         shown = shown or f"'{logical}'"
-        mount = self.mount_for(logical, budget_s, since, shown)
+        try:
+            mount = self.mount_for(logical, budget_s, since, shown)
+        except PermissionDenied:
+            self._unmounted(logical, budget_s, since, shown)
+            raise
         try:
             with self._client._call(shown, budget_s, since):
                 if mount is not None and mount.kv_version == 2:
@@ -447,6 +451,18 @@ class _KV:
             # computed path's mount is part of it: not named either.
             where = f"at '{mount.path}'" if mount is not None and shown == f"'{logical}'" else "there"
             raise SecretNotFound(f"{shown}: no secrets engine is mounted {where}") from None
+
+    def _unmounted(self, logical: str, budget_s: float | None, since: float | None, shown: str) -> None:
+        """The server refuses a mount lookup ("preflight capability check") for a path where
+        nothing is mounted even to a token allowed everything: a plain read tells them apart
+        (404 "no handler for route": SecretNotFound; anything else: the refusal stands)."""
+        try:
+            with self._client._call(shown, budget_s, since):
+                self._client.hvac.adapter.get(f"/v1/{_url_path(logical)}")
+        except NoRoute:
+            raise SecretNotFound(f"{shown}: no secrets engine is mounted there") from None
+        except SecretError:
+            return
 
     def put(self, logical: str, data: Mapping[str, Any], budget_s: float | None) -> None:
         """Write ``data`` at ``logical`` (a new version on KV v2). (POST /<mount>/data/<path>
@@ -476,6 +492,8 @@ class _KV:
             )
         except hvac_errors.InvalidPath as exc:  # a deleted or destroyed version: 404 with its metadata
             metadata = _dict(_dict(_dict(exc.json).get("data")).get("metadata"))
+            if not metadata and version is not None and shown != COMPUTED_PATH:
+                raise SecretNotFound(f"{shown} has no version {version}") from None
             if not metadata:
                 raise
             raise SecretNotFound(_kv2_missing_message(shown, version, metadata)) from None

@@ -180,6 +180,8 @@ def _too_large(what: str) -> SecretError:
 
 def _tls_reason(exc: Exception) -> str:
     # SSLError is a ConnectionError: without this it would read "connection refused"
+    if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+        return "TLS handshake failed: the server answered in plain HTTP (use an http:// address?)"
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return "the server's certificate is not trusted (give --ca-cert, or --tls-skip-verify)"
     if "CERTIFICATE_REQUIRED" in str(exc) or "HANDSHAKE_FAILURE" in str(exc):
@@ -193,6 +195,9 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
         return "the answer was cut short"
     if isinstance(exc, requests.exceptions.ConnectionError):
+        cause = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(cause, urllib3.exceptions.NameResolutionError):
+            return "the server's host name did not resolve"
         return "connection refused or reset"
     return type(exc).__name__
 
