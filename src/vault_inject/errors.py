@@ -27,7 +27,7 @@ original is chained is decided by what it can carry:
   of a config value or option (the value is already quoted in our message), TOML syntax
   errors of our config files (line and column), ``pwd``/``grp`` lookups.
 * ``raise Ours(...) from None`` where the cause could carry a secret or a response body:
-  anything from requests/hvac or the transport (bodies, URLs with query strings), Jinja
+  anything from requests/hvac or the adapter (bodies, URLs with query strings), Jinja
   and the sandbox (a message can quote a value computed from a secret), a
   ``UnicodeDecodeError``/``UnicodeEncodeError`` (it holds the bytes: of a credential
   file, of rendered text), base64 decoding of a secret, and an ``InjectError`` raised

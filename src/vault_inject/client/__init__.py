@@ -1,5 +1,5 @@
-"""The server client: transport (deadlines, failover, TLS), the Vault operations, logins,
-and the pure lease and backoff decisions.
+"""The server client: hvac with inject's adapter (deadlines, failover, TLS), the Vault
+operations as hvac calls, logins, revocation at exit, and the pure lease and backoff decisions.
 """
 
 from __future__ import annotations

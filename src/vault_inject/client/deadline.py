@@ -2,7 +2,7 @@
 
 A deadline here is wall-clock time for the whole attempt, not a socket timeout: a server
 that trickles a byte every 0.5 s never trips a read timeout. Every connection an attempt
-reads from registers with the attempt's ``Watch`` (``watched``, called by transport's
+reads from registers with the attempt's ``Watch`` (``watched``, called by the wire's
 urllib3 connection subclasses); giving up on the attempt shuts those sockets down, so the
 read blocked on one returns at once.
 

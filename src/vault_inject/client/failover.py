@@ -4,7 +4,7 @@ than once, ``[vault] addresses``). Pure decisions; thread-safe, as a client and 
 
 * Start with the first address.
 * Sticky: the current address stays current until a request to it fails in a way that says
-  "another node may answer" (the transport decides which: connection refused or reset,
+  "another node may answer" (the adapter decides which: connection refused or reset,
   timed out, 5xx, 429/473 standby, 503 sealed); then the next address in the list (wrapping
   around) becomes current and stays so. A healthy first address is not taken back once
   another is current, so inject never flaps between nodes.
