@@ -6,13 +6,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tests.support import Bao, bao_server, forbid, secret_value
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Another user, for attacks from outside inject's user (setpriv: uid/gid 65534, no groups).
 NOBODY = 65534
@@ -106,3 +111,31 @@ def audited_server(workdir: Path) -> Iterator[tuple[Bao, Path]]:
     )
     with bao_server(workdir, f"-config={config}") as server:
         yield server, log_file
+
+
+def measured(
+    argv: list[str], *, env: Mapping[str, str], cwd: Path, limit_bytes: int, timeout_s: float = 60
+) -> tuple[int, int, str, float]:
+    """Run ``argv`` under an address-space cap: exit code, its own peak RSS in bytes, stderr,
+    seconds taken (through ``tests/e2e/peak.py``: see there why not straight from here)."""
+    started = time.monotonic()
+    with open(cwd / "measured.stderr", "w+b") as stderr:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.peak", str(limit_bytes), "--", *argv],
+            env={**env, "PYTHONPATH": str(REPO)},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,  # a timeout kills the command with its runner
+        )
+        try:
+            out, _ = runner.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+            raise AssertionError(f"{argv[-3:]} still running after {timeout_s}s") from None
+        stderr.seek(0)
+        output = stderr.read().decode(errors="replace")
+    code, peak = (int(n) for n in out.split())
+    return code, peak, output, time.monotonic() - started

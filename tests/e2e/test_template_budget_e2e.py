@@ -2,22 +2,19 @@
 
 Each template first reads a real secret, then tries to make a huge value or run for minutes.
 inject must exit 3 with one line naming the template, within the render budget, and its peak
-resident size (``ru_maxrss`` from ``wait4`` of that very process) must stay under 150 MB. The
+resident size (``ru_maxrss`` of that very process, ``helpers_e2e.measured``) must stay under 150 MB. The
 child runs under a 1 GiB address-space limit only so that a regression cannot exhaust the
 shared test machine; the budget, not that limit, is what must stop it.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import write
+from tests.e2e.helpers_e2e import measured, write
 from tests.support import Bao, inject_argv, inject_env, record_output, secret_value
 from tests.unit.test_sandbox import HOSTILE, REFUSED, SLOW
 from vault_inject.errors import EXIT_RENDER
@@ -32,42 +29,14 @@ def _render(text: str, *, bao: Bao, prefix: str, tmp_path: Path) -> tuple[int, s
     bao.kv_put(f"{prefix}/app", value=secret_value())
     write(tmp_path / "evil.j2", "{% set v = secret('" + prefix + "/app').value %}" + text)
     env = inject_env(bao, {"INJECT_RENDER_TIMEOUT": RENDER_TIMEOUT, "INJECT_RETRY_TIMEOUT": "5s"})
-    started = time.monotonic()
-    with open(tmp_path / "stderr", "w+b") as stderr:
-        # The address-space cap through prlimit(1), not a preexec_fn: that would make Popen fork
-        # (not vfork), and a forked child's ru_maxrss starts at the test process's own RSS.
-        process = subprocess.Popen(
-            [
-                "prlimit",
-                f"--as={SAFETY_AS_BYTES}",
-                "--",
-                *inject_argv("render", "-t", "evil.j2:out/evil.txt"),
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        status, peak_bytes = _wait_with_rusage(process, timeout_s=60)
-        stderr.seek(0)
-        output = stderr.read().decode(errors="replace")
+    code, peak_bytes, output, seconds = measured(
+        inject_argv("render", "-t", "evil.j2:out/evil.txt"),
+        env=env,
+        cwd=tmp_path,
+        limit_bytes=SAFETY_AS_BYTES,
+    )
     record_output(output)
-    return os.waitstatus_to_exitcode(status), output, peak_bytes, time.monotonic() - started
-
-
-def _wait_with_rusage(process: subprocess.Popen[bytes], *, timeout_s: float) -> tuple[int, int]:
-    """Reap ``process`` with wait4 (its own peak RSS, not all children's); kill it past the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
-            return status, usage.ru_maxrss * 1024  # KiB on Linux
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"inject render still running after {timeout_s}s")
-        time.sleep(0.02)
+    return code, output, peak_bytes, seconds
 
 
 @pytest.mark.parametrize("text", [*HOSTILE, *SLOW.values()])
