@@ -13,10 +13,10 @@ import pytest
 
 from tests.unit.fakeclock import FakeClock
 from tests.unit.test_transport import MOUNT_INFO, answer, client_with
-from vault_inject.cli.app import prepare
+from vault_inject.cli.app import plan_lines, prepare
 from vault_inject.client.sshcert import valid_before
 from vault_inject.config.settings import CliOptions, build_config
-from vault_inject.errors import RenderError, SecretNotFound
+from vault_inject.errors import InjectError, RenderError, SecretNotFound
 from vault_inject.loop.lifecycle import Lifecycle
 from vault_inject.model import COMPUTED_PATH, KvList, KvRead, Request, Secret, SecretWrite
 from vault_inject.render.engine import Engine
@@ -314,3 +314,56 @@ def test_anything_but_an_expiring_ssh_certificate_has_no_end(text: object) -> No
 def clock() -> FakeClock:
     """A fresh fake clock (time moves only when the client sleeps)."""
     return FakeClock()
+
+
+# --- naming: plan output and errors -----------------------------------------------------------
+
+
+class Refusing(Server):
+    """Refuses every request, quoting its path (as a careless reader might)."""
+
+    def fetch(self, request: Request) -> Secret:
+        from vault_inject.errors import PermissionDenied
+
+        raise PermissionDenied(f"permission denied reading '{request.path}'")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ secrets('secret/' ~ env('WHO')) }}",
+        "{{ secret_write('ssh/sign/' ~ env('WHO'), public_key='k') }}",
+        "{{ secret_write('ssh/sign/app', public_key=env('WHO')) }}",
+    ],
+)
+def test_a_refused_computed_request_shows_nothing_of_its_path(text: str) -> None:
+    """A list or write whose path or parameter is computed is refused without a word of either."""
+    renderer = Renderer({"WHO": "hidden-Qx7"})
+    template = renderer.compile("t.j2", text)
+    with pytest.raises(InjectError) as caught:
+        renderer.render_all({"/o": ("t.j2", template)}, [], Refusing())
+    message = str(caught.value)
+    assert "hidden-Qx7" not in message
+    assert COMPUTED_PATH in message
+
+
+def test_a_write_with_dot_segments_is_refused_before_any_request() -> None:
+    """secret_write('ssh/../sys/x') never reaches the server."""
+    server = Server()
+    renderer = Renderer({})
+    template = renderer.compile("t.j2", "{{ secret_write('ssh/../sys/x', a=1) }}")
+    with pytest.raises(RenderError, match=r"'ssh/\.\./sys/x' contains '\.' or '\.\.'"):
+        renderer.render_all({"/o": ("t.j2", template)}, [], server)
+    assert server.requests == []
+
+
+def test_plan_names_lists_and_writes_by_their_labels() -> None:
+    """`inject plan` says which list (and how many keys) and which write an output used."""
+    renderer = Renderer({})
+    text = "{{ secrets('secret/services') | length }}{{ " + SIGN + ".signed_key }}"
+    rendered = renderer.render_all(
+        {"/o": ("t.j2", renderer.compile("t.j2", text))}, [], Server({"secret/services": ["a", "b"]})
+    )
+    (line,) = plan_lines(rendered, lambda _path: None, {})
+    assert "list:secret/services 2 keys" in line
+    assert "write:ssh/sign/app?public_key=ssh-ed25519+AAAAC3+me&valid_principals=web" in line
