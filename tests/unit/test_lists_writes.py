@@ -367,3 +367,12 @@ def test_plan_names_lists_and_writes_by_their_labels() -> None:
     (line,) = plan_lines(rendered, lambda _path: None, {})
     assert "list:secret/services 2 keys" in line
     assert "write:ssh/sign/app?public_key=ssh-ed25519+AAAAC3+me&valid_principals=web" in line
+
+
+def test_a_parameter_may_be_called_path() -> None:
+    """The path is positional only: an engine's own `path` parameter is sent like any other."""
+    server = Server()
+    render("{{ secret_write('kv-like/config', path='/srv/x').sent.path }}", server)
+    (request,) = server.requests
+    assert isinstance(request, SecretWrite)
+    assert request.payload() == {"path": "/srv/x"}

@@ -373,7 +373,7 @@ class Renderer:
             listed = _fetch(cache, used, request).listed
             return list(listed or ())
 
-        def secret_write(path: str, **params: Any) -> SecretData:
+        def secret_write(path: str, /, **params: Any) -> SecretData:
             if not isinstance(path, str) or not path.strip("/"):
                 raise _MissingKey("secret_write() needs a path like 'ssh/sign/app'")
             _no_dot_segments(path, names)
