@@ -376,3 +376,25 @@ def test_a_parameter_may_be_called_path() -> None:
     (request,) = server.requests
     assert isinstance(request, SecretWrite)
     assert request.payload() == {"path": "/srv/x"}
+
+
+@pytest.mark.parametrize(
+    ("mount", "sent"),
+    [
+        ({"path": "kv1/", "type": "kv", "options": {"version": "1"}}, "kv1/services"),
+        ({"path": "ssh-x/", "type": "ssh"}, "ssh-x/roles"),
+    ],
+)
+def test_kv1_and_other_engines_are_a_plain_list(clock: FakeClock, mount: dict[str, Any], sent: str) -> None:
+    """KV v1 lists the path itself, another engine (SSH roles) too: LIST /v1/PATH."""
+
+    def script(request: Any) -> Any:
+        if "sys/internal/ui/mounts" in request.url:
+            return answer(200, {"data": mount})
+        return answer(200, {"data": {"keys": ["b", "a"]}})
+
+    client, wire = client_with(clock, script)
+    secret = client.fetch(KvList.of(sent))
+    listed = [(s.method, s.url.rpartition("/v1/")[2]) for s in wire.calls if "mounts" not in s.url]
+    assert listed == [("LIST", sent)]
+    assert secret.listed == ("a", "b")
