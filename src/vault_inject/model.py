@@ -14,7 +14,7 @@ READ_WORKERS = 8  # concurrent reads for a render or a poll (requests' default p
 # mask) is named in logs, errors and plan output: nothing of its path or parameters is shown.
 COMPUTED_PATH = "(a path computed in the template)"
 
-_R = TypeVar("_R", "KvRead", "PkiIssue", "TransitDecrypt")
+_R = TypeVar("_R", "KvRead", "KvList", "PkiIssue", "TransitDecrypt", "SecretWrite")
 
 
 def computed_in_template(request: _R) -> _R:
@@ -22,7 +22,7 @@ def computed_in_template(request: _R) -> _R:
     return replace(request, computed=True)
 
 
-def quoted(request: KvRead | PkiIssue | TransitDecrypt) -> str:
+def quoted(request: Request) -> str:
     """The request's path in quotes for a message, or that it was computed."""
     return COMPUTED_PATH if request.computed else f"'{request.path}'"
 
@@ -62,12 +62,18 @@ class Secret:
     lease_duration_s: int = 0
     renewable: bool = False
     kv_version: int | None = None
-    expires_at: float | None = None  # epoch seconds (PKI certificates)
-    issued_at: float | None = None  # epoch seconds (PKI certificates)
+    expires_at: float | None = None  # epoch seconds (PKI and SSH certificates)
+    issued_at: float | None = None  # epoch seconds (PKI and SSH certificates)
+    # A list's key names (``secrets()``): kept out of ``data`` on purpose, since every string
+    # in ``data`` is masked as a secret value, and the server does not hide key names
+    # (no policy filters a LIST; its docs say key names are not sensitive).
+    listed: tuple[str, ...] | None = None
 
     @property
     def describe(self) -> str:
         """Version or lease, for logs: ``v3``, ``lease database/creds/ro/abc (3600s)``."""
+        if self.listed is not None:
+            return f"{len(self.listed)} keys"
         if self.version is not None:
             return f"v{self.version}"
         if self.lease_id:
@@ -93,6 +99,25 @@ class KvRead:
     def label(self) -> str:
         """How logs and plan output name it: the path (unless a template computed it)."""
         return COMPUTED_PATH if self.computed else self.path
+
+
+@dataclass(frozen=True)
+class KvList:
+    """List the keys under ``path`` (normalised): KV v2 through its metadata, KV v1 and any
+    other engine with a plain LIST. Polled like a KV read: a key added or removed is a change."""
+
+    path: str
+    computed: bool = field(default=False, compare=False, repr=False)  # see computed_in_template
+
+    @classmethod
+    def of(cls, path: str) -> KvList:
+        """The list ``secrets(path)`` makes (``/secret//services/`` is ``secret/services``)."""
+        return cls(normalize_path(path))
+
+    @property
+    def label(self) -> str:
+        """How logs and plan output name it: ``list:secret/services``."""
+        return f"list:{COMPUTED_PATH if self.computed else self.path}"
 
 
 @dataclass(frozen=True)
@@ -149,8 +174,54 @@ class TransitDecrypt:
         return f"transit:{self.path}#{self.ciphertext}"
 
 
+@dataclass(frozen=True)
+class SecretWrite:
+    """Write ``params`` to ``path`` on any engine (``ssh/sign/ROLE``, ``totp/code/NAME``,
+    ``aws/sts/ROLE``...) and take the answer's data. The values are kept as JSON text, so
+    equal requests (parameters in any order) are one write within a render and a run."""
+
+    path: str
+    params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    computed: bool = field(default=False, compare=False, repr=False)  # see computed_in_template
+
+    @classmethod
+    def of(cls, path: str, params: Mapping[str, Any]) -> SecretWrite:
+        """The request ``secret_write(path, **params)`` makes; TypeError when a value is not
+        JSON (text, a number, a boolean, null, or lists and mappings of those)."""
+        import json  # here: only templates that write pay for it
+
+        encoded = ((str(k), json.dumps(v, sort_keys=True, allow_nan=False)) for k, v in params.items())
+        return cls(normalize_path(path), tuple(sorted(encoded)))
+
+    def payload(self) -> dict[str, Any]:
+        """The parameters as sent (JSON values)."""
+        import json
+
+        return {name: json.loads(value) for name, value in self.params}
+
+    @property
+    def label(self) -> str:
+        """How logs and plan output name it: ``write:ssh/sign/app?valid_principals=web``."""
+        if self.computed:
+            return f"write:{COMPUTED_PATH}"
+        if not self.params:
+            return f"write:{self.path}"
+        from urllib.parse import urlencode
+
+        shown = [(name, _as_text(value)) for name, value in self.params]
+        return f"write:{self.path}?{urlencode(shown)}"
+
+
+def _as_text(encoded: str) -> str:
+    """A JSON-encoded parameter as a person wrote it: text without its quotes."""
+    import json
+
+    value = json.loads(encoded)
+    return value if isinstance(value, str) else encoded
+
+
 # One thing to ask the server for; also the key of what a render read (ReadCache, deps).
-Request = KvRead | PkiIssue | TransitDecrypt
+Request = KvRead | KvList | PkiIssue | TransitDecrypt | SecretWrite
 
 
 def request_order(request: Request) -> tuple[str, int]:

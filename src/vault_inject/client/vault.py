@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -29,10 +30,12 @@ from ..log import register_secret, replace_secrets
 from ..model import (
     COMPUTED_PATH,
     READ_WORKERS,
+    KvList,
     KvRead,
     PkiIssue,
     Request,
     Secret,
+    SecretWrite,
     TokenInfo,
     TransitDecrypt,
     quoted,
@@ -42,6 +45,7 @@ from ..model import (
 from ..refs import normalize_path
 from .adapter import InjectAdapter, ServerSettings, WireFactory
 from .failover import Failover
+from .sshcert import valid_before
 from .translate import NoRoute, translated
 
 if TYPE_CHECKING:
@@ -338,7 +342,7 @@ class VaultClient:
         since = self.clock()
         todo = sorted(set(requests), key=request_order)
         for request in todo:  # one mount lookup per mount, before the fan-out
-            if isinstance(request, KvRead):
+            if isinstance(request, KvRead | KvList):
                 with contextlib.suppress(SecretError):
                     self._kv.mount_for(request.path, budget_s, since, quoted(request))
         found: dict[Request, Secret] = {}
@@ -355,14 +359,10 @@ class VaultClient:
         """POST ``params`` to ``path`` for engines that issue on a write (``aws/sts/ROLE``,
         ``ssh/creds/ROLE``, ...) and return the answer as a Secret with its lease.
         (POST /<path>)"""
-        logical = normalize_path(path)
-        with self._call(f"'{logical}'", budget_s):
-            body = _dict(self.hvac.write_data(_url_path(logical), data=dict(params)))
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise SecretNotFound(f"'{logical}' returned no data")
-        _register_values(data, owner=("write", logical))
-        return _leased(logical, data, body)
+        secret = self.fetch(SecretWrite.of(path, params), budget_s=budget_s)
+        if not secret.data:
+            raise SecretNotFound(f"'{secret.path}' returned no data")
+        return secret
 
     def kv_put(self, path: str, data: Mapping[str, Any], *, budget_s: float | None = None) -> None:
         """Write ``data`` at ``path`` (a new version on KV v2); used by ``inject dev`` seeding."""
@@ -375,6 +375,13 @@ class VaultClient:
         if isinstance(request, TransitDecrypt):
             with self._call(f"decryption with {quoted(request)}", budget_s, since):
                 return self._decrypt(request)
+        if isinstance(request, SecretWrite):
+            with self._call(quoted(request), budget_s, since):
+                return self._write(request)
+        if isinstance(request, KvList):
+            listed = self._kv.list(request.path, budget_s, since, quoted(request))
+            log.debug("listed %s: %d keys", request.label, len(listed))
+            return Secret(path=request.path, data={}, listed=listed)
         secret = self._kv.read(request.path, request.version, budget_s, since, quoted(request))
         _register_values(secret.data, owner=request)
         log.debug("read %s %s", request.label, secret.describe)
@@ -403,6 +410,19 @@ class VaultClient:
             expires_at=float(data.get("expiration") or 0) or None,
             issued_at=time.time(),
         )
+
+    def _write(self, request: SecretWrite) -> Secret:
+        """One write with parameters to any engine; its answer's data (empty when the server
+        answers none), its lease, and an SSH certificate's end. (POST /<path>)"""
+        body = _dict(self.hvac.write_data(_url_path(request.path), data=request.payload()))
+        data = _dict(body.get("data"))
+        _register_values(data, owner=request)
+        log.debug("wrote %s", request.label)
+        secret = _leased(request.path, data, body)
+        expires_at = valid_before(data.get("signed_key"))  # the SSH engine's sign
+        if expires_at is None:
+            return secret
+        return dataclasses.replace(secret, expires_at=expires_at, issued_at=time.time())
 
     def _decrypt(self, request: TransitDecrypt) -> Secret:
         """One plaintext. (POST /<mount>/decrypt/<key>)"""
@@ -463,6 +483,33 @@ class _KV:
             raise SecretNotFound(f"{shown}: no secrets engine is mounted there") from None
         except SecretError:
             return
+
+    def list(
+        self, logical: str, budget_s: float | None, since: float | None, shown: str = ""
+    ) -> tuple[str, ...]:
+        """The key names under ``logical``, sorted (a folder's ends in '/'); none when
+        nothing is there. KV v2 lists its metadata; KV v1 and other engines a plain LIST.
+        (LIST /<mount>/metadata/<path> or /<path>)"""
+        shown = shown or f"'{logical}'"
+        mount = self.mount_for(logical, budget_s, since, shown)
+        try:
+            with self._client._call(shown, budget_s, since):
+                body = self._list(logical, mount)
+        except NoRoute:
+            raise SecretNotFound(f"{shown}: no secrets engine is mounted there") from None
+        except SecretNotFound:
+            return ()  # a LIST of a path with nothing under it is a 404
+        keys = _dict(body.get("data")).get("keys")
+        return tuple(sorted(str(key) for key in keys)) if isinstance(keys, list) else ()
+
+    def _list(self, logical: str, mount: _Mount | None) -> dict[str, Any]:
+        kv = self._client.hvac.secrets.kv
+        if mount is not None and mount.kv_version == 2:
+            return _dict(kv.v2.list_secrets(mount.rest(logical), mount_point=mount.name))
+        if mount is not None and mount.kv_version == 1:
+            return _dict(kv.v1.list_secrets(mount.rest(logical), mount_point=mount.name))
+        # hvac's Client.list turns every 404 into None (hiding NoRoute): the adapter's own
+        return _dict(self._client.hvac.adapter.list(f"/v1/{_url_path(logical)}"))
 
     def put(self, logical: str, data: Mapping[str, Any], budget_s: float | None) -> None:
         """Write ``data`` at ``logical`` (a new version on KV v2). (POST /<mount>/data/<path>

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..client import Plan, backoff, leases
 from ..errors import InjectError, UnreachableError
-from ..model import PkiIssue, Request, Secret
+from ..model import PkiIssue, Request, Secret, SecretWrite
 from ..observe import Expiry
 
 if TYPE_CHECKING:  # annotations only: importing the client loads hvac and requests
@@ -129,7 +129,7 @@ class Lifecycle:
     def expiries(self) -> list[Expiry]:
         """When each lease, certificate and the token end unless renewed or re-read."""
         found = [
-            Expiry(_kind(key), _what(key), plan.expires_at, plan.ttl_s)
+            Expiry(_kind(key, plan), _what(key), plan.expires_at, plan.ttl_s)
             for key, plan in self.plans.items()
             if plan.expires_at is not None
         ]
@@ -268,11 +268,14 @@ class Lifecycle:
         self._issued_by.clear()
 
 
-def _kind(request: Request) -> str:
-    return "certificate" if isinstance(request, PkiIssue) else "lease"
+def _kind(request: Request, plan: Plan) -> str:
+    """A PKI certificate, an SSH certificate from a write (no lease), or a lease."""
+    certificate = isinstance(request, PkiIssue) or (isinstance(request, SecretWrite) and not plan.lease_id)
+    return "certificate" if certificate else "lease"
 
 
 def _what(request: Request) -> str:
-    """The configured path (a certificate's role path, without its parameters); a path a
-    template computed is not named (see ``model.computed_in_template``)."""
-    return request.path if isinstance(request, PkiIssue) and not request.computed else request.label
+    """The configured path (a certificate's role path or a write's path, without their
+    parameters); a path a template computed is not named (see ``model.computed_in_template``)."""
+    with_params = isinstance(request, PkiIssue | SecretWrite)
+    return request.path if with_params and not request.computed else request.label

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..config import Config
 from ..errors import InjectError
 from ..identity import Identity
-from ..model import FileWrite, KvRead, PkiIssue, Request, Secret, request_order
+from ..model import FileWrite, KvList, KvRead, PkiIssue, Request, Secret, SecretWrite, request_order
 from .outputs import EnvSpec, ReadCache, Rendered, SecretReader, TemplateRenderer
 
 if TYPE_CHECKING:  # a Job holds compiled templates; only compiling them needs jinja2 (app)
@@ -87,6 +87,10 @@ def describe_change(request: Request, old: Secret | None, new: Secret) -> str:
     """``secret/services/n8n v3 -> v4``, ``new lease for database/creds/ro``, never a value."""
     if isinstance(request, PkiIssue):
         return f"new certificate from {request.label if request.computed else request.path}"
+    if isinstance(request, KvList):
+        return f"{request.label}: {_keys_change(old, new)}"
+    if isinstance(request, SecretWrite) and not new.lease_id:
+        return f"new answer from {request.label}"
     if old is not None and old.version is not None and new.version is not None:
         return f"{request.label} v{old.version} -> v{new.version}"
     if new.lease_id:
@@ -124,16 +128,22 @@ class Engine:
         self.deps.update(rendered.deps)
 
     def polled_keys(self) -> list[Request]:
-        """The secrets to check each poll: KV secrets read without a pinned version."""
+        """The secrets to check each poll: KV secrets read without a pinned version, and
+        lists (``secrets()``: a key added or removed is a change)."""
         used = set().union(*self.deps.values()) if self.deps else set()
         return sorted(
             (
                 key
                 for key in used
-                if isinstance(key, KvRead)
-                and key.version is None
-                and key in self.secrets
-                and self.secrets[key].kv_version is not None
+                if key in self.secrets
+                and (
+                    isinstance(key, KvList)
+                    or (
+                        isinstance(key, KvRead)
+                        and key.version is None
+                        and self.secrets[key].kv_version is not None
+                    )
+                )
             ),
             key=request_order,
         )
@@ -152,7 +162,7 @@ class Engine:
             old = self.secrets.get(key)
             if old is not None and self._went_back(key, old, new):
                 continue
-            if old is None or old.version != new.version or old.data != new.data:
+            if old is None or (old.version, old.data, old.listed) != (new.version, new.data, new.listed):
                 changed[key] = describe_change(key, old, new)
                 log.debug("%s", changed[key])
             self.secrets[key] = new
@@ -253,6 +263,16 @@ class Engine:
             self.files.pop(out, None)
             if out.startswith(ENV_PREFIX):
                 self.env.pop(out[len(ENV_PREFIX) :], None)
+
+
+def _keys_change(old: Secret | None, new: Secret) -> str:
+    """``2 keys added, 1 removed``: counts only (a list's key names are shown by no message
+    whose template may have computed the path)."""
+    before, after = set(old.listed or ()) if old else set(), set(new.listed or ())
+    added, removed = len(after - before), len(before - after)
+    parts = [f"{added} key{'s' * (added != 1)} added"] if added else []
+    parts += [f"{removed} key{'s' * (removed != 1)} removed"] if removed else []
+    return ", ".join(parts) or "keys changed"
 
 
 def created_later(new: Secret, old: Secret) -> bool:

@@ -34,11 +34,23 @@ def literal_names(tree: jinja2.nodes.Template) -> tuple[str | int, ...]:
     (sorted: what the compile cache stores)."""
     found: set[str | int] = set()
     for const in tree.find_all(jinja2.nodes.Const):
-        if is_literal_type(const.value):
-            found.add(const.value)
+        found.update(_constants(const.value))
     for node in tree.find_all(jinja2.nodes.Getattr):
         found.add(node.attr)
     return tuple(sorted(found, key=lambda name: (isinstance(name, int), str(name))))
+
+
+def _constants(value: Any) -> Iterator[str | int]:
+    """The names in a constant; Jinja's compiler folds a list of constants into one."""
+    if is_literal_type(value):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _constants(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _constants(key)
+            yield from _constants(item)
 
 
 def is_literal_type(value: Any) -> bool:

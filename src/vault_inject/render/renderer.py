@@ -26,7 +26,16 @@ from jinja2.sandbox import safe_range
 
 from ..errors import InjectError, RenderError, SecretNotFound
 from ..log import redact
-from ..model import KvRead, PkiIssue, Request, Secret, TransitDecrypt, computed_in_template
+from ..model import (
+    KvList,
+    KvRead,
+    PkiIssue,
+    Request,
+    Secret,
+    SecretWrite,
+    TransitDecrypt,
+    computed_in_template,
+)
 from .compilecache import CompileCache, Keys
 from .names import NamedUndefined, Names, is_literal, literal_names, rendering, shown, shown_path
 from .outputs import (
@@ -354,8 +363,37 @@ class Renderer:
             found = _fetch(cache, used, request)
             return str(found.data["plaintext"])
 
+        def secrets(path: str) -> list[str]:
+            if not isinstance(path, str) or not path.strip("/"):
+                raise _MissingKey("secrets() needs a path like 'secret/services'")
+            _no_dot_segments(path, names)
+            request = KvList.of(path)
+            if not is_literal(path, names):
+                request = computed_in_template(request)
+            listed = _fetch(cache, used, request).listed
+            return list(listed or ())
+
+        def secret_write(path: str, /, **params: Any) -> SecretData:
+            if not isinstance(path, str) or not path.strip("/"):
+                raise _MissingKey("secret_write() needs a path like 'ssh/sign/app'")
+            _no_dot_segments(path, names)
+            plain = {name: _plain(value) for name, value in params.items()}
+            try:
+                request = SecretWrite.of(path, plain)
+            except (TypeError, ValueError):
+                raise _MissingKey(
+                    f"secret_write({shown_path(path, names)}): parameters must be text, numbers,"
+                    " booleans or lists and mappings of those"
+                ) from None
+            if not (is_literal(path, names) and all(_literal_value(v, names) for v in plain.values())):
+                request = computed_in_template(request)
+            found = _fetch(cache, used, request)
+            return SecretData(shown_path(path, names), found.data, names)
+
         return {
             "secret": secret,
+            "secrets": secrets,
+            "secret_write": secret_write,
             "secret_meta": secret_meta,
             "secret_previous": secret_previous,
             "pki_cert": pki_cert,
@@ -395,6 +433,18 @@ def _read(
     if not (is_literal(path, names) and (version is None or version_known or is_literal(version, names))):
         request = computed_in_template(request)
     return _fetch(cache, used, request)
+
+
+def _literal_value(value: Any, names: Names) -> bool:
+    """True when a parameter is written in the template: a literal string or number, a
+    boolean or none (one bit: no secret hides in it), or a list or mapping of literals."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_literal_value(item, names) for item in value)
+    if isinstance(value, Mapping):
+        return all(is_literal(k, names) and _literal_value(v, names) for k, v in value.items())
+    return is_literal(value, names)
 
 
 def _no_dot_segments(path: str, names: Names) -> None:
