@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vault_inject.client import replies, vault, wire
+from vault_inject.client import answers, kv, replies, wire
 
 
 @pytest.mark.parametrize(
@@ -57,13 +57,13 @@ def test_tls_reasons_name_the_fix(text: str, needle: str) -> None:
 )
 def test_kv2_missing_messages(metadata: dict[str, object], expected: str) -> None:
     """A KV v2 404 says whether the version was deleted, destroyed or never written."""
-    assert vault._kv2_missing_message("'secret/a'", None, metadata) == expected
+    assert kv.kv2_missing_message("'secret/a'", None, metadata) == expected
 
 
 def test_kv2_missing_message_names_the_version() -> None:
     """A pinned version is named in the message."""
     assert (
-        vault._kv2_missing_message("'secret/a'", 3, {"destroyed": True})
+        kv.kv2_missing_message("'secret/a'", 3, {"destroyed": True})
         == "version 3 of 'secret/a' was destroyed"
     )
 
@@ -72,7 +72,7 @@ def test_values_inside_lists_are_registered_for_redaction() -> None:
     """A KV value that is a JSON array (or nested in one) is masked in logs like any string value."""
     from vault_inject.log import MASK, redact
 
-    vault._register_values(
+    answers.register_values(
         {"keys": ["list-held-secret-1", {"inner": "nested-held-secret-2"}]}, owner=("secret", "a", None)
     )
     assert redact("a list-held-secret-1 b nested-held-secret-2") == f"a {MASK} b {MASK}"
@@ -83,9 +83,9 @@ def test_a_reread_replaces_the_values_masked_for_that_path() -> None:
     stays the size of what is in use; a value another path still holds stays masked."""
     from vault_inject.log import MASK, redact
 
-    vault._register_values({"v": "rotated-away-value", "s": "shared-held-value"}, owner=("secret", "a", None))
-    vault._register_values({"v": "shared-held-value"}, owner=("secret", "b", None))
-    vault._register_values({"v": "the-new-value-1"}, owner=("secret", "a", None))
+    answers.register_values({"v": "rotated-away-value", "s": "shared-held-value"}, owner=("secret", "a", None))
+    answers.register_values({"v": "shared-held-value"}, owner=("secret", "b", None))
+    answers.register_values({"v": "the-new-value-1"}, owner=("secret", "a", None))
     assert redact("rotated-away-value") == "rotated-away-value"
     assert redact("shared-held-value the-new-value-1") == f"{MASK} {MASK}"
 
@@ -94,4 +94,4 @@ def test_kv2_missing_message_of_a_computed_path_shows_no_version() -> None:
     """A template computed the path (and maybe the version, from a value): neither is shown."""
     from vault_inject.model import COMPUTED_PATH
 
-    assert vault._kv2_missing_message(COMPUTED_PATH, 19, {}) == f"no secret at {COMPUTED_PATH}"
+    assert kv.kv2_missing_message(COMPUTED_PATH, 19, {}) == f"no secret at {COMPUTED_PATH}"

@@ -10,25 +10,19 @@ requests share it, e.g. a mount lookup and the read after it); ``None`` is the c
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import hvac
 from hvac import exceptions as hvac_errors
 
 from ..errors import AuthError, PermissionDenied, SecretError, SecretNotFound, UsageError
 from ..fanout import fan_out
-from ..log import register_secret, replace_secrets
 from ..model import (
-    COMPUTED_PATH,
     READ_WORKERS,
     KvList,
     KvRead,
@@ -40,13 +34,14 @@ from ..model import (
     TransitDecrypt,
     quoted,
     request_order,
-    strings_in,
 )
 from ..refs import normalize_path
+from . import engines
 from .adapter import InjectAdapter, ServerSettings, WireFactory
+from .answers import dict_of, register_values
 from .failover import Failover
-from .sshcert import valid_before
-from .translate import NoRoute, translated
+from .kv import KV
+from .translate import translated
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -56,7 +51,6 @@ __all__ = ["LeaseRenewal", "Login", "Secret", "ServerSettings", "VaultClient", "
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"
-_PATH_SAFE = "/-_.~@:"  # a path's characters sent as they are; '?' and '#' never
 
 
 def server_settings(config: Config) -> ServerSettings:
@@ -88,25 +82,6 @@ class LeaseRenewal:
     lease_id: str
     ttl_s: int
     renewable: bool
-
-
-@dataclass(frozen=True)
-class _Mount:
-    path: str  # with trailing slash, e.g. "secret/"
-    kv_version: int | None  # 1 or 2 for KV, None for any other engine
-
-    @property
-    def name(self) -> str:
-        """The mount point as hvac's ``mount_point`` takes it (``secret``)."""
-        return self.path.rstrip("/")
-
-    def rest(self, logical: str) -> str:
-        """``logical`` below the mount (KV v2's ``data/`` taken off)."""
-        return (
-            logical[len(self.path) :].removeprefix("data/")
-            if self.kv_version == 2
-            else logical[len(self.path) :]
-        )
 
 
 class VaultClient:
@@ -147,7 +122,7 @@ class VaultClient:
             failover=failover,
         )
         self._adapter: InjectAdapter = self.hvac.adapter
-        self._kv = _KV(self)
+        self._kv = KV(self)
 
     @property
     def token(self) -> str:
@@ -184,7 +159,7 @@ class VaultClient:
         self.hvac.token = token
 
     @contextlib.contextmanager
-    def _call(self, what: str, budget_s: float | None, since: float | None = None) -> Iterator[None]:
+    def call(self, what: str, budget_s: float | None, since: float | None = None) -> Iterator[None]:
         """The block's requests are ``what``, within the budget; hvac's exceptions become
         ours here, a permission error naming the token's policies."""
         budget = self.retry_timeout_s if budget_s is None else budget_s
@@ -206,7 +181,7 @@ class VaultClient:
         """Check the token works; what the server says about it. AuthError if rejected.
         (GET /auth/token/lookup-self)"""
         try:
-            with self._call("token lookup", budget_s):
+            with self.call("token lookup", budget_s):
                 body = self.hvac.auth.token.lookup_self()
         except PermissionDenied as exc:
             if not exc.token_rejected:
@@ -217,7 +192,7 @@ class VaultClient:
             raise self._rejected() from None
         except AuthError:
             raise self._rejected() from None
-        data = _dict(_dict(body).get("data"))
+        data = dict_of(dict_of(body).get("data"))
         self.policies = tuple(str(p) for p in data.get("policies") or ())
         return TokenInfo(int(data.get("ttl") or 0), bool(data.get("renewable")), self.policies)
 
@@ -238,13 +213,13 @@ class VaultClient:
         (POST /auth/<mount>/login)"""
         mount = normalize_path(mount)
         try:
-            with self._call(what, budget_s):
-                body = _dict(self._login(method, mount, credentials))
+            with self.call(what, budget_s):
+                body = dict_of(self._login(method, mount, credentials))
         except (PermissionDenied, AuthError, SecretNotFound) as exc:
             raise AuthError(f"{what} refused by {self.address}: {_kind(exc)}") from None
         except SecretError as exc:
             raise AuthError(f"{what} refused: {exc}") from None
-        auth = _dict(body.get("auth"))
+        auth = dict_of(body.get("auth"))
         token = str(auth.get("client_token") or "")
         if not token:
             raise AuthError(f"{what}: the server returned no token")
@@ -273,11 +248,11 @@ class VaultClient:
         """Renew inject's own token; AuthError when it cannot be renewed.
         (POST /auth/token/renew-self)"""
         try:
-            with self._call("token renewal", budget_s):
+            with self.call("token renewal", budget_s):
                 body = self.hvac.auth.token.renew_self(increment=f"{increment_s}s" if increment_s else None)
         except SecretError as exc:
             raise AuthError(f"token renewal refused: {_kind(exc)}") from None
-        auth = _dict(_dict(body).get("auth"))
+        auth = dict_of(dict_of(body).get("auth"))
         return Login(
             token=self.token,
             ttl_s=int(auth.get("lease_duration") or 0),
@@ -287,7 +262,7 @@ class VaultClient:
     def revoke_self(self, *, budget_s: float | None = None) -> None:
         """Revoke inject's own token, and with it every lease it created (the default policy
         allows it; no ``sys/leases/revoke`` grant needed). (POST /auth/token/revoke-self)"""
-        with self._call("revocation of inject's token", budget_s):
+        with self.call("revocation of inject's token", budget_s):
             self.hvac.auth.token.revoke_self()
 
     # --- leases --------------------------------------------------------------------------
@@ -295,8 +270,8 @@ class VaultClient:
     def renew_lease(self, lease_id: str, increment_s: int, *, budget_s: float | None = None) -> LeaseRenewal:
         """Ask for ``increment_s`` more seconds on a lease; the server may grant less.
         (PUT /sys/leases/renew)"""
-        with self._call(f"renewal of lease {lease_id}", budget_s):
-            body = _dict(self.hvac.sys.renew_lease(lease_id, increment=increment_s))
+        with self.call(f"renewal of lease {lease_id}", budget_s):
+            body = dict_of(self.hvac.sys.renew_lease(lease_id, increment=increment_s))
         return LeaseRenewal(
             lease_id=str(body.get("lease_id") or lease_id),
             ttl_s=int(body.get("lease_duration") or 0),
@@ -305,13 +280,13 @@ class VaultClient:
 
     def revoke_lease(self, lease_id: str, *, budget_s: float | None = None) -> None:
         """Revoke a lease now (the credentials stop working). (PUT /sys/leases/revoke)"""
-        with self._call(f"revocation of lease {lease_id}", budget_s):
+        with self.call(f"revocation of lease {lease_id}", budget_s):
             self.hvac.sys.revoke_lease(lease_id)
 
     def lease_alive(self, lease_id: str, *, budget_s: float | None = None) -> bool:
         """True while the server still knows the lease. (PUT /sys/leases/lookup)"""
         try:
-            with self._call(f"lookup of lease {lease_id}", budget_s):
+            with self.call(f"lookup of lease {lease_id}", budget_s):
                 self.hvac.sys.read_lease(lease_id)
         except PermissionDenied:
             return True  # cannot tell; a failing renewal will say so later
@@ -370,287 +345,22 @@ class VaultClient:
 
     def _fetch(self, request: Request, budget_s: float | None, since: float | None) -> Secret:
         if isinstance(request, PkiIssue):
-            with self._call(f"certificate from {quoted(request)}", budget_s, since):
-                return self._issue(request)
+            with self.call(f"certificate from {quoted(request)}", budget_s, since):
+                return engines.issue(self, request)
         if isinstance(request, TransitDecrypt):
-            with self._call(f"decryption with {quoted(request)}", budget_s, since):
-                return self._decrypt(request)
+            with self.call(f"decryption with {quoted(request)}", budget_s, since):
+                return engines.decrypt(self, request)
         if isinstance(request, SecretWrite):
-            with self._call(quoted(request), budget_s, since):
-                return self._write(request)
+            with self.call(quoted(request), budget_s, since):
+                return engines.write(self, request)
         if isinstance(request, KvList):
             listed = self._kv.list(request.path, budget_s, since, quoted(request))
             log.debug("listed %s: %d keys", request.label, len(listed))
             return Secret(path=request.path, data={}, listed=listed)
         secret = self._kv.read(request.path, request.version, budget_s, since, quoted(request))
-        _register_values(secret.data, owner=request)
+        register_values(secret.data, owner=request)
         log.debug("read %s %s", request.label, secret.describe)
         return secret
-
-    def _issue(self, request: PkiIssue) -> Secret:
-        """One certificate. (POST /<mount>/issue/<role>)"""
-        mount, _, role = request.path.partition("/issue/")
-        params = {name: value for name, value in request.params if value}  # an empty value: as if not given
-        common_name = params.pop("common_name", "")
-        body = _dict(
-            self.hvac.secrets.pki.generate_certificate(
-                role, common_name, extra_params=params, mount_point=mount
-            )
-        )
-        data = body.get("data")
-        if not isinstance(data, dict) or "certificate" not in data:
-            raise SecretNotFound(f"{quoted(request)} returned no certificate")
-        _register_values({"private_key": data.get("private_key", "")}, owner=request)
-        log.debug("issued certificate %s from %s", data.get("serial_number", "?"), quoted(request))
-        return Secret(
-            path=request.path,
-            data=data,
-            lease_id=str(body.get("lease_id") or ""),
-            lease_duration_s=int(body.get("lease_duration") or 0),
-            expires_at=float(data.get("expiration") or 0) or None,
-            issued_at=time.time(),
-        )
-
-    def _write(self, request: SecretWrite) -> Secret:
-        """One write with parameters to any engine; its answer's data (empty when the server
-        answers none), its lease, and an SSH certificate's end. (POST /<path>)"""
-        body = _dict(self.hvac.write_data(_url_path(request.path), data=request.payload()))
-        data = _dict(body.get("data"))
-        _register_values(data, owner=request)
-        log.debug("wrote %s", request.label)
-        secret = _leased(request.path, data, body)
-        expires_at = valid_before(data.get("signed_key"))  # the SSH engine's sign
-        if expires_at is None:
-            return secret
-        return dataclasses.replace(secret, expires_at=expires_at, issued_at=time.time())
-
-    def _decrypt(self, request: TransitDecrypt) -> Secret:
-        """One plaintext. (POST /<mount>/decrypt/<key>)"""
-        mount, _, key = request.path.partition("/decrypt/")
-        body = _dict(
-            self.hvac.secrets.transit.decrypt_data(key, ciphertext=request.ciphertext, mount_point=mount)
-        )
-        encoded = str(_dict(body.get("data")).get("plaintext") or "")
-        try:
-            plaintext = base64.b64decode(encoded, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise SecretError(f"decryption with {quoted(request)} did not return UTF-8 text") from None
-        register_secret(plaintext)
-        return Secret(path=request.path, data={"plaintext": plaintext})
-
-
-class _KV:
-    """KV v1/v2 (and other engines' plain reads), with the mounts learnt so far."""
-
-    def __init__(self, client: VaultClient) -> None:
-        self._client = client
-        self.mounts: dict[str, _Mount] = {}
-
-    def read(
-        self, logical: str, version: int | None, budget_s: float | None, since: float | None, shown: str = ""
-    ) -> Secret:
-        """The secret at ``logical`` (KV v2 ``data/`` added), at ``version`` if given;
-        messages name it ``shown`` (default: ``logical`` quoted; a path computed in a
-        template is not named)."""
-        shown = shown or f"'{logical}'"
-        try:
-            mount = self.mount_for(logical, budget_s, since, shown)
-        except PermissionDenied:
-            self._unmounted(logical, budget_s, since, shown)
-            raise
-        try:
-            with self._client._call(shown, budget_s, since):
-                if mount is not None and mount.kv_version == 2:
-                    return self._read_kv2(logical, mount, version, shown)
-                if version is not None:
-                    raise UsageError(f"{shown}: a version was asked for, but it is not a KV v2 secret")
-                return self._read_plain(logical, mount, shown)
-        except NoRoute:
-            # The mount was disabled (or never there). The mount stays remembered: looking it
-            # up again would only get a misleading 403 ("preflight capability check"). A
-            # computed path's mount is part of it: not named either.
-            where = f"at '{mount.path}'" if mount is not None and shown == f"'{logical}'" else "there"
-            raise SecretNotFound(f"{shown}: no secrets engine is mounted {where}") from None
-
-    def _unmounted(self, logical: str, budget_s: float | None, since: float | None, shown: str) -> None:
-        """The server refuses a mount lookup ("preflight capability check") for a path where
-        nothing is mounted even to a token allowed everything: a plain read tells them apart
-        (404 "no handler for route": SecretNotFound; anything else: the refusal stands)."""
-        try:
-            with self._client._call(shown, budget_s, since):
-                self._client.hvac.adapter.get(f"/v1/{_url_path(logical)}")
-        except NoRoute:
-            raise SecretNotFound(f"{shown}: no secrets engine is mounted there") from None
-        except SecretError:
-            return
-
-    def list(
-        self, logical: str, budget_s: float | None, since: float | None, shown: str = ""
-    ) -> tuple[str, ...]:
-        """The key names under ``logical``, sorted (a folder's ends in '/'); none when
-        nothing is there. KV v2 lists its metadata; KV v1 and other engines a plain LIST.
-        (LIST /<mount>/metadata/<path> or /<path>)"""
-        shown = shown or f"'{logical}'"
-        mount = self.mount_for(logical, budget_s, since, shown)
-        try:
-            with self._client._call(shown, budget_s, since):
-                body = self._list(logical, mount)
-        except NoRoute:
-            raise SecretNotFound(f"{shown}: no secrets engine is mounted there") from None
-        except SecretNotFound:
-            return ()  # a LIST of a path with nothing under it is a 404
-        keys = _dict(body.get("data")).get("keys")
-        return tuple(sorted(str(key) for key in keys)) if isinstance(keys, list) else ()
-
-    def _list(self, logical: str, mount: _Mount | None) -> dict[str, Any]:
-        kv = self._client.hvac.secrets.kv
-        if mount is not None and mount.kv_version == 2:
-            return _dict(kv.v2.list_secrets(mount.rest(logical), mount_point=mount.name))
-        if mount is not None and mount.kv_version == 1:
-            return _dict(kv.v1.list_secrets(mount.rest(logical), mount_point=mount.name))
-        # hvac's Client.list turns every 404 into None (hiding NoRoute): the adapter's own
-        return _dict(self._client.hvac.adapter.list(f"/v1/{_url_path(logical)}"))
-
-    def put(self, logical: str, data: Mapping[str, Any], budget_s: float | None) -> None:
-        """Write ``data`` at ``logical`` (a new version on KV v2). (POST /<mount>/data/<path>
-        or /<path>)"""
-        since = self._client.clock()  # one budget: mount lookup and write
-        mount = self.mount_for(logical, budget_s, since)
-        with self._client._call(f"'{logical}'", budget_s, since):
-            if mount is not None and mount.kv_version == 2:
-                kv2 = self._client.hvac.secrets.kv.v2
-                kv2.create_or_update_secret(mount.rest(logical), dict(data), mount_point=mount.name)
-            else:
-                self._client.hvac.write_data(_url_path(logical), data=dict(data))
-
-    def _read_kv2(self, logical: str, mount: _Mount, version: int | None, shown: str) -> Secret:
-        """(GET /<mount>/data/<path>?version=N)"""
-        kv2 = self._client.hvac.secrets.kv.v2
-        try:
-            body = _dict(
-                kv2.read_secret_version(
-                    mount.rest(logical),
-                    version=version,
-                    mount_point=mount.name,
-                    # raised, not returned: the metadata is read below (hvac's own look at a
-                    # 404 body indexes into it and fails on {"data": null} with a TypeError)
-                    raise_on_deleted_version=True,
-                )
-            )
-        except hvac_errors.InvalidPath as exc:  # a deleted or destroyed version: 404 with its metadata
-            metadata = _dict(_dict(_dict(exc.json).get("data")).get("metadata"))
-            if not metadata and version is not None and shown != COMPUTED_PATH:
-                raise SecretNotFound(f"{shown} has no version {version}") from None
-            if not metadata:
-                raise
-            raise SecretNotFound(_kv2_missing_message(shown, version, metadata)) from None
-        inner = _dict(body.get("data"))
-        metadata = _dict(inner.get("metadata"))
-        data = inner.get("data")
-        if data is None:
-            raise SecretNotFound(_kv2_missing_message(shown, version, metadata))
-        return Secret(
-            path=logical,
-            data=data,
-            version=_int_or_none(metadata.get("version")),
-            created_time=metadata.get("created_time"),
-            kv_version=2,
-        )
-
-    def _read_plain(self, logical: str, mount: _Mount | None, shown: str) -> Secret:
-        """KV v1 or any other engine's read. (GET /<path>)"""
-        if mount is not None and mount.kv_version == 1:
-            kv1 = self._client.hvac.secrets.kv.v1
-            body = _dict(kv1.read_secret(mount.rest(logical), mount_point=mount.name))
-        else:
-            # The adapter's own GET: hvac's Client.read turns every 404 into None, which
-            # would hide "no handler for route" (NoRoute: nothing mounted there).
-            body = _dict(self._client.hvac.adapter.get(f"/v1/{_url_path(logical)}"))
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise SecretNotFound(f"no secret at {shown}")
-        return _leased(logical, data, body, kv_version=mount.kv_version if mount else None)
-
-    def mount_for(
-        self, logical: str, budget_s: float | None, since: float | None, shown: str = ""
-    ) -> _Mount | None:
-        """The mount ``logical`` (named ``shown`` in messages) lives under (looked up once
-        per mount); None if unknown."""
-        for mount_path, mount in self.mounts.items():
-            if (logical + "/").startswith(mount_path):
-                return mount
-        found = self._lookup_mount(logical, budget_s, since, shown or f"'{logical}'")
-        if found is not None:
-            self.mounts[found.path] = found
-        return found
-
-    def _lookup_mount(
-        self, logical: str, budget_s: float | None, since: float | None, shown: str
-    ) -> _Mount | None:
-        """(GET /sys/internal/ui/mounts/<path>) hvac has no call for this endpoint (the one
-        the Vault CLI uses to find a path's mount and KV version): the adapter's own."""
-        try:
-            with self._client._call(f"{shown} (mount lookup)", budget_s, since):
-                body = self._client.hvac.adapter.get(f"/v1/sys/internal/ui/mounts/{_url_path(logical)}")
-        except PermissionDenied:
-            raise PermissionDenied(f"permission denied reading {shown}") from None
-        except SecretError:
-            return None
-        data = _dict(_dict(body).get("data"))
-        mount_path = str(data.get("path") or "")
-        if not mount_path:
-            return None
-        kv_version = None
-        if data.get("type") in ("kv", "generic"):
-            options = _dict(data.get("options"))
-            kv_version = 2 if str(options.get("version", "1")) == "2" else 1
-        return _Mount(
-            path=mount_path if mount_path.endswith("/") else mount_path + "/", kv_version=kv_version
-        )
-
-
-def _url_path(logical: str) -> str:
-    """``logical`` as a URL path: characters that would end the path ('?', '#') escaped."""
-    return quote(logical, safe=_PATH_SAFE)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    """``value`` when it is a JSON object, else {} (hvac hands back what the server said)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _leased(
-    logical: str, data: dict[str, Any], body: Mapping[str, Any], *, kv_version: int | None = None
-) -> Secret:
-    return Secret(
-        path=logical,
-        data=data,
-        lease_id=str(body.get("lease_id") or ""),
-        lease_duration_s=int(body.get("lease_duration") or 0),
-        renewable=bool(body.get("renewable")),
-        kv_version=kv_version,
-    )
-
-
-def _kv2_missing_message(shown: str, version: int | None, metadata: Mapping[str, Any]) -> str:
-    # a computed path's version may be computed too: neither is shown
-    which = f"version {version} of {shown}" if version is not None and shown != COMPUTED_PATH else shown
-    if metadata.get("destroyed"):
-        return f"{which} was destroyed"
-    if metadata.get("deletion_time"):
-        return f"{which} was deleted"
-    return f"no secret at {which}"
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
-
-
-def _register_values(data: Mapping[str, Any], *, owner: Hashable) -> None:
-    """Mask every string in ``data`` (lists too: a KV value may be a JSON array). Values are
-    kept per owner (the request made): a re-read replaces them, so a long run's set stays the
-    size of what is in use; a value another owner still holds stays masked."""
-    replace_secrets(owner, strings_in(data))
 
 
 def _kind(exc: Exception) -> str:
