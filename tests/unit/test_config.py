@@ -582,7 +582,7 @@ def test_a_parser_returning_the_wrong_type_is_caught_before_config_is_built() ->
 
 def test_choices_are_the_literal_types() -> None:
     """The accepted auth methods and on_change values are exactly the Literal types' values."""
-    assert config_module.AUTH_METHODS == ("token", "approle", "jwt", "kubernetes")
+    assert config_module.AUTH_METHODS == ("token", "approle", "jwt", "kubernetes", "cert", "userpass")
     assert config_module.ON_CHANGE == ("restart", "signal", "none")
 
 

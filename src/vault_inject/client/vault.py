@@ -230,8 +230,9 @@ class VaultClient:
         budget_s: float | None = None,
     ) -> Login:
         """Log in with ``method`` (approle: role_id and secret_id; jwt, kubernetes: role and
-        jwt) at ``auth/<mount>/login``; the client uses the new token from then on.
-        (POST /auth/<mount>/login)"""
+        jwt; userpass: username and password; cert: the TLS client certificate, and
+        optionally the cert role) at ``auth/<mount>/login``; the client uses the new token
+        from then on. (POST /auth/<mount>/login, userpass: /auth/<mount>/login/<username>)"""
         mount = normalize_path(mount)
         try:
             with self._call(what, budget_s):
@@ -263,7 +264,37 @@ class VaultClient:
             return auth.kubernetes.login(
                 credentials["role"], credentials["jwt"], use_token=False, mount_point=mount
             )
+        if method == "userpass":
+            username = quote(credentials["username"], safe="@.-_+")  # one path segment
+            return auth.userpass.login(username, credentials["password"], use_token=False, mount_point=mount)
+        if method == "cert":
+            # The session presents the certificate in the TLS handshake; hvac only checks the
+            # files exist (the adapter keeps its own TLS settings).
+            return auth.cert.login(
+                name=credentials.get("role", ""),
+                cert_pem=self.settings.client_cert,
+                key_pem=self.settings.client_key,
+                mount_point=mount,
+                use_token=False,
+            )
         raise UsageError(f"unknown auth method {method!r}")
+
+    def unwrap(self, wrapping_token: str, *, what: str, budget_s: float | None = None) -> dict[str, Any]:
+        """The data of the response wrapped in ``wrapping_token``, which this uses up. The
+        wrapping token is the request's token (as Vault's own client sends it), so no other
+        token is needed; the client's token is put back afterwards. AuthError when the
+        server refuses it (already unwrapped, expired, or never issued).
+        (POST /sys/wrapping/unwrap)"""
+        own = self.token
+        self.set_token(wrapping_token)
+        try:
+            with self._call(what, budget_s):
+                body = _dict(self.hvac.sys.unwrap())
+        except SecretError as exc:
+            raise AuthError(f"{what} refused by {self.address}: {_kind(exc)}") from None
+        finally:
+            self.set_token(own)
+        return _dict(body.get("data"))
 
     def renew_self(self, increment_s: int | None = None, *, budget_s: float | None = None) -> Login:
         """Renew inject's own token; AuthError when it cannot be renewed.
