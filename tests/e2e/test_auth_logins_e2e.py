@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, make_certificates, write
+from tests.e2e.helpers_e2e import closed_port, error_line, make_certificates, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.e2e.test_auth_e2e import AppRole, _approle, _approle_config, _kv_read, _reader_policy, _unique
 from tests.support import (
@@ -48,7 +48,8 @@ def _template(server: Bao, path: str, directory: Path) -> str:
 
 def _relogins_and_follows_changes(server: Bao, path: str, directory: Path, env: dict[str, str]) -> None:
     """inject running a child with ./t.j2 rendered (a token of 3s, max 5s): it logs in again
-    twice without restarting the child, and a later KV change still arrives."""
+    twice without restarting the child, a later KV change still arrives, and at exit inject
+    revokes its token (its own, as it logged in)."""
     child = SignalChild.create(directory)
     argv = [*inject_argv("-v", "--poll-interval", "300ms", "-t", "t.j2:out.txt"), "--", *child.argv()]
     with supervise(argv, env=env, cwd=directory, stray=child.pids) as inject:
@@ -60,6 +61,7 @@ def _relogins_and_follows_changes(server: Bao, path: str, directory: Path, env: 
         wait_for(lambda: (directory / "out.txt").read_text() == new, timeout_s=5, what="the new value")
         problems = [line for line in inject.stderr().splitlines() if "error" in line or "warning" in line]
         assert problems == [], "the token must be replaced before it expires"
+    assert inject.lines("revoked inject's token"), "a token inject logged in for is its own to revoke"
 
 
 # --- userpass ------------------------------------------------------------------------------
@@ -389,3 +391,17 @@ def test_wrapped_secret_id_relogin_past_max_ttl(
     _wrapped_in(tmp_path, approle)
     _relogins_and_follows_changes(bao, path, tmp_path, inject_env(bao, token=NO_TOKEN))
     assert not (tmp_path / "secret_id.wrapped").exists()
+
+
+def test_wrapped_file_is_kept_when_the_server_cannot_be_reached(
+    bao: Bao, wrapped_mount: str, tmp_path: Path
+) -> None:
+    """No server to unwrap with: exit 5 and the wrapped file is kept (the token is still good for the next start)."""
+    approle = _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read("secret/none")))
+    token = _wrapped_in(tmp_path, approle)
+    write(tmp_path / "t.j2", "{{ secret('secret/none').v }}")
+    env = inject_env(bao, {"VAULT_ADDR": f"http://127.0.0.1:{closed_port()}"}, token=NO_TOKEN)
+    result = run_inject("render", "--retry-timeout", "1s", "-t", "t.j2:out.txt", env=env, cwd=tmp_path)
+    assert result.returncode == 5
+    assert "unwrapping of the secret_id" in error_line(result)
+    assert (tmp_path / "secret_id.wrapped").read_text().strip() == token
