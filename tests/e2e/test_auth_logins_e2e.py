@@ -8,6 +8,7 @@ Each logs in again when its token reaches its max TTL (seconds here).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,11 +26,13 @@ from tests.support import (
     forbid,
     inject_argv,
     inject_env,
+    record_output,
     run_inject,
     secret_value,
     supervise,
     wait_for,
 )
+from vault_inject import Secrets
 
 NO_TOKEN = "unused-placeholder-token"  # proves the login, not VAULT_TOKEN, is what works
 
@@ -161,6 +164,31 @@ def test_userpass_relogin_past_max_ttl(bao: Bao, userpass_mount: str, prefix: st
     write(tmp_path / "password", user.password + "\n")
     _userpass_in(tmp_path, user)
     _relogins_and_follows_changes(bao, path, tmp_path, inject_env(bao, token=NO_TOKEN))
+
+
+def test_library_logs_in_with_userpass_from_inject_variables(
+    bao: Bao, userpass_mount: str, prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`Secrets()` logs in with userpass set by INJECT_AUTH, INJECT_AUTH_MOUNT, INJECT_USERNAME and INJECT_PASSWORD_FILE."""
+    caplog.set_level(logging.DEBUG, logger="vault_inject")
+    path = f"{prefix}/lib"
+    value = secret_value()
+    bao.kv_put(path, v=value)
+    user = _user(bao, userpass_mount, _reader_policy(bao, _kv_read(path)))
+    write(tmp_path / "password", user.password + "\n")
+    environ = {
+        "VAULT_ADDR": bao.address,
+        "HOME": "/nonexistent-home",
+        "INJECT_AUTH": "userpass",
+        "INJECT_AUTH_MOUNT": user.mount,
+        "INJECT_USERNAME": user.name,
+        "INJECT_PASSWORD_FILE": str(tmp_path / "password"),
+    }
+    try:
+        with Secrets(environ=environ) as secrets:
+            assert secrets.get(path, "v") == value
+    finally:
+        record_output(caplog.text)
 
 
 # --- TLS certificates ----------------------------------------------------------------------
