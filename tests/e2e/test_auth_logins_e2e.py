@@ -345,9 +345,12 @@ def _wrapped_in(directory: Path, approle: AppRole) -> str:
     write(directory / "role_id", forbid(role_id) + "\n")
     token = _wrapped_secret_id(approle)
     write(directory / "secret_id.wrapped", token + "\n")
-    _approle_config(directory, approle, 'secret_id_wrapped_file = "secret_id.wrapped"')
-    (directory / "inject.toml").write_text(
-        (directory / "inject.toml").read_text().replace('secret_id_file = "secret_id"\n', "")
+    _config(
+        directory,
+        'method = "approle"',
+        f'mount = "{approle.mount}"',
+        'role_id_file = "role_id"',
+        'secret_id_wrapped_file = "secret_id.wrapped"',
     )
     return token
 
