@@ -8,12 +8,14 @@ Each logs in again when its token reaches its max TTL (seconds here).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,8 +327,9 @@ def wrapped_mount(bao: Bao) -> str:
     return mount
 
 
-def _wrapped_secret_id(approle: AppRole) -> str:
-    """A new secret_id of ``approle``, response-wrapped (as `bao write -wrap-ttl=60s`): the wrapping token."""
+def _wrapped_secret_id(approle: AppRole) -> dict[str, Any]:
+    """A new secret_id of ``approle``, response-wrapped (as `bao write -format=json -wrap-ttl=60s`):
+    the server's answer, its wrapping token added to the leak check."""
     bao = approle.bao
     response = bao.session.post(
         f"{bao.address}/v1/auth/{approle.mount}/role/{approle.role}/secret-id",
@@ -334,17 +337,22 @@ def _wrapped_secret_id(approle: AppRole) -> str:
         timeout=10,
     )
     assert response.status_code == 200, response.text
-    return forbid(response.json()["wrap_info"]["token"])
+    answer: dict[str, Any] = response.json()
+    forbid(answer["wrap_info"]["token"])
+    return answer
 
 
-def _wrapped_in(directory: Path, approle: AppRole) -> str:
-    """role_id, a wrapped secret_id in ./secret_id.wrapped and an inject.toml using them; the wrapping token."""
-    role_id = approle.bao.api("GET", f"auth/{approle.mount}/role/{approle.role}/role-id").json()["data"][
-        "role_id"
-    ]
-    write(directory / "role_id", forbid(role_id) + "\n")
-    token = _wrapped_secret_id(approle)
-    write(directory / "secret_id.wrapped", token + "\n")
+def _wrapped_in(directory: Path, approle: AppRole, *, as_json: bool = False) -> str:
+    """role_id, a wrapped secret_id in ./secret_id.wrapped (the token, or with ``as_json`` the
+    whole JSON answer) and an inject.toml using them; the wrapping token."""
+    base = f"auth/{approle.mount}/role/{approle.role}"
+    write(
+        directory / "role_id",
+        forbid(approle.bao.api("GET", f"{base}/role-id").json()["data"]["role_id"]) + "\n",
+    )
+    answer = _wrapped_secret_id(approle)
+    token = str(answer["wrap_info"]["token"])
+    write(directory / "secret_id.wrapped", (json.dumps(answer) if as_json else token) + "\n")
     _config(
         directory,
         'method = "approle"',
@@ -371,6 +379,20 @@ def test_wrapped_secret_id_is_unwrapped_once_and_its_file_removed(
         f"{bao.address}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": token}, timeout=10
     )
     assert again.status_code == 400, "the wrapping token must be used up"
+
+
+def test_wrapped_secret_id_file_may_hold_the_json_answer(
+    bao: Bao, wrapped_mount: str, prefix: str, tmp_path: Path
+) -> None:
+    """The file may hold the JSON that `bao write -format=json -wrap-ttl=...` prints: the login works, the file is removed."""
+    path = f"{prefix}/app"
+    value = _template(bao, path, tmp_path)
+    approle = _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read(path)))
+    _wrapped_in(tmp_path, approle, as_json=True)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.txt").read_text() == value
+    assert not (tmp_path / "secret_id.wrapped").exists()
 
 
 def test_a_wrapping_token_already_unwrapped_is_refused_saying_so(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vault_inject.client.auth import Authenticator
+from vault_inject.client.auth import Authenticator, wrapping_token
 from vault_inject.client.vault import Login
 from vault_inject.config import Config
 from vault_inject.errors import AuthError, UnreachableError, UsageError
@@ -175,3 +175,24 @@ def test_cert_login_with_an_unreadable_key_names_the_file(tmp_path: Path) -> Non
     with pytest.raises(AuthError, match=re.escape(f"client key {tmp_path / 'c.key'}: not found")):
         Authenticator(Config(auth_method="cert", address="https://vault:8200", **files), {}).login(client)
     assert client.logins == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hvs.TOKEN",
+        '{"token": "hvs.TOKEN", "ttl": 300, "creation_path": "auth/approle/role/r/secret-id"}',
+        '{"request_id": "", "data": null, "wrap_info": {"token": " hvs.TOKEN ", "ttl": 300}}',
+    ],
+)
+def test_wrapping_token_alone_or_in_wrap_json(text: str) -> None:
+    """The wrapped file holds the token alone, Agent's wrap_info JSON, or the whole `-format=json` answer."""
+    assert wrapping_token(text, "/run/wrapped") == "hvs.TOKEN"
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"wrap_info": {}}', '{"token": 5}'])
+def test_json_without_a_wrapping_token_names_the_file_not_the_content(text: str) -> None:
+    """JSON that holds no wrap_info token: AuthError naming the file, never quoting the content."""
+    with pytest.raises(AuthError, match="/run/wrapped: JSON without a wrap_info token") as caught:
+        wrapping_token(text, "/run/wrapped")
+    assert text not in str(caught.value)

@@ -8,6 +8,7 @@ then ``VAULT_TOKEN``, then ``BAO_TOKEN``, then ``~/.vault-token``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -202,7 +203,7 @@ def unwrap_secret_id(client: Client, path: str) -> str:
     could not be reached, so a restart can try again. A token the server does not know was
     unwrapped before, or expired: if nobody else should have unwrapped it, someone
     intercepted the secret_id, so this is an error that says so."""
-    token = read_secret_file(path, "wrapped secret_id file")
+    token = wrapping_token(read_secret_file(path, "wrapped secret_id file"), path)
     try:
         data = client.unwrap(token, what=f"unwrapping of the secret_id in {path}")
     except AuthError:
@@ -219,6 +220,24 @@ def unwrap_secret_id(client: Client, path: str) -> str:
     register_secret(secret_id)
     log.info("unwrapped the secret_id in %s and removed the file", path)
     return secret_id
+
+
+def wrapping_token(text: str, path: str) -> str:
+    """The wrapping token of a wrapped secret_id file: the token alone, or the JSON that
+    ``bao write -format=json -wrap-ttl=...`` prints (or its ``wrap_info`` alone, as Vault
+    Agent reads it). AuthError naming the file (never its content) for anything else."""
+    if not text.startswith("{"):
+        return text
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    info = found.get("wrap_info", found) if isinstance(found, dict) else None
+    token = info.get("token") if isinstance(info, dict) else None
+    if not isinstance(token, str) or not token.strip():
+        raise AuthError(f"wrapped secret_id file {path}: JSON without a wrap_info token")
+    register_secret(token.strip())
+    return token.strip()
 
 
 def _remove(path: str) -> None:
