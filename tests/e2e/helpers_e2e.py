@@ -1,5 +1,6 @@
 """Helpers shared by the end-to-end tests: files, one-line error checks, ports, scoped
-tokens, a server with an audit device. (Servers and runs of inject: ``tests.support``.)"""
+tokens, a server with an audit device, a test CA with a server and a client certificate.
+(Servers and runs of inject: ``tests.support``.)"""
 
 from __future__ import annotations
 
@@ -139,3 +140,58 @@ def measured(
         output = stderr.read().decode(errors="replace")
     code, peak = (int(n) for n in out.split())
     return code, peak, output, time.monotonic() - started
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
+    d = str(directory)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{d}/ca.key",
+        "-out",
+        f"{d}/ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=inject-test-ca",
+    )
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        write(directory / f"{name}.ext", extra + "\n")
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{d}/{name}.key",
+            "-out",
+            f"{d}/{name}.csr",
+            "-subj",
+            f"/CN={name}",
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{d}/{name}.csr",
+            "-CA",
+            f"{d}/ca.pem",
+            "-CAkey",
+            f"{d}/ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{d}/{name}.pem",
+            "-days",
+            "1",
+            "-extfile",
+            f"{d}/{name}.ext",
+        )

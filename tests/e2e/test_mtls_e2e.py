@@ -2,79 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import error_line, write
+from tests.e2e.helpers_e2e import error_line, make_certificates, write
 from tests.support import Bao, bao_server, inject_env, run_inject, secret_value
 from vault_inject.cli.devserver import free_port_pair
 
 ROOT = "mtls-root-" + secret_value("tok")
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def _certificates(directory: Path) -> None:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    d = str(directory)
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        f"{d}/ca.key",
-        "-out",
-        f"{d}/ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=inject-test-ca",
-    )
-    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        write(directory / f"{name}.ext", extra + "\n")
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{d}/{name}.key",
-            "-out",
-            f"{d}/{name}.csr",
-            "-subj",
-            f"/CN={name}",
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{d}/{name}.csr",
-            "-CA",
-            f"{d}/ca.pem",
-            "-CAkey",
-            f"{d}/ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{d}/{name}.pem",
-            "-days",
-            "1",
-            "-extfile",
-            f"{d}/{name}.ext",
-        )
-
-
 @pytest.fixture(scope="module")
 def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Path]]:
     """A dev server with an extra listener that requires a client certificate signed by our CA."""
     directory = tmp_path_factory.mktemp("mtls")
-    _certificates(directory)
+    make_certificates(directory)
     tls_port = free_port_pair()
     write(
         directory / "listener.hcl",

@@ -247,6 +247,28 @@ def test_path_options_resolve_against_their_layer() -> None:
     assert config.token_file == "/work/app/run/token"
 
 
+def test_new_login_settings_from_file_and_env() -> None:
+    """[auth] username, password_file and secret_id_wrapped_file (paths relative to the file), and their INJECT_* variables (relative to cwd)."""
+    toml = (
+        '[auth]\nmethod = "userpass"\nusername = "app"\npassword_file = "pw"\n'
+        'secret_id_wrapped_file = "wrapped"\n'
+    )
+    config = build(toml=toml)
+    assert (config.auth_method, config.username) == ("userpass", "app")
+    assert config.password_file == "/etc/inject/pw"
+    assert config.secret_id_wrapped_file == "/etc/inject/wrapped"
+    environ = {
+        "INJECT_AUTH": "cert",
+        "INJECT_USERNAME": "other",
+        "INJECT_PASSWORD_FILE": "run/pw",
+        "INJECT_SECRET_ID_WRAPPED_FILE": "run/wrapped",
+    }
+    config = build(toml=toml, environ=environ)
+    assert (config.auth_method, config.username) == ("cert", "other")
+    assert config.password_file == "/work/app/run/pw"
+    assert config.secret_id_wrapped_file == "/work/app/run/wrapped"
+
+
 # --- unknown keys and bad TOML -------------------------------------------------------------
 
 
@@ -582,7 +604,7 @@ def test_a_parser_returning_the_wrong_type_is_caught_before_config_is_built() ->
 
 def test_choices_are_the_literal_types() -> None:
     """The accepted auth methods and on_change values are exactly the Literal types' values."""
-    assert config_module.AUTH_METHODS == ("token", "approle", "jwt", "kubernetes")
+    assert config_module.AUTH_METHODS == ("token", "approle", "jwt", "kubernetes", "cert", "userpass")
     assert config_module.ON_CHANGE == ("restart", "signal", "none")
 
 

@@ -127,8 +127,11 @@ KNOWN_KEYS = {
         "role_id_file",
         "secret_id_file",
         "remove_secret_id_file",
+        "secret_id_wrapped_file",
         "role",
         "jwt_file",
+        "username",
+        "password_file",
     ],
     "watch": ["poll_interval", "wait", "lease_reread_threshold"],
     "child": [

@@ -83,7 +83,9 @@ def test_a_reread_replaces_the_values_masked_for_that_path() -> None:
     stays the size of what is in use; a value another path still holds stays masked."""
     from vault_inject.log import MASK, redact
 
-    answers.register_values({"v": "rotated-away-value", "s": "shared-held-value"}, owner=("secret", "a", None))
+    answers.register_values(
+        {"v": "rotated-away-value", "s": "shared-held-value"}, owner=("secret", "a", None)
+    )
     answers.register_values({"v": "shared-held-value"}, owner=("secret", "b", None))
     answers.register_values({"v": "the-new-value-1"}, owner=("secret", "a", None))
     assert redact("rotated-away-value") == "rotated-away-value"

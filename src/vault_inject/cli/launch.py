@@ -31,7 +31,7 @@ VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("--ca-cert",), "ca_cert", "CA bundle to verify the server (env VAULT_CACERT)."),
     (("--client-cert",), "client_cert", "Client certificate for TLS (env VAULT_CLIENT_CERT)."),
     (("--client-key",), "client_key", "Client key for TLS (env VAULT_CLIENT_KEY)."),
-    (("--auth",), "auth_method", "Auth method: token (default), approle, jwt, kubernetes."),
+    (("--auth",), "auth_method", "Auth method: token (default), approle, jwt, kubernetes, cert, userpass."),
     (("--token-file",), "token_file", "Read inject's token from this file."),
     (
         ("--retry-timeout",),

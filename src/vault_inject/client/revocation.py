@@ -1,8 +1,8 @@
 """What inject gives back at exit: its token when it logged in itself, else its leases.
 
-A token inject got by logging in (AppRole, JWT, Kubernetes) is its own: revoking it
-(``auth/token/revoke-self``, allowed by the default policy) also revokes every lease it
-created, so no ``sys/leases/revoke`` grant is needed. Leases an earlier token of the same
+A token inject got by logging in (AppRole, JWT, Kubernetes, cert, userpass) is its own:
+revoking it (``auth/token/revoke-self``, allowed by the default policy) also revokes every
+lease it created, so no ``sys/leases/revoke`` grant is needed. Leases an earlier token of the same
 run created (before a re-login) do not go with it: those are revoked one by one, as are
 all leases when the token was given by the user, which is never revoked.
 """

@@ -36,7 +36,7 @@ from ..model import (
     request_order,
 )
 from ..refs import normalize_path
-from . import engines
+from . import engines, logins
 from .adapter import InjectAdapter, ServerSettings, WireFactory
 from .answers import dict_of, register_values
 from .failover import Failover
@@ -209,14 +209,15 @@ class VaultClient:
         budget_s: float | None = None,
     ) -> Login:
         """Log in with ``method`` (approle: role_id and secret_id; jwt, kubernetes: role and
-        jwt) at ``auth/<mount>/login``; the client uses the new token from then on.
-        (POST /auth/<mount>/login)"""
+        jwt; userpass: username and password; cert: the TLS client certificate, and
+        optionally the cert role) at ``auth/<mount>/login``; the client uses the new token
+        from then on. (POST /auth/<mount>/login, userpass: /auth/<mount>/login/<username>)"""
         mount = normalize_path(mount)
         try:
             with self.call(what, budget_s):
-                body = dict_of(self._login(method, mount, credentials))
+                body = dict_of(logins.request(self.hvac.auth, self.settings, method, mount, credentials))
         except (PermissionDenied, AuthError, SecretNotFound) as exc:
-            raise AuthError(f"{what} refused by {self.address}: {_kind(exc)}") from None
+            raise AuthError(f"{what} refused by {self.address}: {logins.refusal(exc)}") from None
         except SecretError as exc:
             raise AuthError(f"{what} refused: {exc}") from None
         auth = dict_of(body.get("auth"))
@@ -229,20 +230,10 @@ class VaultClient:
             token=token, ttl_s=int(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable"))
         )
 
-    def _login(self, method: str, mount: str, credentials: Mapping[str, str]) -> Any:
-        # use_token=False: the token is checked (and then set) by login() above.
-        auth = self.hvac.auth
-        if method == "approle":
-            return auth.approle.login(
-                credentials["role_id"], credentials["secret_id"], use_token=False, mount_point=mount
-            )
-        if method == "jwt":
-            return auth.jwt.jwt_login(credentials["role"], credentials["jwt"], use_token=False, path=mount)
-        if method == "kubernetes":
-            return auth.kubernetes.login(
-                credentials["role"], credentials["jwt"], use_token=False, mount_point=mount
-            )
-        raise UsageError(f"unknown auth method {method!r}")
+    def unwrap(self, wrapping_token: str, *, what: str, budget_s: float | None = None) -> dict[str, Any]:
+        """The data of the response wrapped in ``wrapping_token``, which this uses up
+        (``logins.unwrap``). (POST /sys/wrapping/unwrap)"""
+        return logins.unwrap(self, wrapping_token, what=what, budget_s=budget_s)
 
     def renew_self(self, increment_s: int | None = None, *, budget_s: float | None = None) -> Login:
         """Renew inject's own token; AuthError when it cannot be renewed.
@@ -251,7 +242,7 @@ class VaultClient:
             with self.call("token renewal", budget_s):
                 body = self.hvac.auth.token.renew_self(increment=f"{increment_s}s" if increment_s else None)
         except SecretError as exc:
-            raise AuthError(f"token renewal refused: {_kind(exc)}") from None
+            raise AuthError(f"token renewal refused: {logins.refusal(exc)}") from None
         auth = dict_of(dict_of(body).get("auth"))
         return Login(
             token=self.token,
@@ -361,11 +352,3 @@ class VaultClient:
         register_values(secret.data, owner=request)
         log.debug("read %s %s", request.label, secret.describe)
         return secret
-
-
-def _kind(exc: Exception) -> str:
-    if isinstance(exc, PermissionDenied):
-        return "permission denied"
-    if isinstance(exc, SecretNotFound):
-        return "no such auth mount or role"
-    return "rejected"

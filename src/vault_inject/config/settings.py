@@ -23,7 +23,7 @@ DEFAULT_CONFIG_NAME = "inject.toml"
 TRUST_CONFIG_ENV = "INJECT_TRUST_CONFIG"
 DEFAULT_PERMS = 0o600
 _Choice = TypeVar("_Choice", bound=str)
-AuthMethod = Literal["token", "approle", "jwt", "kubernetes"]
+AuthMethod = Literal["token", "approle", "jwt", "kubernetes", "cert", "userpass"]
 OnChange = Literal["restart", "signal", "none"]
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 ON_CHANGE: tuple[OnChange, ...] = get_args(OnChange)
@@ -90,8 +90,11 @@ class Config:
     role_id_file: str = ""
     secret_id_file: str = ""
     remove_secret_id_file: bool = False
+    secret_id_wrapped_file: str = ""  # a response-wrapping token for the secret_id (removed once read)
     role: str = ""
     jwt_file: str = ""
+    username: str = ""
+    password_file: str = ""
     retry_timeout_s: float = 60.0
     poll_interval_s: float = 60.0
     reread_threshold: float = 0.9  # non-renewable leases are re-read at this fraction of their TTL
@@ -280,8 +283,17 @@ _OPTIONS: tuple[_Opt, ...] = (
         _env("INJECT_REMOVE_SECRET_ID_FILE"),
         _as_bool,
     ),
+    _Opt(
+        "secret_id_wrapped_file",
+        "auth",
+        "secret_id_wrapped_file",
+        _env("INJECT_SECRET_ID_WRAPPED_FILE"),
+        _as_str,
+    ),
     _Opt("role", "auth", "role", _env("INJECT_ROLE"), _as_str),
     _Opt("jwt_file", "auth", "jwt_file", _env("INJECT_JWT_FILE"), _as_str),
+    _Opt("username", "auth", "username", _env("INJECT_USERNAME"), _as_str),
+    _Opt("password_file", "auth", "password_file", _env("INJECT_PASSWORD_FILE"), _as_str),
     _Opt("poll_interval_s", "watch", "poll_interval", _env("INJECT_POLL_INTERVAL"), _as_duration),
     _Opt(
         "reread_threshold",
@@ -313,7 +325,9 @@ _PATH_ATTRS = frozenset(
         "token_file",
         "role_id_file",
         "secret_id_file",
+        "secret_id_wrapped_file",
         "jwt_file",
+        "password_file",
     }
 )
 _SECTIONS = frozenset({"vault", "auth", "watch", "child", "observe", "log", "template", "env"})

@@ -3,7 +3,7 @@
 Settings come from the same layers as inject's (keyword overrides > ``VAULT_*``/``BAO_*``
 and ``INJECT_*`` environment > ``config=`` / ``INJECT_CONFIG`` / ``./inject.toml`` >
 defaults), and the token from the same ``auth.Authenticator`` (token, approle, jwt,
-kubernetes). Nothing here installs logging handlers or touches the templates of the file.
+kubernetes, cert, userpass). Nothing here installs logging handlers or touches the templates of the file.
 """
 
 from __future__ import annotations

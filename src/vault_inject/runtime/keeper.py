@@ -2,7 +2,7 @@
 
 Renewed at 2/3 of its TTL while the server extends it; when it cannot be extended (or a
 renewal is refused) the configured auth method obtains a new one (a token file is read
-again; AppRole and JWT log in again) and both clients use it from then on.
+again; the other methods log in again) and both clients use it from then on.
 """
 
 from __future__ import annotations
