@@ -23,6 +23,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.e2e.auth_helpers import (
+    approle_in,
+    kv_read,
+    make_approle,
+    reader_policy,
+    unique,
+)
 from tests.e2e.helpers_e2e import error_line, write
 from tests.e2e.pg_helpers import Postgres, add_role, enable_database, needs_postgres, postgres
 from tests.e2e.supervise_helpers import SignalChild
@@ -45,21 +52,6 @@ AUDIENCE = "inject-e2e"
 NO_TOKEN = "unused-placeholder-token"  # proves the login, not VAULT_TOKEN, is what works
 
 
-def _unique(stem: str) -> str:
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
-
-
-def _reader_policy(bao: Bao, *rules: str) -> str:
-    """A policy with these path rules; its name."""
-    name = _unique("pol")
-    bao.policy(name, "\n".join(rules))
-    return name
-
-
-def _kv_read(path: str) -> str:
-    return f'path "secret/data/{path.removeprefix("secret/")}" {{ capabilities = ["read"] }}'
-
-
 def _env(bao: Bao) -> dict[str, str]:
     return inject_env(bao, token=NO_TOKEN)
 
@@ -67,57 +59,12 @@ def _env(bao: Bao) -> dict[str, str]:
 # --- AppRole -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AppRole:
-    """An approle mount with one role; ``write_files`` puts its credentials in a directory."""
-
-    bao: Bao
-    mount: str
-    role: str
-
-    def write_files(self, directory: Path) -> None:
-        """role_id and a fresh secret_id (added to the leak check) as files in ``directory``."""
-        base = f"auth/{self.mount}/role/{self.role}"
-        role_id = self.bao.api("GET", f"{base}/role-id").json()["data"]["role_id"]
-        secret_id = self.bao.api("POST", f"{base}/secret-id").json()["data"]["secret_id"]
-        write(directory / "role_id", forbid(role_id) + "\n")
-        write(directory / "secret_id", forbid(secret_id) + "\n")
-
-
 @pytest.fixture(scope="module")
 def approle_mount(bao: Bao) -> str:
     """An approle auth mount unique to this module."""
-    mount = _unique("approle")
+    mount = unique("approle")
     bao.api("POST", f"sys/auth/{mount}", json={"type": "approle"})
     return mount
-
-
-def _approle(bao: Bao, mount: str, policy: str, *, ttl: str = "1h", max_ttl: str = "2h") -> AppRole:
-    role = _unique("app")
-    bao.api(
-        "POST",
-        f"auth/{mount}/role/{role}",
-        json={"token_policies": [policy], "token_ttl": ttl, "token_max_ttl": max_ttl},
-    )
-    return AppRole(bao, mount, role)
-
-
-def _approle_in(directory: Path, approle: AppRole, *extra: str) -> None:
-    """``approle``'s role_id and secret_id files and an inject.toml logging in with them, in ``directory``."""
-    approle.write_files(directory)
-    _approle_config(directory, approle, *extra)
-
-
-def _approle_config(directory: Path, approle: AppRole, *extra: str) -> None:
-    lines = [
-        "[auth]",
-        'method = "approle"',
-        f'mount = "{approle.mount}"',
-        'role_id_file = "role_id"',
-        'secret_id_file = "secret_id"',
-        *extra,
-    ]
-    write(directory / "inject.toml", "\n".join(lines) + "\n")
 
 
 def test_approle_login_renders_and_removes_secret_id_file(
@@ -127,9 +74,9 @@ def test_approle_login_renders_and_removes_secret_id_file(
     path = f"{prefix}/app"
     password = secret_value()
     bao.kv_put(path, password=password)
-    _approle_in(
+    approle_in(
         tmp_path,
-        _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))),
+        make_approle(bao, approle_mount, reader_policy(bao, kv_read(path))),
         "remove_secret_id_file = true",
     )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
@@ -147,7 +94,7 @@ def test_approle_keeps_secret_id_file_by_default(
     """Without `remove_secret_id_file` the secret_id file is left in place."""
     path = f"{prefix}/app"
     bao.kv_put(path, password=secret_value())
-    _approle_in(tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))))
+    approle_in(tmp_path, make_approle(bao, approle_mount, reader_policy(bao, kv_read(path))))
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
     result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -161,8 +108,8 @@ def test_forbidden_path_names_path_and_token_policies(
     allowed, denied = f"{prefix}/allowed", f"{prefix}/denied"
     bao.kv_put(allowed, v=secret_value())
     bao.kv_put(denied, v=secret_value())
-    policy = _reader_policy(bao, _kv_read(allowed))
-    _approle_in(tmp_path, _approle(bao, approle_mount, policy))
+    policy = reader_policy(bao, kv_read(allowed))
+    approle_in(tmp_path, make_approle(bao, approle_mount, policy))
     write(tmp_path / "t.j2", f"{{{{ secret('{allowed}').v }}}}\n{{{{ secret('{denied}').v }}}}\n")
     result = run_inject("render", "-q", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 4
@@ -179,7 +126,7 @@ def test_token_auth_403_names_policies_from_lookup(bao: Bao, prefix: str, tmp_pa
     """With token auth the 403 message lists the policies the token lookup reported."""
     denied = f"{prefix}/denied"
     bao.kv_put(denied, v=secret_value())
-    policy = _reader_policy(bao, _kv_read(f"{prefix}/other"))
+    policy = reader_policy(bao, kv_read(f"{prefix}/other"))
     token = forbid(bao.token_with(policy, "default"))
     result = run_inject(
         "-e", f"V=vault:{denied}#v", "--", "true", env=inject_env(bao, token=token), cwd=tmp_path
@@ -196,8 +143,8 @@ def test_approle_relogin_past_max_ttl_keeps_polling_without_restart(
     """A 3s/5s AppRole token is replaced by logging in again (twice), KV secrets are not re-rendered for it, and a later KV change still arrives."""
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
-    _approle_in(
-        tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
+    approle_in(
+        tmp_path, make_approle(bao, approle_mount, reader_policy(bao, kv_read(path)), ttl="3s", max_ttl="5s")
     )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
@@ -227,12 +174,12 @@ def test_dynamic_creds_stay_valid_across_approle_relogin(
     engine = enable_database(bao, postgres)
     role = add_role(bao, engine, default_ttl_s=30, max_ttl_s=60)
     creds = engine.creds_path(role)
-    policy = _reader_policy(
+    policy = reader_policy(
         bao,
         f'path "{creds}" {{ capabilities = ["read"] }}',
         'path "sys/leases/revoke" { capabilities = ["update"] }',
     )
-    _approle_in(tmp_path, _approle(bao, approle_mount, policy, ttl="3s", max_ttl="5s"))
+    approle_in(tmp_path, make_approle(bao, approle_mount, policy, ttl="3s", max_ttl="5s"))
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
@@ -278,9 +225,9 @@ def test_exit_revokes_its_own_token_and_the_leases_go_with_it(
     """Logged in with AppRole under a policy that has no sys/leases/revoke: stopping inject revokes its token (auth/token/revoke-self, in the default policy), the database lease goes with it (role gone from pg_roles), and nothing fails to revoke."""
     engine = enable_database(bao, postgres)
     creds = engine.creds_path(add_role(bao, engine, default_ttl_s=300, max_ttl_s=600))
-    policy = _reader_policy(bao, f'path "{creds}" {{ capabilities = ["read"] }}')
-    approle = _approle(bao, approle_mount, policy)
-    _approle_in(tmp_path, approle)
+    policy = reader_policy(bao, f'path "{creds}" {{ capabilities = ["read"] }}')
+    approle = make_approle(bao, approle_mount, policy)
+    approle_in(tmp_path, approle)
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
@@ -299,7 +246,7 @@ def test_a_token_the_user_gave_is_never_revoked_at_exit(bao: Bao, prefix: str, t
     """With VAULT_TOKEN (the user's token), exit revokes leases only: the token still works afterwards."""
     path = f"{prefix}/given"
     bao.kv_put(path, v=secret_value())
-    token = forbid(bao.token_with(_reader_policy(bao, _kv_read(path)), "default"))
+    token = forbid(bao.token_with(reader_policy(bao, kv_read(path)), "default"))
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("-t", "t.j2:t.txt"), "--", *child.argv()]
@@ -331,7 +278,7 @@ def token_file_scene(bao: Bao, postgres: Postgres, tmp_path: Path) -> Iterator[T
     with the first one (its child started once); stopped at the end."""
     engine = enable_database(bao, postgres)
     creds = engine.creds_path(add_role(bao, engine, default_ttl_s=30, max_ttl_s=60))
-    policy = _reader_policy(
+    policy = reader_policy(
         bao,
         f'path "{creds}" {{ capabilities = ["read"] }}',
         'path "sys/leases/revoke" { capabilities = ["update"] }',
@@ -437,14 +384,14 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> JwtIssuer:
 @pytest.fixture(scope="module")
 def jwt_mount(bao: Bao, issuer: JwtIssuer) -> str:
     """A jwt auth mount (unique to this module) that trusts ``issuer``'s public key."""
-    mount = _unique("jwt")
+    mount = unique("jwt")
     bao.api("POST", f"sys/auth/{mount}", json={"type": "jwt"})
     bao.api("POST", f"auth/{mount}/config", json={"jwt_validation_pubkeys": [issuer.public_pem]})
     return mount
 
 
 def _jwt_role(bao: Bao, mount: str, policy: str) -> str:
-    role = _unique("svc")
+    role = unique("svc")
     bao.api(
         "POST",
         f"auth/{mount}/role/{role}",
@@ -474,7 +421,7 @@ def test_jwt_login_renders(
     path = f"{prefix}/app"
     password = secret_value()
     bao.kv_put(path, password=password)
-    role = _jwt_role(bao, jwt_mount, _reader_policy(bao, _kv_read(path)))
+    role = _jwt_role(bao, jwt_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "token.jwt", issuer.sign() + "\n")
     _jwt_config(tmp_path, method, jwt_mount, role)
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
@@ -491,7 +438,7 @@ def test_bad_jwt_is_a_one_line_auth_error(
     """A JWT the server rejects exits 4 with one line naming the login, never the JWT, and writes nothing."""
     path = f"{prefix}/app"
     bao.kv_put(path, password=secret_value())
-    role = _jwt_role(bao, jwt_mount, _reader_policy(bao, _kv_read(path)))
+    role = _jwt_role(bao, jwt_mount, reader_policy(bao, kv_read(path)))
     tokens = {
         "other-key": lambda: _issuer(tmp_path).sign(),
         "wrong-audience": lambda: issuer.sign(aud="someone-else"),
@@ -518,7 +465,7 @@ def test_rotated_jwt_file_logs_in_again(
     """Replacing the JWT file (a rotated service-account token) makes a running inject log in again with it."""
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
-    role = _jwt_role(bao, jwt_mount, _reader_policy(bao, _kv_read(path)))
+    role = _jwt_role(bao, jwt_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "token.jwt", issuer.sign() + "\n")
     _jwt_config(tmp_path, "jwt", jwt_mount, role)
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}")

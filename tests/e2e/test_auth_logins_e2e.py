@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.auth_helpers import AppRole, approle_config, kv_read, make_approle, reader_policy, unique
 from tests.e2e.helpers_e2e import closed_port, error_line, make_certificates, write
 from tests.e2e.supervise_helpers import SignalChild
-from tests.e2e.test_auth_e2e import AppRole, _approle, _approle_config, _kv_read, _reader_policy, _unique
 from tests.support import (
     Bao,
     bao_server,
@@ -84,13 +84,13 @@ class User:
 @pytest.fixture(scope="module")
 def userpass_mount(bao: Bao) -> str:
     """A userpass auth mount unique to this module."""
-    mount = _unique("userpass")
+    mount = unique("userpass")
     bao.api("POST", f"sys/auth/{mount}", json={"type": "userpass"})
     return mount
 
 
 def _user(bao: Bao, mount: str, policy: str, *, ttl: str = "1h", max_ttl: str = "2h") -> User:
-    user = User(mount, _unique("app"), secret_value("pw"))
+    user = User(mount, unique("app"), secret_value("pw"))
     bao.api(
         "POST",
         f"auth/{mount}/users/{user.name}",
@@ -118,7 +118,7 @@ def test_userpass_login_renders(bao: Bao, userpass_mount: str, prefix: str, tmp_
     """userpass logs in as `username` with the password read from `password_file` and renders the secret."""
     path = f"{prefix}/app"
     value = _template(bao, path, tmp_path)
-    user = _user(bao, userpass_mount, _reader_policy(bao, _kv_read(path)))
+    user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "password", user.password + "\n")
     _userpass_in(tmp_path, user)
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
@@ -150,7 +150,7 @@ def test_userpass_wrong_password_is_refused_without_echoing_it(
     """A wrong password: exit 4, one line naming the login (never the password)."""
     path = f"{prefix}/app"
     _template(bao, path, tmp_path)
-    user = _user(bao, userpass_mount, _reader_policy(bao, _kv_read(path)))
+    user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "password", secret_value("wrong") + "\n")
     _userpass_in(tmp_path, user)
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
@@ -162,7 +162,7 @@ def test_userpass_relogin_past_max_ttl(bao: Bao, userpass_mount: str, prefix: st
     """A 3s/5s userpass token is replaced by logging in again (twice) with the password file; the child keeps running and a later change arrives."""
     path = f"{prefix}/app"
     _template(bao, path, tmp_path)
-    user = _user(bao, userpass_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
+    user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)), ttl="3s", max_ttl="5s")
     write(tmp_path / "password", user.password + "\n")
     _userpass_in(tmp_path, user)
     _relogins_and_follows_changes(bao, path, tmp_path, inject_env(bao, token=NO_TOKEN))
@@ -176,7 +176,7 @@ def test_library_logs_in_with_userpass_from_inject_variables(
     path = f"{prefix}/lib"
     value = secret_value()
     bao.kv_put(path, v=value)
-    user = _user(bao, userpass_mount, _reader_policy(bao, _kv_read(path)))
+    user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "password", user.password + "\n")
     environ = {
         "VAULT_ADDR": bao.address,
@@ -220,7 +220,7 @@ class CertServer:
 
     def role(self, policy: str, *, ttl: str = "1h", max_ttl: str = "2h", mount: str = "") -> str:
         """A cert role trusting the test CA with ``policy`` (on ``mount``, default the module's); its name."""
-        name = _unique("web")
+        name = unique("web")
         self.bao.api(
             "POST",
             f"auth/{mount or self.mount}/certs/{name}",
@@ -242,7 +242,7 @@ def cert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertServer
     home = Path(tempfile.mkdtemp(prefix="inject-cert-"))  # short: the dev-tls files live here
     try:
         with bao_server(home, tls=True) as server:
-            mount = _unique("cert")
+            mount = unique("cert")
             server.api("POST", f"sys/auth/{mount}", json={"type": "cert"})
             yield CertServer(server, home / "vault-ca.pem", certs, mount)
     finally:
@@ -256,9 +256,9 @@ def _cert_in(directory: Path, server: CertServer, *extra: str, mount: str = "") 
 def test_cert_login_renders(cert_server: CertServer, tmp_path: Path) -> None:
     """cert logs in with the client certificate of VAULT_CLIENT_CERT/KEY as the named role and renders the secret."""
     server = cert_server.bao
-    path = f"secret/{_unique('cert')}"
+    path = f"secret/{unique('cert')}"
     value = _template(server, path, tmp_path)
-    role = cert_server.role(_reader_policy(server, _kv_read(path)))
+    role = cert_server.role(reader_policy(server, kv_read(path)))
     _cert_in(tmp_path, cert_server, f'role = "{role}"')
     result = run_inject("render", "-t", "t.j2:out.txt", env=cert_server.env(), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -269,11 +269,11 @@ def test_cert_login_renders(cert_server: CertServer, tmp_path: Path) -> None:
 def test_cert_login_without_role_uses_the_matching_one(cert_server: CertServer, tmp_path: Path) -> None:
     """Without `role` the server picks the cert role that matches the certificate (`--client-cert`/`--client-key` options)."""
     server = cert_server.bao
-    path = f"secret/{_unique('cert')}"
+    path = f"secret/{unique('cert')}"
     value = _template(server, path, tmp_path)
-    mount = _unique("cert-one-role")  # the only role there is the one that must match
+    mount = unique("cert-one-role")  # the only role there is the one that must match
     server.api("POST", f"sys/auth/{mount}", json={"type": "cert"})
-    cert_server.role(_reader_policy(server, _kv_read(path)), mount=mount)
+    cert_server.role(reader_policy(server, kv_read(path)), mount=mount)
     _cert_in(tmp_path, cert_server, mount=mount)
     env = {k: v for k, v in cert_server.env().items() if not k.startswith("VAULT_CLIENT_")}
     result = run_inject(
@@ -309,9 +309,9 @@ def test_cert_login_with_an_unknown_role_is_refused(cert_server: CertServer, tmp
 def test_cert_relogin_past_max_ttl(cert_server: CertServer, tmp_path: Path) -> None:
     """A 3s/5s cert token is replaced by logging in again (twice) with the certificate; the child keeps running and a later change arrives."""
     server = cert_server.bao
-    path = f"secret/{_unique('cert')}"
+    path = f"secret/{unique('cert')}"
     _template(server, path, tmp_path)
-    role = cert_server.role(_reader_policy(server, _kv_read(path)), ttl="3s", max_ttl="5s")
+    role = cert_server.role(reader_policy(server, kv_read(path)), ttl="3s", max_ttl="5s")
     _cert_in(tmp_path, cert_server, f'role = "{role}"')
     _relogins_and_follows_changes(server, path, tmp_path, cert_server.env())
 
@@ -322,7 +322,7 @@ def test_cert_relogin_past_max_ttl(cert_server: CertServer, tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def wrapped_mount(bao: Bao) -> str:
     """An approle auth mount unique to this module."""
-    mount = _unique("approle")
+    mount = unique("approle")
     bao.api("POST", f"sys/auth/{mount}", json={"type": "approle"})
     return mount
 
@@ -369,7 +369,7 @@ def test_wrapped_secret_id_is_unwrapped_once_and_its_file_removed(
     """A response-wrapped secret_id logs in, the file is removed, and the wrapping token is used up (a second unwrap fails)."""
     path = f"{prefix}/app"
     value = _template(bao, path, tmp_path)
-    token = _wrapped_in(tmp_path, _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read(path))))
+    token = _wrapped_in(tmp_path, make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path))))
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
@@ -387,7 +387,7 @@ def test_wrapped_secret_id_file_may_hold_the_json_answer(
     """The file may hold the JSON that `bao write -format=json -wrap-ttl=...` prints: the login works, the file is removed."""
     path = f"{prefix}/app"
     value = _template(bao, path, tmp_path)
-    approle = _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read(path)))
+    approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path)))
     _wrapped_in(tmp_path, approle, as_json=True)
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -401,7 +401,7 @@ def test_a_wrapping_token_already_unwrapped_is_refused_saying_so(
     """A wrapping token someone else unwrapped first: exit 4, one line saying it was already unwrapped (possible interception); the file is removed."""
     path = f"{prefix}/app"
     _template(bao, path, tmp_path)
-    token = _wrapped_in(tmp_path, _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read(path))))
+    token = _wrapped_in(tmp_path, make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path))))
     stolen = bao.session.post(
         f"{bao.address}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": token}, timeout=10
     )
@@ -423,9 +423,9 @@ def test_secret_id_file_and_wrapped_file_together_is_a_usage_error(
     """Both `secret_id_file` and `secret_id_wrapped_file`: exit 2, one line naming both; the wrapping token is not used."""
     path = f"{prefix}/app"
     _template(bao, path, tmp_path)
-    approle = _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read(path)))
+    approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path)))
     _wrapped_in(tmp_path, approle)
-    _approle_config(tmp_path, approle, 'secret_id_wrapped_file = "secret_id.wrapped"')
+    approle_config(tmp_path, approle, 'secret_id_wrapped_file = "secret_id.wrapped"')
     result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
     assert result.returncode == 2
     line = error_line(result)
@@ -440,7 +440,7 @@ def test_wrapped_secret_id_relogin_past_max_ttl(
     """A 3s/5s token from a wrapped secret_id is replaced by logging in again (twice) with the secret_id kept in memory (its file is gone)."""
     path = f"{prefix}/app"
     _template(bao, path, tmp_path)
-    approle = _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read(path)), ttl="3s", max_ttl="5s")
+    approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path)), ttl="3s", max_ttl="5s")
     _wrapped_in(tmp_path, approle)
     _relogins_and_follows_changes(bao, path, tmp_path, inject_env(bao, token=NO_TOKEN))
     assert not (tmp_path / "secret_id.wrapped").exists()
@@ -450,7 +450,7 @@ def test_wrapped_file_is_kept_when_the_server_cannot_be_reached(
     bao: Bao, wrapped_mount: str, tmp_path: Path
 ) -> None:
     """No server to unwrap with: exit 5 and the wrapped file is kept (the token is still good for the next start)."""
-    approle = _approle(bao, wrapped_mount, _reader_policy(bao, _kv_read("secret/none")))
+    approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read("secret/none")))
     token = _wrapped_in(tmp_path, approle)
     write(tmp_path / "t.j2", "{{ secret('secret/none').v }}")
     env = inject_env(bao, {"VAULT_ADDR": f"http://127.0.0.1:{closed_port()}"}, token=NO_TOKEN)
