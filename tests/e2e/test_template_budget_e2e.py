@@ -22,7 +22,7 @@ import pytest
 
 from tests.e2e.helpers_e2e import write
 from tests.support import Bao, inject_argv, inject_env, record_output, secret_value, supervise, wait_for
-from tests.unit.test_sandbox import COSTLY, HOSTILE, ISSUE_24, REFUSED, SLOW
+from tests.unit.test_sandbox import COSTLY, COSTLY_ALLOWED, HOSTILE, ISSUE_24, REFUSED, SLOW
 from vault_inject.errors import EXIT_RENDER
 
 MAX_PEAK_BYTES = 150 * 1000 * 1000
@@ -101,7 +101,9 @@ def test_issue_24_payloads_are_refused_before_they_allocate_or_run(
     assert code == EXIT_RENDER, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("inject: template 'evil.j2' line 1: unsafe operation refused by the sandbox: ")
+    assert lines[0].startswith(
+        "inject: error: template 'evil.j2' line 1: unsafe operation refused by the sandbox: "
+    )
     assert re.search(REFUSED, lines[0]), lines[0]
     assert peak_bytes < MAX_PEAK_BYTES, f"peak RSS {peak_bytes / 1e6:.0f} MB"
     assert cpu_s < 1.5, f"{cpu_s:.1f}s of CPU"
@@ -130,11 +132,23 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.parametrize("text", COSTLY.values(), ids=COSTLY.keys())
+@pytest.mark.parametrize(
+    "text",
+    [
+        *COSTLY.values(),
+        pytest.param(
+            COSTLY_ALLOWED,
+            marks=pytest.mark.xfail(
+                strict=True, reason="calls just inside the work limit, back to back: ~200 ms (issue 24, open)"
+            ),
+        ),
+    ],
+    ids=[*COSTLY.keys(), "largest calls allowed"],
+)
 def test_sigterm_reaches_the_child_within_100ms_while_a_costly_template_rerenders(
     bao: Bao, prefix: str, tmp_path: Path, text: str
 ) -> None:
-    """`inject watch -- child`: a KV change makes the re-render run a costly call (issue 24's
+    """`inject -- child`: a KV change makes the re-render run a costly call (issue 24's
     30 s `max`, or a loop of the largest calls allowed); SIGTERM to inject while it renders
     reaches the child within 100 ms (the call never holds the interpreter longer)."""
     path = f"{prefix}/costly"
@@ -143,7 +157,7 @@ def test_sigterm_reaches_the_child_within_100ms_while_a_costly_template_rerender
     write(tmp_path / "child.py", TERM_CLOCK_CHILD)
     record = tmp_path / "term-at"
     argv = inject_argv(
-        "watch", "--poll-interval", "100ms", "-t", "costly.j2:out/costly.txt",
+        "--poll-interval", "100ms", "-t", "costly.j2:out/costly.txt",
         "--", sys.executable, str(tmp_path / "child.py"), str(record),
     )  # fmt: skip
     env = inject_env(bao, {"INJECT_RENDER_TIMEOUT": "60s"})
