@@ -153,16 +153,31 @@ def measure(value: Any, *, limit: int, as_text: bool = True) -> tuple[int, int, 
                 if size is None:
                     size = reprs[id(item)] = _repr_size(item)
                 chars += size + 2  # separator and space in a container's text
+        elif isinstance(item, _Parts):  # a container's items, taken one at a time
+            count -= 1
+            part = next(item.parts, item)
+            if part is not item:
+                stack += [(item, depth), (part, depth)]
         elif isinstance(item, Mapping | ItemsView):
             chars += 26
             pairs = item.items() if isinstance(item, Mapping) else item
-            stack.extend((part, depth + 1) for pair in pairs for part in pair)
+            stack.append((_Parts(part for pair in pairs for part in pair), depth + 1))
         elif isinstance(item, _CONTAINERS):
             chars += 26
-            stack.extend((part, depth + 1) for part in item)
+            stack.append((_Parts(iter(item)), depth + 1))
         else:
             chars += _scalar_size(item) + 4
     return chars - 4, count, deepest
+
+
+class _Parts:
+    """The items of a container still to measure, walked lazily: a huge container costs
+    only as much as is measured of it before the limit."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: Iterator[Any]) -> None:
+        self.parts = parts
 
 
 def _repr_size(text: str) -> int:

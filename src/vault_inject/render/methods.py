@@ -32,6 +32,9 @@ from .limits import (
 # (size of the result in characters, items or bytes; characters touched)
 Cost = tuple[int, int]
 Rule = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Cost]
+# str.translate looks every character up in the table through Python's item access.
+TRANSLATE_WORK_PER_CHAR = 64
+COMPARE_WORK_PER_ITEM = 256  # one comparison through Python's rich comparison
 ESCAPE_FACTOR = 6  # Markup's methods escape their arguments: "&" -> "&amp;" at most... "&#39;"
 _WHITESPACE = (" ", "\n", "\t", "\r", "\x0b", "\x0c")
 _LINE_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
@@ -142,8 +145,10 @@ def _lines(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost
 def _encode(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
     """encode / decode: one byte per character for plain text in a plain codec; else up to 10
     (``errors='xmlcharrefreplace'`` writes ``&#1114111;``)."""
-    encoding = str(arg(args, kwargs, 0, "encoding", "utf-8")).lower()
-    errors = arg(args, kwargs, 1, "errors", "strict")
+    encoding, errors = arg(args, kwargs, 0, "encoding", "utf-8"), arg(args, kwargs, 1, "errors", "strict")
+    if not (isinstance(encoding, str) and isinstance(errors, str)):
+        raise SecurityError("encode() and decode() take the names of a codec and an error handler")
+    encoding = encoding.lower()
     plain = encoding in _PLAIN_CODECS and errors in ("strict", "ignore", "replace")
     ascii_text = owner.isascii()
     factor = 1 if plain and (ascii_text or isinstance(owner, bytes)) else 4 if plain else 10
@@ -161,8 +166,10 @@ def _fromhex(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Co
 def _translate(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
     """str.translate: each character becomes the table's entry, as long as its largest one."""
     table = arg(args, kwargs, 0, "table")
-    if isinstance(owner, bytes) or table is None or isinstance(table, str | bytes):
+    if isinstance(owner, bytes) or table is None:
         return len(owner), len(owner)
+    if isinstance(table, str | bytes):
+        return len(owner), len(owner) * TRANSLATE_WORK_PER_CHAR
     if isinstance(table, Mapping):
         entries: Any = table.values()
     elif isinstance(table, list | tuple | range):
@@ -176,7 +183,7 @@ def _translate(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
         if not index % 4096:
             check_work("translation table", index)
     size = len(owner) * largest
-    return size, size
+    return size, len(owner) * TRANSLATE_WORK_PER_CHAR
 
 
 def _maketrans(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
@@ -191,7 +198,7 @@ def _maketrans(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
 def _join(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
     items = arg(args, kwargs, 0, "iterable", ())
     if not isinstance(items, list | tuple):
-        return len(owner), len(owner)
+        raise SecurityError("join() takes a list in templates")
     total = len(owner) * max(len(items) - 1, 0)
     for item in items:
         total += _len(item)
@@ -216,6 +223,12 @@ def _from_bytes(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
 def _compare_items(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
     """list.count / index: every item compared with the argument."""
     return 0, work_of(owner) + _args_size(args, kwargs)
+
+
+def _compare_range(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
+    """range.count / index: arithmetic for an int, every item compared for anything else."""
+    value = arg(args, kwargs, 0, "value")
+    return 0, 0 if isinstance(value, int) else len(owner) * COMPARE_WORK_PER_ITEM
 
 
 def _fromkeys(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
@@ -294,9 +307,8 @@ RULES: dict[str, Rule] = {
     "float.fromhex": _fromhex,
     **dict.fromkeys(("list.count", "list.index", "tuple.count", "tuple.index"), _compare_items),
     "list.copy": _at_most_owner,
-    **dict.fromkeys(
-        ("dict.get", "dict.items", "dict.keys", "dict.values", "range.count", "range.index"), _small
-    ),
+    **dict.fromkeys(("dict.get", "dict.items", "dict.keys", "dict.values"), _small),
+    **dict.fromkeys(("range.count", "range.index"), _compare_range),
     "dict.copy": _at_most_owner,
     "dict.fromkeys": _fromkeys,
     **dict.fromkeys(("set.copy", "frozenset.copy"), _at_most_owner),
