@@ -1,6 +1,7 @@
-"""Run a command under an address-space cap and print its exit code and its own peak RSS.
+"""Run a command under an address-space cap and print its exit code, its own peak RSS and CPU time.
 
-``python -m tests.e2e.peak LIMIT_BYTES -- ARGV...`` prints ``<exit code> <peak bytes>``.
+``python -m tests.e2e.peak LIMIT_BYTES -- ARGV...`` prints ``<exit code> <peak bytes> <CPU s>``
+(user + system time of the command alone).
 
 Why a separate process: a child's ``ru_maxrss`` counts the memory of the process that forked
 or vforked it, up to its exec (Linux keeps the high-water mark across exec). Measured straight
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
     child = subprocess.Popen(command, preexec_fn=cap)  # the caller kills our group past its deadline
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
-    print(child.returncode, usage.ru_maxrss * 1024)  # KiB on Linux
+    print(child.returncode, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)  # KiB on Linux
     return 0
 
 

@@ -15,7 +15,7 @@ DOUBLE = (
     "{{% macro d(s, n) %}}{{% if n %}}{{{{ d(s {op} s, n - 1) }}}}{{% else %}}{{{{ s | length }}}}"
     "{{% endif %}}{{% endmacro %}}{{{{ d('a', 40) }}}}"
 )
-REFUSED = r"would be too large|output larger than|would use more than"
+REFUSED = r"would be too large|would take too long|output larger than|would use more than"
 
 HOSTILE = [
     "{{ 'a' * 10**10 }}",
@@ -66,6 +66,45 @@ HOSTILE = [
     # a list that holds itself twice, 40 levels deep: 2**40 items as text, few bytes in memory
     "{% macro d(x, n) %}{% if n %}{{ d([x, x], n - 1) }}{% else %}{{ x }}{% endif %}{% endmacro %}{{ d('a', 40) }}",
 ]
+
+
+# Issue 24: one method or filter making gigabytes (the size checks themselves called str() on
+# a list), or one call running for 30 s past the render budget.
+ISSUE_24 = [
+    "{{ (('\t' * 1000).expandtabs(1000000)) | length }}",
+    "{{ (('\x00' * 1000).translate(['x' * 1000000])) | length }}",
+    "{{ ('x'.encode().ljust(10**9)) | length }}",
+    "{{ ((1).to_bytes(10**9, 'big')) | length }}",
+    "{{ ((1).to_bytes(2500000000, 'big')) | length }}",
+    "{{ ((['x' * 1000000] * 1000) | indent) | length }}",
+    "{{ ((['x' * 1000000] * 1000) | wordwrap) | length }}",
+    "{{ ((['x' * 1000000] * 1000) | replace('x', 'y')) | length }}",
+    "{{ ({}.fromkeys(range(100000), 'x' * 1000000)).values() | list | sort | length }}",
+    "{{ (['x' * 1000000, 'x' * 1000000] * 50000) | max | length }}",
+    "{{ ('x' | center(1000000) | center(1000000) | wordwrap(1)) | length }}",
+]
+# A re-render that runs a costly call (issue 24), or only calls just inside the limits.
+COSTLY = {
+    "one 30 s max": "{{ (['x' * 1000000, 'x' * 1000000] * 50000) | max | length }}",
+}
+# Not yet within 100 ms: a re-render that runs only calls just inside MAX_CALL_WORK, back to
+# back, still delays the signal by about 200 ms (measured: 228 ms on a 2-core machine).
+COSTLY_ALLOWED = (
+    "{% for i in range(3000) %}{{ (['x' * 1000000, 'y' * 1000000] * 7) | max | length }}{% endfor %}"
+)
+
+
+@pytest.mark.parametrize("text", ISSUE_24)
+def test_issue_24_payloads_are_refused_before_they_run(text: str) -> None:
+    """Each payload is refused with the sandbox's size error before allocating or running:
+    well under 256 MiB of address space and a tenth of a second of CPU."""
+    renderer = Renderer({})
+    template = renderer.compile("evil.j2", text)
+    started = time.thread_time()
+    refused = r"template 'evil\.j2' line 1: unsafe operation refused .*(" + REFUSED + ")"
+    with address_space_limit(256 * 1024 * 1024), pytest.raises(RenderError, match=refused):
+        renderer.render_all({"/out": ("evil.j2", template)}, [], FakeReader({}))
+    assert time.thread_time() - started < 0.5
 
 
 @pytest.mark.parametrize("text", HOSTILE)

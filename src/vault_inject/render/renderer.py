@@ -37,6 +37,13 @@ from ..model import (
     computed_in_template,
 )
 from .compilecache import CompileCache, Keys
+from .limits import (
+    DEFAULT_RENDER_TIMEOUT_S,
+    MAX_OUTPUT_CHARS,
+    BudgetExceeded,
+    check_json,
+    render_budget,
+)
 from .names import NamedUndefined, Names, is_literal, literal_names, rendering, shown, shown_path
 from .outputs import (
     MAX_ENV_ENTRY_BYTES,
@@ -52,14 +59,7 @@ from .outputs import (
     render_plain_env,
     secret_strings,
 )
-from .sandbox import (
-    DEFAULT_RENDER_TIMEOUT_S,
-    MAX_OUTPUT_CHARS,
-    BudgetExceeded,
-    Sandbox,
-    check_json,
-    render_budget,
-)
+from .sandbox import Sandbox
 
 __all__ = [
     "MAX_ENV_ENTRY_BYTES",
@@ -199,12 +199,15 @@ class Renderer:
         self._cache = cache
         self._render_timeout_s = render_timeout_s
         self._jinja = Sandbox(
+            filters={
+                "b64encode": _b64encode,
+                "b64decode": _b64decode,
+                "tojson": _tojson,
+                "shell_quote": _shell_quote,
+            },
             undefined=NamedUndefined,
             autoescape=False,
             keep_trailing_newline=True,
-        )
-        self._jinja.filters.update(
-            b64encode=_b64encode, b64decode=_b64decode, tojson=_tojson, shell_quote=_shell_quote
         )
         self._jinja.globals.clear()  # no range/lipsum/cycler/joiner/namespace/dict beyond ours
         self._jinja.globals["range"] = safe_range  # capped at MAX_RANGE items
