@@ -32,6 +32,7 @@ def test_unknown_config_key_names_key_and_file(bao: Bao, tmp_path: Path) -> None
     line = error_line(result)
     assert "adress" in line
     assert "inject.toml" in line
+    assert line.endswith("unknown key 'vault.adress'; did you mean 'vault.address'?")
 
 
 def test_unknown_template_key_names_key_and_file(bao: Bao, tmp_path: Path) -> None:
@@ -45,6 +46,16 @@ def test_unknown_template_key_names_key_and_file(bao: Bao, tmp_path: Path) -> No
     line = error_line(result)
     assert "'mode'" in line
     assert "app.toml" in line
+
+
+def test_misspelt_template_key_suggests_the_nearest_key(bao: Bao, tmp_path: Path) -> None:
+    """``destinaton`` in a [[template]] exits 2 and suggests ``destination``."""
+    write(tmp_path / "inject.toml", '[[template]]\ncontents = "x"\ndestinaton = "out.txt"\n')
+    result = run_inject("render", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.endswith("template #1: unknown key 'destinaton'; did you mean 'destination'?")
+    assert not (tmp_path / "out.txt").exists()
 
 
 @pytest.mark.parametrize(

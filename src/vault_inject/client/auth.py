@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Protocol
 
-from ..config import Config
+from ..config import Config, setting_hint
 from ..errors import AuthError, UsageError
 from ..files import read_text
 from ..log import register_secret
@@ -108,18 +108,18 @@ class Authenticator:
 
     def _payload(self) -> tuple[dict[str, str], str]:
         if self.method == "approle":
-            role_id = _need_file(self.config.role_id_file, "[auth] role_id_file")
+            role_id = _need_file(self.config.role_id_file, "role_id_file", "role id file")
             return {"role_id": role_id, "secret_id": self._approle_secret_id()}, "approle login"
         role = self.config.role
         if not role:
-            raise UsageError(f"auth method {self.method} needs [auth] role")
+            raise UsageError(f"auth method {self.method} needs {setting_hint('role')}")
         jwt = read_secret_file(self._jwt_path(), "JWT file")
         return {"role": role, "jwt": jwt}, f"{self.method} login as role '{role}'"
 
     def _approle_secret_id(self) -> str:
         if self._secret_id is None:
             path = self.config.secret_id_file
-            self._secret_id = read_secret_file(_required(path, "[auth] secret_id_file"), "secret_id file")
+            self._secret_id = read_secret_file(_required(path, "secret_id_file"), "secret_id file")
             if self.config.remove_secret_id_file:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -130,7 +130,7 @@ class Authenticator:
             return self.config.jwt_file
         if self.method == "kubernetes":
             return K8S_TOKEN_PATH
-        raise UsageError("auth method jwt needs [auth] jwt_file")
+        raise UsageError(f"auth method jwt needs {setting_hint('jwt_file')}")
 
 
 def logged_in(config: Config, authenticator: Authenticator) -> tuple[VaultClient, Login]:
@@ -146,14 +146,14 @@ def logged_in(config: Config, authenticator: Authenticator) -> tuple[VaultClient
     return client, grant
 
 
-def _required(path: str, what: str) -> str:
+def _required(path: str, attr: str) -> str:
     if not path:
-        raise UsageError(f"auth method approle needs {what}")
+        raise UsageError(f"auth method approle needs {setting_hint(attr)}")
     return path
 
 
-def _need_file(path: str, what: str) -> str:
-    return read_secret_file(_required(path, what), what.split()[-1].replace("_", " "))
+def _need_file(path: str, attr: str, what: str) -> str:
+    return read_secret_file(_required(path, attr), what)
 
 
 def read_secret_file(path: str, what: str) -> str:

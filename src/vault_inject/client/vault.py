@@ -42,7 +42,7 @@ from ..model import (
 from ..refs import normalize_path
 from .adapter import InjectAdapter, ServerSettings, WireFactory
 from .failover import Failover
-from .translate import NoRoute, translated
+from .translate import NoRoute, Refused, translated
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -238,8 +238,10 @@ class VaultClient:
                 body = _dict(self._login(method, mount, credentials))
         except (PermissionDenied, AuthError, SecretNotFound) as exc:
             raise AuthError(f"{what} refused by {self.address}: {_kind(exc)}") from None
+        except Refused as exc:
+            raise AuthError(f"{what} refused by {self.address}: {exc.reason}") from None
         except SecretError as exc:
-            raise AuthError(f"{what} refused: {exc}") from None
+            raise AuthError(f"{what} failed: {exc}") from None
         auth = _dict(body.get("auth"))
         token = str(auth.get("client_token") or "")
         if not token:
