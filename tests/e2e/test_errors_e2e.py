@@ -58,6 +58,33 @@ def test_misspelt_template_key_suggests_the_nearest_key(bao: Bao, tmp_path: Path
     assert not (tmp_path / "out.txt").exists()
 
 
+def test_an_option_of_a_long_running_command_is_refused_by_render(bao: Bao, tmp_path: Path) -> None:
+    """`inject render --listen ... --splay ...` exits 2 naming the commands that take --listen,
+    and writes nothing (it used to be accepted and ignored)."""
+    write(tmp_path / "t.j2", "x")
+    result = run_inject(
+        "render", "--listen", "127.0.0.1:9102", "--splay", "5s", "-t", "t.j2:out.txt",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "No such option '--listen' for render: it is an option of inject 'run', 'watch' and 'dev'." in (
+        result.stderr
+    )
+    assert "Try 'inject render --help' for help." in result.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_help_of_a_real_run_lists_the_commands_options_by_section(bao: Bao, tmp_path: Path) -> None:
+    """`inject render --help`, run for real, exits 0 with sections and typed values, and no
+    option of a long-running command."""
+    result = run_inject("render", "--help", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 0
+    for part in ["Server:", "Auth:", "Outputs:", "Logging:", "--retry-timeout DURATION", "--auth [token|"]:
+        assert part in result.stdout
+    for absent in ["--listen", "--splay", "--no-watch", "--on-change", "--kill-", "TEXT"]:
+        assert absent not in result.stdout
+
+
 @pytest.mark.parametrize(
     "value", ["vault:secret/app", "vault:secret/app#", "vault:#key", "vault:secret/app#key#latest"]
 )
