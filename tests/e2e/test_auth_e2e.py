@@ -203,6 +203,25 @@ def test_jwt_without_role_names_the_file_key_and_the_env_var(bao: Bao, tmp_path:
     assert error_line(result).endswith("auth method jwt needs [auth] role (env INJECT_ROLE)")
 
 
+def test_no_token_anywhere_names_every_way_to_give_one(bao: Bao, tmp_path: Path) -> None:
+    """With no token anywhere, inject exits 4 naming the env vars, the option, the config key
+    and the file it looked for."""
+    env = {k: v for k, v in inject_env(bao).items() if k not in ("VAULT_TOKEN", "BAO_TOKEN")}
+    write(tmp_path / "t.j2", "x")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=env, cwd=tmp_path)
+    assert result.returncode == 4
+    line = error_line(result)
+    for way in [
+        "VAULT_TOKEN",
+        "--token-file",
+        "[auth] token_file",
+        "INJECT_TOKEN_FILE",
+        "~/.vault-token",
+        "INJECT_AUTH",
+    ]:
+        assert way in line, line
+
+
 def test_forbidden_path_names_path_and_token_policies(
     bao: Bao, approle_mount: str, prefix: str, tmp_path: Path
 ) -> None:

@@ -37,8 +37,8 @@ def find_token(config: Config, environ: Mapping[str, str]) -> str:
     if os.path.isfile(home_file):
         return read_token_file(home_file)
     raise AuthError(
-        "no token: set VAULT_TOKEN (or BAO_TOKEN), give --token-file, "
-        "write ~/.vault-token, or configure [auth] method"
+        "no token: set VAULT_TOKEN (or BAO_TOKEN), give --token-file (or [auth] token_file, env"
+        " INJECT_TOKEN_FILE), write ~/.vault-token, or configure [auth] method (env INJECT_AUTH)"
     )
 
 
