@@ -58,7 +58,7 @@ class SectionedCommand(click.Command):
 
 
 def _listed(commands: list[str]) -> str:
-    """``inject run, watch and dev``."""
+    """``inject 'run', 'watch' and 'dev'``."""
     words = [f"'{name}'" for name in commands]
     return "inject " + (", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0])
 
