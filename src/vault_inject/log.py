@@ -148,13 +148,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def timestamp(record: logging.LogRecord) -> str:
+    """When ``record`` was made, in UTC to the millisecond: ``2025-01-31T12:00:00.123Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
 class TextFormatter(logging.Formatter):
-    """``inject: warning: message`` (info has no level word, like most CLIs)."""
+    """``2025-01-31T12:00:00.123Z inject: warning: message``: the time as JSON logs give it,
+    then the level (info has no level word, like most CLIs)."""
 
     def format(self, record: logging.LogRecord) -> str:
         level = record.levelname.lower()
         prefix = "inject: " if record.levelno == logging.INFO else f"inject: {level}: "
-        text = prefix + record.getMessage()
+        text = f"{timestamp(record)} {prefix}{record.getMessage()}"
         if record.exc_info:
             text += "\n" + redact(self.formatException(record.exc_info))
         return text
@@ -165,8 +171,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -101,6 +101,74 @@ def test_approle_keeps_secret_id_file_by_default(
     assert (tmp_path / "secret_id").exists()
 
 
+def test_refused_approle_login_says_refused_once_naming_the_server(
+    bao: Bao, approle_mount: str, prefix: str, tmp_path: Path
+) -> None:
+    """A secret_id the server does not know exits 4 with one line: the login, the server,
+    the HTTP status, "refused" said once, and never the secret_id."""
+    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(f"{prefix}/app")))
+    approle.write_files(tmp_path)
+    write(tmp_path / "secret_id", forbid("wrong-" + secret_value("sid")) + "\n")
+    _approle_config(tmp_path, approle)
+    write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    assert result.returncode == 4
+    line = error_line(result)
+    assert f"approle login refused by {bao.address}: HTTP 400" in line
+    assert line.count("refused") == 1
+    assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("missing", "hint"),
+    [
+        ("secret_id_file", "[auth] secret_id_file (env INJECT_SECRET_ID_FILE)"),
+        ("role_id_file", "[auth] role_id_file (env INJECT_ROLE_ID_FILE)"),
+    ],
+)
+def test_missing_approle_setting_names_the_file_key_and_the_env_var(
+    bao: Bao, tmp_path: Path, missing: str, hint: str
+) -> None:
+    """An approle config without a credential file exits 2 naming both ways to give it:
+    the config key and the environment variable."""
+    lines = ["[auth]", 'method = "approle"', 'role_id_file = "role_id"', 'secret_id_file = "secret_id"']
+    write(tmp_path / "inject.toml", "\n".join(line for line in lines if missing not in line) + "\n")
+    write(tmp_path / "role_id", "r\n")
+    write(tmp_path / "secret_id", "s\n")
+    write(tmp_path / "t.j2", "x")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_line(result).endswith(f"auth method approle needs {hint}")
+
+
+def test_jwt_without_role_names_the_file_key_and_the_env_var(bao: Bao, tmp_path: Path) -> None:
+    """jwt auth without a role exits 2 naming [auth] role and INJECT_ROLE."""
+    write(tmp_path / "inject.toml", '[auth]\nmethod = "jwt"\njwt_file = "token.jwt"\n')
+    write(tmp_path / "t.j2", "x")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_line(result).endswith("auth method jwt needs [auth] role (env INJECT_ROLE)")
+
+
+def test_no_token_anywhere_names_every_way_to_give_one(bao: Bao, tmp_path: Path) -> None:
+    """With no token anywhere, inject exits 4 naming the env vars, the option, the config key
+    and the file it looked for."""
+    env = {k: v for k, v in inject_env(bao).items() if k not in ("VAULT_TOKEN", "BAO_TOKEN")}
+    write(tmp_path / "t.j2", "x")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=env, cwd=tmp_path)
+    assert result.returncode == 4
+    line = error_line(result)
+    for way in [
+        "VAULT_TOKEN",
+        "--token-file",
+        "[auth] token_file",
+        "INJECT_TOKEN_FILE",
+        "~/.vault-token",
+        "INJECT_AUTH",
+    ]:
+        assert way in line, line
+
+
 def test_forbidden_path_names_path_and_token_policies(
     bao: Bao, approle_mount: str, prefix: str, tmp_path: Path
 ) -> None:

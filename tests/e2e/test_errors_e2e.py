@@ -32,6 +32,7 @@ def test_unknown_config_key_names_key_and_file(bao: Bao, tmp_path: Path) -> None
     line = error_line(result)
     assert "adress" in line
     assert "inject.toml" in line
+    assert line.endswith("unknown key 'vault.adress'; did you mean 'vault.address'?")
 
 
 def test_unknown_template_key_names_key_and_file(bao: Bao, tmp_path: Path) -> None:
@@ -45,6 +46,43 @@ def test_unknown_template_key_names_key_and_file(bao: Bao, tmp_path: Path) -> No
     line = error_line(result)
     assert "'mode'" in line
     assert "app.toml" in line
+
+
+def test_misspelt_template_key_suggests_the_nearest_key(bao: Bao, tmp_path: Path) -> None:
+    """``destinaton`` in a [[template]] exits 2 and suggests ``destination``."""
+    write(tmp_path / "inject.toml", '[[template]]\ncontents = "x"\ndestinaton = "out.txt"\n')
+    result = run_inject("render", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.endswith("template #1: unknown key 'destinaton'; did you mean 'destination'?")
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_an_option_of_a_long_running_command_is_refused_by_render(bao: Bao, tmp_path: Path) -> None:
+    """`inject render --listen ... --splay ...` exits 2 naming the commands that take --listen,
+    and writes nothing (it used to be accepted and ignored)."""
+    write(tmp_path / "t.j2", "x")
+    result = run_inject(
+        "render", "--listen", "127.0.0.1:9102", "--splay", "5s", "-t", "t.j2:out.txt",
+        env=inject_env(bao), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "No such option '--listen' for render: it is an option of inject 'run', 'watch' and 'dev'." in (
+        result.stderr
+    )
+    assert "Try 'inject render --help' for help." in result.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_help_of_a_real_run_lists_the_commands_options_by_section(bao: Bao, tmp_path: Path) -> None:
+    """`inject render --help`, run for real, exits 0 with sections and typed values, and no
+    option of a long-running command."""
+    result = run_inject("render", "--help", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 0
+    for part in ["Server:", "Auth:", "Outputs:", "Logging:", "--retry-timeout DURATION", "--auth [token|"]:
+        assert part in result.stdout
+    for absent in ["--listen", "--splay", "--no-watch", "--on-change", "--kill-", "TEXT"]:
+        assert absent not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -80,8 +118,7 @@ def test_missing_key_names_path_and_key(bao: Bao, prefix: str, tmp_path: Path) -
     )
     assert result.returncode == 4
     line = error_line(result)
-    assert f"{prefix}/app" in line
-    assert "pasword" in line
+    assert line.endswith(f"env X: secret '{prefix}/app' has no key 'pasword'; did you mean 'password'?")
 
 
 def test_missing_path_names_path(bao: Bao, prefix: str, tmp_path: Path) -> None:
@@ -172,7 +209,18 @@ def test_missing_key_in_template_names_template_line_and_key(bao: Bao, prefix: s
     line = error_line(result)
     assert "app.yml.j2" in line
     assert "line 2" in line
-    assert "pasword" in line
+    assert line.endswith(f"secret '{prefix}/app' has no key 'pasword'; did you mean 'password'?")
+
+
+def test_missing_key_computed_in_template_gets_no_suggestion(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """A key the template computes is not shown, and no key is guessed for it (exit 3)."""
+    bao.kv_put(f"{prefix}/app", password=secret_value())
+    write(tmp_path / "t.j2", f"{{% set k = 'pas' %}}{{{{ secret('{prefix}/app')[k ~ 'word'] }}}}\n")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 3
+    line = error_line(result)
+    assert line.endswith("has no key (computed in the template)"), line
+    assert "did you mean" not in line
 
 
 @pytest.mark.parametrize(

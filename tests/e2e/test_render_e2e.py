@@ -4,6 +4,7 @@ ambient references, config files, option precedence and token sources."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -315,3 +316,38 @@ def test_child_pass_env_allows_the_token(bao: Bao, tmp_path: Path) -> None:
     names = json.loads(result.stdout)
     assert "VAULT_TOKEN" in names
     assert "BAO_TOKEN" not in names
+
+
+def _readme_jinja_blocks() -> list[str]:
+    """The ```jinja blocks of the README."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    return [block.split("\n```", 1)[0] for block in text.split("```jinja\n")[1:]]
+
+
+@pytest.mark.parametrize("number", range(len(_readme_jinja_blocks())))
+def test_readme_template_examples_render_without_a_blank_first_line(
+    bao: Bao, prefix: str, tmp_path: Path, number: int
+) -> None:
+    """Each README template, rendered for real, starts with its first line of content: a
+    `{%- set %}` line leaves no blank line behind."""
+    block = _readme_jinja_blocks()[number].replace("secret/infrastructure/postgres", f"{prefix}/pg")
+    bao.kv_put(f"{prefix}/pg", username="app", password=secret_value())
+    write(tmp_path / "t.j2", block + "\n")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rendered = (tmp_path / "out.txt").read_text()
+    assert rendered.strip(), rendered
+    assert rendered.splitlines()[0].strip(), repr(rendered)
+
+
+def test_text_log_lines_start_with_the_time(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """Every line a real `inject render` logs in the text format starts with a UTC time to
+    the millisecond, then `inject:`."""
+    bao.kv_put(f"{prefix}/app", password=secret_value())
+    write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}")
+    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any("rendered 1 file(s)" in line for line in lines), result.stderr
+    for line in lines:
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z inject: ", line), line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Mapping
 from typing import Any
@@ -642,3 +643,27 @@ def test_a_bad_trust_config_value_names_the_variable() -> None:
     """``INJECT_TRUST_CONFIG=maybe`` is a UsageError naming the variable."""
     with pytest.raises(UsageError, match="INJECT_TRUST_CONFIG"):
         build(environ={"INJECT_TRUST_CONFIG": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("toml", "suggestion"),
+    [
+        ('[vualt]\naddress = "x"\n', "did you mean 'vault'?"),
+        ('address = "x"\n', "did you mean 'vault.address'?"),
+        ('[vault]\nadress = "x"\n', "did you mean 'vault.address'?"),
+        ('[child]\nonchange = "none"\n', "did you mean 'child.on_change'?"),
+        ('[[template]]\nsorce = "a"\ndestination = "b"\n', "did you mean 'source'?"),
+        ('[[template]]\nsource = "a"\ndestinaton = "b"\n', "did you mean 'destination'?"),
+    ],
+)
+def test_unknown_key_suggests_the_nearest_known_key(toml: str, suggestion: str) -> None:
+    """A misspelt key names the nearest key inject knows, as it would be written there."""
+    with pytest.raises(UsageError, match="; " + re.escape(suggestion) + "$"):
+        build(toml=toml)
+
+
+def test_unknown_key_far_from_any_known_key_suggests_nothing() -> None:
+    """A key like no known one is reported without a guess."""
+    with pytest.raises(UsageError) as info:
+        build(toml='[vault]\nzzzzqqq = "x"\n')
+    assert str(info.value).endswith("unknown key 'vault.zzzzqqq'")

@@ -10,7 +10,7 @@ import click
 import pytest
 
 from vault_inject.cli import commands as cli
-from vault_inject.cli import launch
+from vault_inject.cli import launch, options
 
 CLICK_COMMANDS: dict[str, click.Command] = {
     "run": cli.run_cmd,
@@ -83,11 +83,16 @@ def test_any_other_command_line_is_left_to_click(args: list[str]) -> None:
     assert launch.plain_command(args) is None
 
 
-def test_every_value_option_of_the_table_is_a_click_option() -> None:
-    """The option table launch keeps is the one cli builds its click options from."""
-    names = {param.name for param in cli.run_cmd.params}
-    assert {attr for _, attr, _ in launch.VALUE_OPTIONS} <= names
-    assert set(launch.NO_OPTIONS) <= names
+@pytest.mark.parametrize("name", cli.COMMANDS)
+def test_each_command_has_exactly_the_options_of_the_table(name: str) -> None:
+    """The option table (``options``) is the one cli builds each command's click options
+    from: the same names, and the plain path's defaults are click's."""
+    command = cli.cli.commands[name]
+    taken = {param.name for param in command.params if isinstance(param, click.Option)} - {"help"}
+    assert taken == {option.attr for option in options.options_of(name)}
+    defaults = command.make_context(name, ["--", "x"] if name in ("run", "dev") else []).params
+    defaults.pop("command", None)
+    assert defaults == options.unset_options(name)
 
 
 def test_every_plain_command_is_a_click_command() -> None:

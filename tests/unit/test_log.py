@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -81,14 +82,34 @@ def test_short_values_are_not_registered() -> None:
     assert log.redact("a b ab abc") == "a b ab abc"
 
 
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def untimed(text: str) -> list[str]:
+    """The lines of ``text`` without their leading timestamp (each must have one)."""
+    lines = text.splitlines()
+    assert all(re.match(TIME + " ", line) for line in lines), lines
+    return [line.split(" ", 1)[1] for line in lines]
+
+
 def test_text_format_prefixes_and_levels(stream: io.StringIO) -> None:
-    """Text format: 'inject: msg' for info, 'inject: level: msg' otherwise; one line each."""
+    """Text format: 'TIME inject: msg' for info, 'TIME inject: level: msg' otherwise; one line each."""
     log.setup(level="info", stream=stream)
     logger = logging.getLogger("vault_inject.t")
     logger.info("wrote %s", "/app/x")
     logger.warning("slow")
     logger.debug("hidden at info")
-    assert stream.getvalue().splitlines() == ["inject: wrote /app/x", "inject: warning: slow"]
+    assert untimed(stream.getvalue()) == ["inject: wrote /app/x", "inject: warning: slow"]
+
+
+def test_text_lines_carry_the_time_as_json_lines_do(stream: io.StringIO) -> None:
+    """A text line starts with the record's UTC time to the millisecond, as the JSON "time" field."""
+    log.setup(stream=stream)
+    record = logging.LogRecord("vault_inject.t", logging.INFO, __file__, 1, "hello", None, None)
+    record.created, record.msecs = 1_700_000_000.25, 250.0
+    logging.getLogger("vault_inject.t").handle(record)
+    assert stream.getvalue() == "2023-11-14T22:13:20.250Z inject: hello\n"
+    assert log.JsonFormatter().format(record).startswith('{"time": "2023-11-14T22:13:20.250Z"')
 
 
 def test_json_format_one_object_per_line(stream: io.StringIO) -> None:
@@ -122,7 +143,7 @@ def test_level_filters_records(stream: io.StringIO) -> None:
     log.setup(level="error", stream=stream)
     logging.getLogger("vault_inject.x").warning("nope")
     logging.getLogger("vault_inject.x").error("yes")
-    assert stream.getvalue() == "inject: error: yes\n"
+    assert untimed(stream.getvalue()) == ["inject: error: yes"]
 
 
 # --- pruning and one threshold (issue 11) ------------------------------------------------

@@ -222,3 +222,38 @@ def test_the_engine_logs_a_computed_path_by_its_label(caplog: pytest.LogCaptureF
     assert leaked(text) == [], text
     assert "older than v3" in caplog.text
     assert COMPUTED in caplog.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{{{{ secret('{APP}')['usr'] }}}}",
+        f"{{{{ secret('{APP}').usr }}}}",
+        f"{{% set k = 'usr' %}}{{{{ secret('{APP}')[k] }}}}",
+    ],
+)
+def test_a_literal_missing_key_suggests_the_nearest_key(reader: FakeReader, text: str) -> None:
+    """A misspelt key written in the template names the secret's nearest key (a name, never a value)."""
+    message = str(render_failure(text, reader))
+    assert message.endswith(f"secret '{APP}' has no key 'usr'; did you mean 'user'?"), message
+    assert leaked(message) == [], message
+
+
+def test_a_literal_key_far_from_every_key_gets_no_guess(reader: FakeReader) -> None:
+    message = str(render_failure(f"{{{{ secret('{APP}')['zzzzzz'] }}}}", reader))
+    assert message.endswith("has no key 'zzzzzz'"), message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{{% set k = 'u' %}}{{{{ secret('{APP}')[k ~ 'sr'] }}}}",
+        f"{{{{ secret('{APP}')[{PW}|upper] }}}}",
+        f"{{{{ secret('{APP}')[{PW}[:2]] }}}}",
+    ],
+)
+def test_a_computed_missing_key_gets_no_suggestion(reader: FakeReader, text: str) -> None:
+    """A key the template computed is never guessed at, however close to a real key."""
+    message = str(render_failure(text, reader))
+    assert "did you mean" not in message, message
+    assert f"has no key ({COMPUTED})" in message, message

@@ -10,75 +10,81 @@ import click
 
 from .._version import __version__
 from ..errors import EXIT_USAGE
-from .launch import VALUE_OPTIONS, execute
+from . import options
+from .launch import execute
 
 F = TypeVar("F", bound=Callable[..., Any])
 COMMANDS = ("run", "render", "watch", "check", "plan", "dev")
-CHILD_ARGV = click.argument("command", nargs=-1, type=click.UNPROCESSED)
+CHILD_ARGV = click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARG]...")
+DEV_ARGV = click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARG]...]")
+OTHER = "Other"
+_COL_MAX = 30  # click's own limit for the first column of a help screen
+_SECTION_OF = {option.attr: option.section for option in options.OPTIONS}
 
 
-def shared_options(func: F) -> F:
-    """The options every rendering command takes."""
-    for names, attr, help_text in reversed(VALUE_OPTIONS):
-        func = click.option(*names, attr, default=None, help=help_text)(func)
-    decorators = [
-        click.option(
-            "-c",
-            "--config",
-            "config_path",
-            default=None,
-            help="TOML config (default ./inject.toml; env INJECT_CONFIG).",
-        ),
-        click.option(
-            "-t",
-            "--template",
-            "templates",
-            multiple=True,
-            help="Render template SRC to DEST (SRC:DEST, repeatable).",
-        ),
-        click.option(
-            "-e",
-            "--env",
-            "env",
-            multiple=True,
-            help="Child env var NAME=VALUE; VALUE a vault:PATH#KEY ref or Jinja (repeatable).",
-        ),
-        click.option(
-            "--address",
-            "address",
-            multiple=True,
-            help="Server address (env VAULT_ADDR, else BAO_ADDR); repeat for an HA cluster's"
-            " nodes, used in order with failover (env INJECT_ADDRESSES=URL,URL).",
-        ),
-        click.option(
-            "--tls-skip-verify",
-            "tls_skip_verify",
-            is_flag=True,
-            default=None,
-            help="Do not verify the server's TLS certificate.",
-        ),
-        click.option(
-            "--no-watch",
-            "no_watch",
-            is_flag=True,
-            default=None,
-            help="Render, then exec the command in place of inject.",
-        ),
-        click.option(
-            "--trust-config",
-            "trust_config",
-            is_flag=True,
-            default=None,
-            help="As root, read a config file or template that another user could write"
-            " (env INJECT_TRUST_CONFIG=1; default: refused).",
-        ),
-        click.option("-v", "--verbose", "verbose", is_flag=True, help="Log debug messages."),
-        click.option("-q", "--quiet", "quiet", is_flag=True, help="Log warnings and errors only."),
-        click.option("--debug", "debug", is_flag=True, help="Debug logs and tracebacks."),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+class SectionedCommand(click.Command):
+    """A command whose help lists its options by section (server, auth, outputs, ...), and
+    whose "No such option" names the commands that do take the option."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """One help section per option section, in ``options.SECTIONS`` order."""
+        rows: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                rows.setdefault(_SECTION_OF.get(param.name or "", OTHER), []).append(record)
+        # One first column for every section: the longest term, at most click's limit (a
+        # longer term gets a line of its own, its text starting at that column).
+        width = min(max((len(term) for found in rows.values() for term, _ in found), default=0), _COL_MAX)
+        for title in (*options.SECTIONS, OTHER):
+            if title in rows:
+                with formatter.section(title):
+                    formatter.write_dl(
+                        [(term.ljust(width), text) for term, text in rows[title]], col_max=_COL_MAX
+                    )
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """click's parse; an option another command takes is named as such."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            takers = options.commands_taking(exc.option_name)
+            if not takers:
+                raise
+            message = (
+                f"No such option '{exc.option_name}' for {self.name}: it is an option of {_listed(takers)}."
+            )
+            raise click.NoSuchOption(exc.option_name, message, ctx=ctx) from None
+
+
+def _listed(commands: list[str]) -> str:
+    """``inject 'run', 'watch' and 'dev'``."""
+    words = [f"'{name}'" for name in commands]
+    return "inject " + (", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0])
+
+
+def with_options(command: str) -> Callable[[F], F]:
+    """Decorate a command function with the options ``command`` takes (``options.OPTIONS``)."""
+
+    def decorate(func: F) -> F:
+        for option in reversed(options.options_of(command)):
+            func = _click_option(option)(func)
+        return func
+
+    return decorate
+
+
+def _click_option(option: options.Option) -> Callable[[F], F]:
+    settings: dict[str, Any] = {"help": option.help}
+    if option.kind == "value":
+        settings.update(default=None, metavar=option.metavar)
+    elif option.kind == "multiple":
+        settings.update(multiple=True, metavar=option.metavar)
+    elif option.kind == "flag":
+        settings.update(is_flag=True, default=None)
+    else:
+        settings.update(is_flag=True)
+    return click.option(*option.names, option.attr, **settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,12 +92,14 @@ def shared_options(func: F) -> F:
 def cli() -> None:
     """Render Vault/OpenBao secrets into files and env vars, run the app, keep them fresh.
 
-    inject [OPTIONS] -- COMMAND [ARG]...   (same as: inject run [OPTIONS] -- COMMAND)
+    \b
+    inject [OPTIONS] -- COMMAND [ARG]...   (the same as: inject run [OPTIONS] -- COMMAND)
+    inject COMMAND --help                  (the options of COMMAND)
     """
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": False})
-@shared_options
+@cli.command("run", cls=SectionedCommand)
+@with_options("run")
 @CHILD_ARGV
 def run_cmd(**kwargs: Any) -> None:
     """Render, start COMMAND, keep secrets fresh (the default command)."""
@@ -100,8 +108,8 @@ def run_cmd(**kwargs: Any) -> None:
     execute(kwargs, lambda config, environ: app.cmd_run(config, environ, kwargs["command"]))
 
 
-@cli.command("render")
-@shared_options
+@cli.command("render", cls=SectionedCommand)
+@with_options("render")
 def render_cmd(**kwargs: Any) -> None:
     """Render once, write the files, exit 0 (init container, CI)."""
     from . import app
@@ -109,8 +117,8 @@ def render_cmd(**kwargs: Any) -> None:
     execute(kwargs, app.cmd_render)
 
 
-@cli.command("watch")
-@shared_options
+@cli.command("watch", cls=SectionedCommand)
+@with_options("watch")
 def watch_cmd(**kwargs: Any) -> None:
     """Render and keep re-rendering; no child (sidecar)."""
     from . import app
@@ -118,8 +126,8 @@ def watch_cmd(**kwargs: Any) -> None:
     execute(kwargs, app.cmd_watch)
 
 
-@cli.command("plan")
-@shared_options
+@cli.command("plan", cls=SectionedCommand)
+@with_options("plan")
 def plan_cmd(**kwargs: Any) -> None:
     """Show which files and env names would change, and why; never values."""
     from . import app
@@ -127,8 +135,8 @@ def plan_cmd(**kwargs: Any) -> None:
     execute(kwargs, app.cmd_plan)
 
 
-@cli.command("check")
-@shared_options
+@cli.command("check", cls=SectionedCommand)
+@with_options("check")
 def check_cmd(**kwargs: Any) -> None:
     """Validate config, templates and read access; write nothing."""
     from . import app
@@ -136,15 +144,9 @@ def check_cmd(**kwargs: Any) -> None:
     execute(kwargs, app.cmd_check)
 
 
-@cli.command("dev")
-@shared_options
-@click.option(
-    "--secrets",
-    "secrets",
-    default=None,
-    help="TOML file of secrets to load (default ./dev-secrets.toml).",
-)
-@CHILD_ARGV
+@cli.command("dev", cls=SectionedCommand)
+@with_options("dev")
+@DEV_ARGV
 def dev_cmd(**kwargs: Any) -> None:
     """Start an embedded OpenBao dev server seeded from a file, then run as `inject`."""
     from . import dev

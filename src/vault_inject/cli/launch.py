@@ -20,55 +20,12 @@ from typing import Any
 from .. import log
 from ..config import CliOptions, Config
 from ..errors import EXIT_INTERNAL, InjectError
+from . import options
 
 logger = logging.getLogger("vault_inject.cli")  # the name operators' filters already use
 
 Action = Callable[[Config, dict[str, str]], int]
 
-# name on the command line -> Config attribute
-VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("--namespace",), "namespace", "Namespace (env VAULT_NAMESPACE / BAO_NAMESPACE)."),
-    (("--ca-cert",), "ca_cert", "CA bundle to verify the server (env VAULT_CACERT)."),
-    (("--client-cert",), "client_cert", "Client certificate for TLS (env VAULT_CLIENT_CERT)."),
-    (("--client-key",), "client_key", "Client key for TLS (env VAULT_CLIENT_KEY)."),
-    (("--auth",), "auth_method", "Auth method: token (default), approle, jwt, kubernetes, cert, userpass."),
-    (("--token-file",), "token_file", "Read inject's token from this file."),
-    (
-        ("--retry-timeout",),
-        "retry_timeout_s",
-        "Keep retrying an unreachable server this long (default 60s).",
-    ),
-    (("--poll-interval",), "poll_interval_s", "How often KV secrets are checked (default 60s)."),
-    (("--on-change",), "on_change", "restart | signal | none (default restart)."),
-    (("--reload-signal",), "reload_signal", "Signal for --on-change signal (default SIGHUP)."),
-    (("--kill-signal",), "kill_signal", "Signal that stops the child (default SIGTERM)."),
-    (("--kill-timeout",), "kill_timeout_s", "Wait this long before SIGKILL (default 10s)."),
-    (("--user",), "user", "Run the child as USER[:GROUP]; files are owned by it."),
-    (("--splay",), "splay_s", "Act on a change after a random delay up to this (default 0)."),
-    (
-        ("--listen",),
-        "listen",
-        "Serve /healthz and /metrics on HOST:PORT (PORT alone: loopback; env INJECT_LISTEN; default off).",
-    ),
-    (("--log-format",), "log_format", "text (default) or json."),
-    (("--log-level",), "log_level", "debug, info (default), warning, error."),
-)
-
-
-# What click gives a command for an option that is not on the command line (see
-# cli.shared_options); test_launch checks this against click's own parse.
-NO_OPTIONS: Mapping[str, Any] = {
-    "config_path": None,
-    "address": (),  # repeatable (an HA cluster's nodes), so a tuple
-    "templates": (),
-    "env": (),
-    "tls_skip_verify": None,
-    "no_watch": None,
-    "trust_config": None,
-    "verbose": False,
-    "quiet": False,
-    "debug": False,
-}
 _NOT_CONFIG = frozenset(
     {"config_path", "templates", "env", "verbose", "quiet", "debug", "command", "secrets"}
 )
@@ -79,12 +36,11 @@ PLAIN_COMMANDS = ("run", "render", "watch", "check", "plan")
 _CONFIG_FLAGS = ("-c", "--config")
 
 
-def plain_options(command: Sequence[str] | None = None) -> dict[str, Any]:
-    """The keyword arguments of a command with no option given (``inject run -- COMMAND``
-    when ``command`` is given; render, watch, check and plan take no COMMAND)."""
-    unset = dict.fromkeys(attr for _, attr, _ in VALUE_OPTIONS)
-    options = {**unset, **NO_OPTIONS}
-    return options if command is None else {**options, "command": tuple(command)}
+def plain_options(command: str, child: Sequence[str] = ()) -> dict[str, Any]:
+    """The keyword arguments click gives ``command`` with no option on the command line
+    (``child``: the words after ``--`` of ``run``; the others take no COMMAND)."""
+    unset = options.unset_options(command)
+    return {**unset, "command": tuple(child)} if command == "run" else unset
 
 
 def plain_command(args: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
@@ -101,9 +57,9 @@ def plain_command(args: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
     plain, config = _config_path(flags)
     if not plain:
         return None
-    options = plain_options(child if command == "run" else None)
-    options["config_path"] = config
-    return command, options
+    kwargs = plain_options(command, child)
+    kwargs["config_path"] = config
+    return command, kwargs
 
 
 def _config_path(flags: Sequence[str]) -> tuple[bool, str | None]:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..config import Config
+from ..config import Config, setting_hint
 from ..errors import AuthError, UsageError
 from ..files import read_text
 from ..log import register_secret
@@ -39,8 +39,8 @@ def find_token(config: Config, environ: Mapping[str, str]) -> str:
     if os.path.isfile(home_file):
         return read_token_file(home_file)
     raise AuthError(
-        "no token: set VAULT_TOKEN (or BAO_TOKEN), give --token-file, "
-        "write ~/.vault-token, or configure [auth] method"
+        "no token: set VAULT_TOKEN (or BAO_TOKEN), give --token-file (or [auth] token_file, env"
+        " INJECT_TOKEN_FILE), write ~/.vault-token, or configure [auth] method (env INJECT_AUTH)"
     )
 
 
@@ -119,7 +119,7 @@ class Authenticator:
 
     def _payload(self, client: Client) -> tuple[dict[str, str], str]:
         if self.method == "approle":
-            role_id = _need_file(self.config.role_id_file, "[auth] role_id_file", self.method)
+            role_id = _need_file(self.config.role_id_file, "role_id_file", self.method, "role id file")
             return {"role_id": role_id, "secret_id": self._approle_secret_id(client)}, "approle login"
         if self.method == "userpass":
             return self._userpass_payload()
@@ -127,7 +127,7 @@ class Authenticator:
             return self._cert_payload()
         role = self.config.role
         if not role:
-            raise UsageError(f"auth method {self.method} needs [auth] role")
+            raise UsageError(f"auth method {self.method} needs {setting_hint('role')}")
         jwt = read_secret_file(self._jwt_path(), "JWT file")
         return {"role": role, "jwt": jwt}, f"{self.method} login as role '{role}'"
 
@@ -139,10 +139,12 @@ class Authenticator:
             if wrapped:
                 self._secret_id = unwrap_secret_id(client, wrapped)
                 return self._secret_id
-            self._secret_id = read_secret_file(
-                _required(path, "[auth] secret_id_file (or secret_id_wrapped_file)", self.method),
-                "secret_id file",
-            )
+            if not path:
+                raise UsageError(
+                    f"auth method approle needs {setting_hint('secret_id_file')}"
+                    f" or {setting_hint('secret_id_wrapped_file')}"
+                )
+            self._secret_id = read_secret_file(path, "secret_id file")
             if self.config.remove_secret_id_file:
                 _remove(path)
         return self._secret_id
@@ -150,8 +152,8 @@ class Authenticator:
     def _userpass_payload(self) -> tuple[dict[str, str], str]:
         username = self.config.username
         if not username:
-            raise UsageError("auth method userpass needs [auth] username")
-        password = _need_file(self.config.password_file, "[auth] password_file", self.method)
+            raise UsageError(f"auth method userpass needs {setting_hint('username')}")
+        password = _need_file(self.config.password_file, "password_file", self.method, "password file")
         return {"username": username, "password": password}, f"userpass login as '{username}'"
 
     def _cert_payload(self) -> tuple[dict[str, str], str]:
@@ -179,7 +181,7 @@ class Authenticator:
             return self.config.jwt_file
         if self.method == "kubernetes":
             return K8S_TOKEN_PATH
-        raise UsageError("auth method jwt needs [auth] jwt_file")
+        raise UsageError(f"auth method jwt needs {setting_hint('jwt_file')}")
 
 
 def logged_in(config: Config, authenticator: Authenticator) -> tuple[VaultClient, Login]:
@@ -245,14 +247,14 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _required(path: str, what: str, method: str) -> str:
+def _required(path: str, attr: str, method: str) -> str:
     if not path:
-        raise UsageError(f"auth method {method} needs {what}")
+        raise UsageError(f"auth method {method} needs {setting_hint(attr)}")
     return path
 
 
-def _need_file(path: str, what: str, method: str) -> str:
-    return read_secret_file(_required(path, what, method), what.split()[-1].replace("_", " "))
+def _need_file(path: str, attr: str, method: str, what: str) -> str:
+    return read_secret_file(_required(path, attr, method), what)
 
 
 def read_secret_file(path: str, what: str) -> str:

@@ -17,6 +17,15 @@ class NoRoute(SecretNotFound):
     """A 404 for a path no secrets engine (or auth method) is mounted at."""
 
 
+class Refused(SecretError):
+    """Any other refusal; ``reason`` is the status and our reading of it (``HTTP 400 (...)``),
+    for a caller that words the message itself (a login)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"server refused {what}: {reason}")
+        self.reason = reason
+
+
 def translated(exc: hvac_errors.VaultError, what: str) -> InjectError:
     """Our error for hvac's ``exc``, raised while doing ``what``."""
     errors = _errors(exc)
@@ -33,7 +42,7 @@ def translated(exc: hvac_errors.VaultError, what: str) -> InjectError:
     if isinstance(exc, hvac_errors.Unauthorized):
         return AuthError(f"not authenticated for {what} (the token is missing or was rejected)")
     reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
-    return SecretError(f"server refused {what}: {reason}")
+    return Refused(what, reason)
 
 
 def _errors(exc: hvac_errors.VaultError) -> list[str]:

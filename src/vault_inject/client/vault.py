@@ -41,7 +41,7 @@ from .adapter import InjectAdapter, ServerSettings, WireFactory
 from .answers import dict_of, register_values
 from .failover import Failover
 from .kv import KV
-from .translate import translated
+from .translate import Refused, translated
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -218,8 +218,10 @@ class VaultClient:
                 body = dict_of(logins.request(self.hvac.auth, self.settings, method, mount, credentials))
         except (PermissionDenied, AuthError, SecretNotFound) as exc:
             raise AuthError(f"{what} refused by {self.address}: {logins.refusal(exc)}") from None
+        except Refused as exc:
+            raise AuthError(f"{what} refused by {self.address}: {exc.reason}") from None
         except SecretError as exc:
-            raise AuthError(f"{what} refused: {exc}") from None
+            raise AuthError(f"{what} failed: {exc}") from None
         auth = dict_of(body.get("auth"))
         token = str(auth.get("client_token") or "")
         if not token:

@@ -252,6 +252,14 @@ def _as_address_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.strip().rstrip("/") for a in found))
 
 
+def setting_hint(attr: str) -> str:
+    """Where a setting is given, for a message that asks for it: ``[auth] secret_id_file
+    (env INJECT_SECRET_ID_FILE)``, for users configuring by file or by environment."""
+    opt = next(o for o in _OPTIONS if o.attr == attr)
+    envs = " or ".join(opt.envvars)
+    return f"[{opt.section}] {opt.key}" + (f" (env {envs})" if envs else "")
+
+
 def _env(*names: str) -> tuple[str, ...]:
     return names
 
@@ -498,7 +506,7 @@ def _resolve(base: str, path: str) -> str:
 def _reject_unknown(data: Mapping[str, Any], where: str) -> None:
     for name, value in data.items():
         if name not in _SECTIONS:
-            raise UsageError(f"{where}: unknown key '{name}'")
+            raise UsageError(f"{where}: unknown key '{name}'{_nearest(name, _top_level_names())}")
         if name in ("template", "env"):
             continue
         if not isinstance(value, dict):
@@ -506,7 +514,27 @@ def _reject_unknown(data: Mapping[str, Any], where: str) -> None:
         known = {o.key for o in _OPTIONS if o.section == name} | ({"wait"} if name == "watch" else set())
         for key in value:
             if key not in known:
-                raise UsageError(f"{where}: unknown key '{name}.{key}'")
+                hint = _nearest(key, known, prefix=name + ".")
+                raise UsageError(f"{where}: unknown key '{name}.{key}'{hint}")
+
+
+def _top_level_names() -> dict[str, str]:
+    """What a top-level typo may have meant: a section, or a key of a section written
+    without its table (``destinaton`` for ``[[template]] destination``)."""
+    names = {o.key: f"{o.section}.{o.key}" for o in _OPTIONS}
+    names.update({key: f"template.{key}" for key in _TEMPLATE_KEYS})
+    names.update({section: section for section in _SECTIONS})
+    return names
+
+
+def _nearest(given: str, known: Iterable[str] | Mapping[str, str], *, prefix: str = "") -> str:
+    """``"; did you mean 'x'?"`` for the known name closest to ``given`` (a typo), else ``""``.
+    ``known`` may map each name to how to write it (``destination`` -> ``template.destination``)."""
+    import difflib  # only when a config file has a wrong key
+
+    spelled = dict(known) if isinstance(known, Mapping) else {name: prefix + name for name in known}
+    close = difflib.get_close_matches(given, list(spelled), n=1, cutoff=0.75)
+    return f"; did you mean '{spelled[close[0]]}'?" if close else ""
 
 
 def _reject_nul(value: Any, where: str, key: str = "") -> None:
@@ -551,7 +579,7 @@ def _file_template(item: Any, where: str, file_dir: str) -> TemplateSpec:
         raise UsageError(f"{where}: must be a table")
     for key in item:
         if key not in _TEMPLATE_KEYS:
-            raise UsageError(f"{where}: unknown key '{key}'")
+            raise UsageError(f"{where}: unknown key '{key}'{_nearest(key, _TEMPLATE_KEYS)}")
     destination = _as_str(item.get("destination", ""), f"{where}: destination")
     if not destination:
         raise UsageError(f"{where}: 'destination' is required")

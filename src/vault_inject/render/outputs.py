@@ -152,8 +152,19 @@ def resolve_ref(ref: Ref, cache: ReadCache, where: str) -> str:
     """The value a ``vault:PATH#KEY`` reference names, as env text."""
     data = cache.get(ref_request(ref)).data
     if ref.key not in data:
-        raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'")
+        raise SecretNotFound(f"{where}: secret '{ref.path}' has no key '{ref.key}'{nearest(ref.key, data)}")
     return as_text(data[ref.key])
+
+
+def nearest(given: str, known: Iterable[Any]) -> str:
+    """``"; did you mean 'password'?"`` naming the key in ``known`` closest to ``given`` (a
+    typo), else ``""``. Only for a key written literally (in a reference, or in a template's
+    source): a key is a name, not a value, but a computed one may be made from a value, so
+    it gets no guess (names.py)."""
+    import difflib  # only when a key is missing
+
+    close = difflib.get_close_matches(given, [k for k in known if isinstance(k, str)], n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def as_text(value: Any) -> str:

@@ -54,6 +54,7 @@ from .outputs import (
     as_text,
     checked_env,
     is_template_text,
+    nearest,
     plain_env_spec,
     ref_request,
     render_plain_env,
@@ -127,7 +128,8 @@ class SecretData(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._data:
-            raise _MissingKey(f"secret {self._shown} has no key {shown(key, self._names)}")
+            hint = nearest(key, self._data) if is_literal(key, self._names) else ""
+            raise _MissingKey(f"secret {self._shown} has no key {shown(key, self._names)}{hint}")
         return self._data[key]
 
     def __iter__(self) -> Iterator[str]:
