@@ -49,7 +49,7 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     """The one line inject printed on stderr for a failure; fails on a traceback or more lines
     (the progress notes of a call that is retrying aside: they come before the failure)."""
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if not RETRYING.match(line)]
+    lines = [line for line in result.stderr.strip().splitlines() if not RETRYING.search(line)]
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     return lines[0]
 
