@@ -72,6 +72,14 @@ def shared_options(func: F) -> F:
             help="As root, read a config file or template that another user could write"
             " (env INJECT_TRUST_CONFIG=1; default: refused).",
         ),
+        click.option(
+            "--hand-over",
+            "hand_over",
+            is_flag=True,
+            default=None,
+            help="Leave inject's token and leases unrevoked at exit, in the state (--state-dir),"
+            " for the next inject to reuse (env INJECT_HAND_OVER=1).",
+        ),
         click.option("-v", "--verbose", "verbose", is_flag=True, help="Log debug messages."),
         click.option("-q", "--quiet", "quiet", is_flag=True, help="Log warnings and errors only."),
         click.option("--debug", "debug", is_flag=True, help="Debug logs and tracebacks."),

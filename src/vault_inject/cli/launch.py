@@ -50,6 +50,11 @@ VALUE_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "listen",
         "Serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9102 (env INJECT_LISTEN; default off).",
     ),
+    (
+        ("--state-dir",),
+        "state_dir",
+        "Keep an encrypted state here (env INJECT_STATE_DIR; needs [state] key_file or key_env).",
+    ),
     (("--log-format",), "log_format", "text (default) or json."),
     (("--log-level",), "log_level", "debug, info (default), warning, error."),
 )
@@ -65,6 +70,7 @@ NO_OPTIONS: Mapping[str, Any] = {
     "tls_skip_verify": None,
     "no_watch": None,
     "trust_config": None,
+    "hand_over": None,
     "verbose": False,
     "quiet": False,
     "debug": False,

@@ -315,6 +315,17 @@ class VaultClient:
             return False
         return True
 
+    def lease_ttl(self, lease_id: str, *, budget_s: float | None = None) -> int | None:
+        """The seconds a lease has left, or None when the server does not know it (revoked,
+        expired) or will not say. (PUT /sys/leases/lookup)"""
+        try:
+            with self._call(f"lookup of lease {lease_id}", budget_s):
+                body = _dict(self.hvac.sys.read_lease(lease_id))
+        except SecretError:
+            return None
+        ttl = _int_or_none(_dict(body.get("data")).get("ttl"))
+        return ttl if ttl is not None and ttl > 0 else None
+
     # --- secrets -------------------------------------------------------------------------
 
     def read(self, path: str, version: int | None = None, *, budget_s: float | None = None) -> Secret:
