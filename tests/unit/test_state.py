@@ -184,13 +184,8 @@ def test_the_state_is_bound_to_the_server_and_the_login() -> None:
 
 def test_state_settings_from_file_env_and_cli() -> None:
     """dir and key_file are paths from the file's directory; --state-dir and INJECT_STATE_DIR win."""
-    config = _config(dir='"s"', key_file='"k"', start_stale="true", max_age='"2h"')
-    assert (config.state_dir, config.state_key_file, config.start_stale, config.state_max_age_s) == (  # type: ignore[attr-defined]
-        "/w/s",
-        "/w/k",
-        True,
-        7200.0,
-    )
+    config = _config(dir='"s"', key_file='"k"')
+    assert (config.state_dir, config.state_key_file) == ("/w/s", "/w/k")  # type: ignore[attr-defined]
     env = {"INJECT_STATE_DIR": "/e", "INJECT_STATE_KEY_ENV": "KEY", "INJECT_HAND_OVER": "1"}
     from_env = build_config(CliOptions(), env, {}, config_path=None, cwd="/")
     assert (from_env.state_dir, from_env.state_key_env, from_env.hand_over) == ("/e", "KEY", True)
@@ -204,9 +199,8 @@ def test_state_settings_from_file_env_and_cli() -> None:
         ({"dir": '"s"'}, "exactly one of"),
         ({"dir": '"s"', "key_file": '"k"', "key_env": '"K"'}, "exactly one of"),
         ({"hand_over": "true"}, "hand_over needs"),
-        ({"start_stale": "true"}, "start_stale needs"),
+        ({"start_stale": "true"}, "unknown key 'state.start_stale'"),
         ({"dir": '"s"', "key_env": '"1X"'}, "not a variable name"),
-        ({"dir": '"s"', "key_env": '"K"', "max_age": '"0s"'}, "max_age"),
         ({"key": '"x"'}, "unknown key 'state.key'"),
     ],
 )
@@ -214,3 +208,14 @@ def test_bad_state_settings_are_one_usage_line(state: dict[str, str], message: s
     """A state without a key, with two, hand-over or stale start without a directory: a usage error naming the setting."""
     with pytest.raises(UsageError, match=message):
         _config(**state)
+
+
+def test_the_state_key_variable_never_reaches_the_child() -> None:
+    """The variable named by key_env is removed from the child's environment (unless pass_env names it)."""
+    from vault_inject.cli import app
+
+    environ = {"INJECT_STATE_DIR": "/s", "INJECT_STATE_KEY_ENV": "MY_KEY", "MY_KEY": "phrase", "KEEP": "1"}
+    config = build_config(CliOptions(), environ, {}, config_path=None, cwd="/")
+    child = app.child_environ(config, environ, {})
+    assert "MY_KEY" not in child
+    assert child["KEEP"] == "1"

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIN_REFRESH_S = 60.0  # rewrite an unchanged state at most this often (its age: max_age)
+REFRESH_S = 600.0  # an unchanged state is written again this often (its age: values confirmed)
 
 
 class StateKeeper:
@@ -57,8 +57,7 @@ class StateKeeper:
             key = sealed.Key.of(_key_material(config, environ))
         except sealed.Refused as exc:
             raise UsageError(f"[state]: {exc}") from None
-        refresh_s = max(MIN_REFRESH_S, config.state_max_age_s / 10)
-        return cls(config.state_dir, key, binding(config), refresh_s=refresh_s)
+        return cls(config.state_dir, key, binding(config), refresh_s=REFRESH_S)
 
     @property
     def path(self) -> str:

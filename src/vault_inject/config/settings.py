@@ -114,8 +114,6 @@ class Config:
     state_key_file: str = ""  # 32 random bytes, or a passphrase (through scrypt)
     state_key_env: str = ""  # the NAME of an environment variable holding a passphrase
     hand_over: bool = False  # leave the token and leases unrevoked, in the state, at exit
-    start_stale: bool = False  # start from the state's values while the server is down
-    state_max_age_s: float = 86400.0  # values older than this are never used for a stale start
     log_format: str = "text"
     log_level: str = "info"
     templates: tuple[TemplateSpec, ...] = ()
@@ -307,8 +305,6 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("state_key_file", "state", "key_file", _env("INJECT_STATE_KEY_FILE"), _as_str),
     _Opt("state_key_env", "state", "key_env", _env("INJECT_STATE_KEY_ENV"), _as_str),
     _Opt("hand_over", "state", "hand_over", _env("INJECT_HAND_OVER"), _as_bool),
-    _Opt("start_stale", "state", "start_stale", _env("INJECT_START_STALE"), _as_bool),
-    _Opt("state_max_age_s", "state", "max_age", _env("INJECT_STATE_MAX_AGE"), _as_duration),
     _Opt("log_format", "log", "format", _env("INJECT_LOG_FORMAT"), _choice(*LOG_FORMATS)),
     _Opt("log_level", "log", "level", _env("INJECT_LOG_LEVEL"), _choice(*LOG_LEVELS)),
 )
@@ -640,13 +636,10 @@ def _validated(config: Config) -> Config:
 
 
 def _validate_state(config: Config) -> None:
-    """``[state]``: a directory and exactly one key; hand-over and a stale start need both."""
+    """``[state]``: a directory and exactly one key; a hand-over needs both."""
     if not config.state_dir:
-        for given, what in ((config.hand_over, "hand_over"), (config.start_stale, "start_stale")):
-            if given:
-                raise UsageError(
-                    f"config: [state] {what} needs [state] dir (or --state-dir, INJECT_STATE_DIR)"
-                )
+        if config.hand_over:
+            raise UsageError("config: [state] hand_over needs [state] dir (--state-dir, INJECT_STATE_DIR)")
         return
     if bool(config.state_key_file) == bool(config.state_key_env):
         raise UsageError(
@@ -655,8 +648,6 @@ def _validate_state(config: Config) -> None:
         )
     if config.state_key_env and not _is_env_name(config.state_key_env):
         raise UsageError(f"config: [state] key_env {config.state_key_env[:80]!r} is not a variable name")
-    if config.state_max_age_s <= 0:
-        raise UsageError("config: [state] max_age must be greater than zero")
 
 
 def _is_env_name(name: str) -> bool:
