@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.e2e.auth_helpers import (
+    approle_config,
     approle_in,
     kv_read,
     make_approle,
@@ -106,10 +107,10 @@ def test_refused_approle_login_says_refused_once_naming_the_server(
 ) -> None:
     """A secret_id the server does not know exits 4 with one line: the login, the server,
     the HTTP status, "refused" said once, and never the secret_id."""
-    approle = _approle(bao, approle_mount, _reader_policy(bao, _kv_read(f"{prefix}/app")))
+    approle = make_approle(bao, approle_mount, reader_policy(bao, kv_read(f"{prefix}/app")))
     approle.write_files(tmp_path)
     write(tmp_path / "secret_id", forbid("wrong-" + secret_value("sid")) + "\n")
-    _approle_config(tmp_path, approle)
+    approle_config(tmp_path, approle)
     write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}")
     result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
     assert result.returncode == 4

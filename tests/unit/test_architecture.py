@@ -49,7 +49,7 @@ IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", 
 PURE: dict[str, frozenset[str] | None] = {
     "config": None,  # every module
     "base": frozenset({"errors", "refs", "model", "identity"}),
-    "client": frozenset({"leases", "backoff", "failover", "replies", "sshcert", "answers"}),
+    "client": frozenset({"leases", "backoff", "failover", "replies", "sshcert", "answers", "handover"}),
     "loop": frozenset({"debounce", "pending", "polling", "splay"}),
     "process": frozenset({"actions", "controller"}),
     "observe": frozenset({"health", "slots", "wire"}),

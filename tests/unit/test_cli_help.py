@@ -28,12 +28,13 @@ OUTPUTS = ["--config", "--template", "--env", "--trust-config"]
 FRESH = ["--poll-interval", "--splay", "--listen"]
 CHILD = ["--on-change", "--reload-signal", "--kill-signal", "--kill-timeout"]
 LOGGING = ["--log-format", "--log-level", "--verbose", "--quiet", "--debug"]
-EVERY = {*SERVER, *AUTH, *OUTPUTS, "--user", *FRESH, *CHILD, "--no-watch", *LOGGING, "--secrets"}
+STATE = ["--state-dir", "--hand-over"]
+EVERY = {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *CHILD, "--no-watch", *LOGGING, "--secrets"}
 
 TAKES = {
-    "run": {*SERVER, *AUTH, *OUTPUTS, "--user", *FRESH, *CHILD, "--no-watch", *LOGGING},
-    "render": {*SERVER, *AUTH, *OUTPUTS, "--user", *LOGGING},
-    "watch": {*SERVER, *AUTH, *OUTPUTS, "--user", *FRESH, *LOGGING},
+    "run": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *CHILD, "--no-watch", *LOGGING},
+    "render": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *LOGGING},
+    "watch": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *LOGGING},
     "check": {*SERVER, *AUTH, *OUTPUTS, *LOGGING},
     "plan": {*SERVER, *AUTH, *OUTPUTS, *LOGGING},
     "dev": {"--secrets", *OUTPUTS, "--user", *FRESH, *CHILD, *LOGGING},
@@ -55,6 +56,7 @@ METAVARS = {
     "--retry-timeout": "DURATION",
     "--auth": "[token|approle|jwt|kubernetes|cert|userpass]",
     "--token-file": "FILE",
+    "--state-dir": "DIR",
     "--config": "FILE",
     "--template": "SRC:DEST",
     "--env": "NAME=VALUE",

@@ -29,6 +29,7 @@ from ..process import INBOX, child
 from ..refs import looks_like_ref
 from ..render import checked_env, is_template_text
 from . import collector
+from .keeper import RunState, StateKeeper
 
 # Imported where they are used, not here: what a command does not need it does not load.
 # `inject -- CMD` with nothing to render needs neither a template sandbox (render: jinja2),
@@ -37,10 +38,10 @@ from . import collector
 if TYPE_CHECKING:
     import jinja2
 
-    from ..client import Login, VaultClient, auth
-    from ..model import Request
+    from ..client import Login, State, VaultClient, auth
+    from ..model import Request, Secret
     from ..observe import ObserveServer, Snapshot
-    from ..render import CompileCache, Job, Rendered, Renderer
+    from ..render import CompileCache, Engine, Job, Rendered, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,8 @@ def child_environ(
     """inject's environment plus the rendered vars, minus tokens and auth material (unless
     passed); HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and su-exec do)."""
     keep = set(config.pass_env)
-    env = {k: v for k, v in environ.items() if k not in AUTH_ENV_VARS or k in keep}
+    hidden = {*AUTH_ENV_VARS, config.state_key_env} if config.state_key_env else set(AUTH_ENV_VARS)
+    env = {k: v for k, v in environ.items() if k not in hidden or k in keep}
     if identity is not None and identity.home:
         env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
     env.update(rendered)
@@ -189,7 +191,11 @@ def child_environ(
 def cmd_render(config: Config, environ: Mapping[str, str]) -> int:
     """``inject render``: write every file once and exit 0."""
     identity = child.resolve_user(config.user)
-    job, rendered = _render_in_memory(config, environ)
+    keeper = StateKeeper.of(config, environ)
+    if keeper is None:
+        job, rendered = _render_in_memory(config, environ)
+    else:
+        job, rendered = _render_with_state(config, environ, keeper)
     changed = write_files(job, rendered, identity)
     log.info("rendered %d file(s), %d changed", len(rendered.files), len(changed))
     run_template_commands(config, changed, child_environ(config, environ, rendered.env), identity)
@@ -213,6 +219,41 @@ def _render_in_memory(config: Config, environ: Mapping[str, str]) -> tuple[Job, 
         return job, render_once(job, client)
     finally:
         client.close()
+
+
+def _render_with_state(
+    config: Config, environ: Mapping[str, str], keeper: StateKeeper
+) -> tuple[Job, Rendered]:
+    """Render taking over what the state holds (token, leases, certificates), then save the
+    state before any file is written: with ``--hand-over`` its token and leases too, for the
+    next inject (``inject render`` revokes nothing: they stay valid either way)."""
+    import time
+
+    from ..client import Reusing, snapshot
+    from ..render import render_job
+
+    job = prepare(config, environ)
+    previous = keeper.load()
+    authenticator = _authenticator(config, environ)
+    client, _, taken = _resumed(config, authenticator, previous)
+    try:
+        reader = Reusing(client, taken)
+        collector.resume()
+        rendered = render_job(job, reader, reader.read_many)
+        token = client.token if config.hand_over and authenticator.owns_token else ""
+    finally:
+        client.close()
+    state = snapshot(rendered.secrets, token=token, now=time.time(), previous=previous)
+    keeper.save(state if config.hand_over else state.without_hand_over())
+    return job, rendered
+
+
+def _resumed(
+    config: Config, authenticator: auth.Authenticator, state: State | None
+) -> tuple[VaultClient, Login, dict[Request, Secret]]:
+    from ..client import resumed  # hvac and requests, only when there is a server to talk to
+
+    return resumed(config, authenticator, state)
 
 
 def cmd_check(config: Config, environ: Mapping[str, str]) -> int:
@@ -332,12 +373,13 @@ def _render_and_supervise(
     publish: Callable[[Snapshot], None] | None,
 ) -> int:
     from ..loop import FileWatcher
-    from ..render import Engine
 
     job = prepare(config, environ)
     identity = child.resolve_user(config.user)
     offline = not (job.templates or job.env)  # nothing to render: a plain PID 1 needs no server
     authenticator = None if offline else _authenticator(config, environ)
+    keeper = None if offline else StateKeeper.of(config, environ)
+    previous = keeper.load() if keeper is not None else None
     auth_file = _watched_auth_file(authenticator)
     events = INBOX.events
     # Watching before the first render: an edit made while it runs is not lost. With
@@ -350,14 +392,18 @@ def _render_and_supervise(
     commands = child.Commands(reaper, identity)
     INBOX.on_exit(commands.kill_all)
     try:
+        taken: dict[Request, Secret] = {}
         if authenticator is None:
             client, grant = _offline_client(config)
-        else:
+        elif keeper is None:
             client, grant = _logged_in(config, authenticator)
-        engine = Engine(job, client, client.read_many)
+        else:
+            client, grant, taken = _resumed(config, authenticator, previous)
+        engine = _engine(job, client, taken)
         collector.resume()
         try:
             rendered = engine.first_render()
+            run_state = _run_state(keeper, authenticator, engine, client)
             with INBOX.deferred():
                 changed = write_files(job, rendered, identity)
         except BaseException:
@@ -389,12 +435,37 @@ def _render_and_supervise(
         rebuild_job=lambda: _rebuild(config, environ),
         reconcile=lambda: changed_sources(engine.job),
         publish=publish,
+        persist=run_state,
     )
     try:
         return wiring.supervise(startup, argv, events)
     finally:
         watcher.stop()
         client.close()
+
+
+def _engine(job: Job, client: VaultClient, taken: Mapping[Request, Secret]) -> Engine:
+    from ..client import Reusing
+    from ..render import Engine
+
+    if not taken:
+        return Engine(job, client, client.read_many)
+    reader = Reusing(client, taken)
+    return Engine(job, reader, reader.read_many)
+
+
+def _run_state(
+    keeper: StateKeeper | None,
+    authenticator: auth.Authenticator | None,
+    engine: Engine,
+    client: VaultClient,
+) -> RunState | None:
+    """The loop's state keeper, with the first render saved (before any file is written)."""
+    if keeper is None:
+        return None
+    run_state = RunState(keeper, own_token=authenticator is not None and authenticator.owns_token)
+    run_state.save(engine.secrets, client.token)
+    return run_state
 
 
 def _authenticator(config: Config, environ: Mapping[str, str]) -> auth.Authenticator:

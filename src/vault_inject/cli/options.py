@@ -33,6 +33,7 @@ TALKS_TO_SERVER = frozenset({RUN, RENDER, WATCH, CHECK, PLAN})  # dev brings its
 WRITES = frozenset({RUN, RENDER, WATCH, DEV_CMD})
 KEEPS_FRESH = frozenset({RUN, WATCH, DEV_CMD})
 HAS_CHILD = frozenset({RUN, DEV_CMD})
+HAS_STATE = frozenset({RUN, RENDER, WATCH})  # what a run hands over or takes over
 
 
 class Option(NamedTuple):
@@ -129,6 +130,24 @@ OPTIONS: tuple[Option, ...] = (
         AUTH,
         TALKS_TO_SERVER,
         metavar="FILE",
+    ),
+    Option(
+        ("--state-dir",),
+        "state_dir",
+        "Keep an encrypted state here: token, leases, certificates (env INJECT_STATE_DIR;"
+        " needs [state] key_file or key_env).",
+        AUTH,
+        HAS_STATE,
+        metavar="DIR",
+    ),
+    Option(
+        ("--hand-over",),
+        "hand_over",
+        "Leave inject's token and leases unrevoked at exit, in the state, for the next inject"
+        " (env INJECT_HAND_OVER=1).",
+        AUTH,
+        HAS_STATE,
+        "flag",
     ),
     Option(
         ("-c", "--config"),

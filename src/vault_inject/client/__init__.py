@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from .._face import lazy_names
 
 if TYPE_CHECKING:
+    from .adopt import Reusing, resumed, take_secrets, take_token
     from .auth import Authenticator, logged_in
+    from .handover import State, binding, content, decode, encode, snapshot, worth_saving
     from .leases import Plan
     from .revocation import release
     from .vault import Login, ServerSettings, VaultClient, server_settings
@@ -18,16 +20,38 @@ __all__ = [
     "Authenticator",
     "Login",
     "Plan",
+    "Reusing",
     "ServerSettings",
+    "State",
     "VaultClient",
+    "binding",
+    "content",
+    "decode",
+    "encode",
     "logged_in",
     "release",
+    "resumed",
     "server_settings",
+    "snapshot",
+    "take_secrets",
+    "take_token",
+    "worth_saving",
 ]
 __getattr__ = lazy_names(
     __name__,
     {
         "Authenticator": "auth",
+        "Reusing": "adopt",
+        "take_secrets": "adopt",
+        "take_token": "adopt",
+        "resumed": "adopt",
+        "content": "handover",
+        "worth_saving": "handover",
+        "State": "handover",
+        "binding": "handover",
+        "decode": "handover",
+        "encode": "handover",
+        "snapshot": "handover",
         "logged_in": "auth",
         "Login": "vault",
         "Plan": "leases",

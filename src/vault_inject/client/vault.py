@@ -38,7 +38,7 @@ from ..model import (
 from ..refs import normalize_path
 from . import engines, logins
 from .adapter import InjectAdapter, ServerSettings, WireFactory
-from .answers import dict_of, register_values
+from .answers import dict_of, int_or_none, register_values
 from .failover import Failover
 from .kv import KV
 from .translate import Refused, translated
@@ -286,6 +286,17 @@ class VaultClient:
         except SecretError:
             return False
         return True
+
+    def lease_ttl(self, lease_id: str, *, budget_s: float | None = None) -> int | None:
+        """The seconds a lease has left, or None when the server does not know it (revoked,
+        expired) or will not say. (PUT /sys/leases/lookup)"""
+        try:
+            with self.call(f"lookup of lease {lease_id}", budget_s):
+                body = dict_of(self.hvac.sys.read_lease(lease_id))
+        except SecretError:
+            return None
+        ttl = int_or_none(dict_of(body.get("data")).get("ttl"))
+        return ttl if ttl is not None and ttl > 0 else None
 
     # --- secrets -------------------------------------------------------------------------
 

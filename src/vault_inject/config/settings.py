@@ -112,6 +112,11 @@ class Config:
     pass_env: tuple[str, ...] = ()
     no_watch: bool = False
     revoke_on_exit: bool = True
+    # The encrypted state (``[state]``): off unless ``state_dir`` is set.
+    state_dir: str = ""
+    state_key_file: str = ""  # 32 random bytes, or a passphrase (through scrypt)
+    state_key_env: str = ""  # the NAME of an environment variable holding a passphrase
+    hand_over: bool = False  # leave the token and leases unrevoked, in the state, at exit
     log_format: str = "text"
     log_level: str = "info"
     templates: tuple[TemplateSpec, ...] = ()
@@ -322,6 +327,10 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("pass_env", "child", "pass_env", _env("INJECT_PASS_ENV"), _as_str_list),
     _Opt("no_watch", "child", "no_watch", _env("INJECT_NO_WATCH"), _as_bool),
     _Opt("revoke_on_exit", "child", "revoke_on_exit", _env("INJECT_REVOKE_ON_EXIT"), _as_bool),
+    _Opt("state_dir", "state", "dir", _env("INJECT_STATE_DIR"), _as_str),
+    _Opt("state_key_file", "state", "key_file", _env("INJECT_STATE_KEY_FILE"), _as_str),
+    _Opt("state_key_env", "state", "key_env", _env("INJECT_STATE_KEY_ENV"), _as_str),
+    _Opt("hand_over", "state", "hand_over", _env("INJECT_HAND_OVER"), _as_bool),
     _Opt("log_format", "log", "format", _env("INJECT_LOG_FORMAT"), _choice(*LOG_FORMATS)),
     _Opt("log_level", "log", "level", _env("INJECT_LOG_LEVEL"), _choice(*LOG_LEVELS)),
 )
@@ -336,9 +345,11 @@ _PATH_ATTRS = frozenset(
         "secret_id_wrapped_file",
         "jwt_file",
         "password_file",
+        "state_dir",
+        "state_key_file",
     }
 )
-_SECTIONS = frozenset({"vault", "auth", "watch", "child", "observe", "log", "template", "env"})
+_SECTIONS = frozenset({"vault", "auth", "watch", "child", "observe", "log", "state", "template", "env"})
 _TEMPLATE_KEYS = frozenset(
     {
         "source",
@@ -668,7 +679,27 @@ def _validated(config: Config) -> Config:
         raise UsageError("config: poll interval must be greater than zero")
     if config.render_timeout_s <= 0:
         raise UsageError("config: render_timeout must be greater than zero")
+    _validate_state(config)
     return config
+
+
+def _validate_state(config: Config) -> None:
+    """``[state]``: a directory and exactly one key; a hand-over needs both."""
+    if not config.state_dir:
+        if config.hand_over:
+            raise UsageError("config: [state] hand_over needs [state] dir (--state-dir, INJECT_STATE_DIR)")
+        return
+    if bool(config.state_key_file) == bool(config.state_key_env):
+        raise UsageError(
+            "config: [state] dir needs exactly one of [state] key_file (or INJECT_STATE_KEY_FILE)"
+            " and [state] key_env (or INJECT_STATE_KEY_ENV)"
+        )
+    if config.state_key_env and not _is_env_name(config.state_key_env):
+        raise UsageError(f"config: [state] key_env {config.state_key_env[:80]!r} is not a variable name")
+
+
+def _is_env_name(name: str) -> bool:
+    return name.replace("_", "a").isalnum() and name.isascii() and not name[0].isdigit()
 
 
 def trust_config(cli: CliOptions, environ: Mapping[str, str]) -> bool:

@@ -72,6 +72,11 @@ class Lifecycle:
         if grant is not None:
             self._plan_token(grant)
 
+    @property
+    def token(self) -> str:
+        """The token in use now (after any re-login)."""
+        return self._client.token
+
     # --- planning ---------------------------------------------------------------------
 
     def track(self, secrets: Mapping[Request, Secret]) -> None:

@@ -30,9 +30,11 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..config import Config
 from ..errors import InjectError
+from ..model import Request, Secret
 from ..observe import Snapshot
 from ..process import STOP_SIGNALS, ChildController, Signal, actions
 from ..render import Engine, Job
@@ -70,6 +72,14 @@ class Collaborators:
     auth_file: str = ""
     base_env: Mapping[str, str] = field(default_factory=dict)
     publish: Callable[[Snapshot], None] | None = None  # health and metrics (``observe``)
+    persist: Persist | None = None  # the encrypted state (``[state]``)
+
+
+class Persist(Protocol):
+    """Keeps the state file up to date (``cli.keeper``)."""
+
+    def save(self, secrets: Mapping[Request, Secret], token: str) -> None: ...
+    def finish(self, *, revoked: bool) -> None: ...
 
 
 class Supervisor:
@@ -123,6 +133,11 @@ class Supervisor:
         if not self._stopping:
             self._run_timers()
         self._publish()
+        self._persist()
+
+    def _persist(self) -> None:
+        if self.p.persist is not None and not self._renewals.busy:  # the token is the worker's
+            self.p.persist.save(self.engine.secrets, self.p.life.token)
 
     def _publish(self) -> None:
         if self.p.publish is not None:  # the lifecycle's expiries only while no worker has it
@@ -332,3 +347,5 @@ def stop_everything(parts: Collaborators, *, revoke: bool) -> None:
         parts.child.stop_now()
     if revoke:
         parts.life.revoke_all()
+    if parts.persist is not None:
+        parts.persist.finish(revoked=revoke)

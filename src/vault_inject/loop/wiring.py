@@ -18,7 +18,7 @@ from ..render import Engine, Job
 from .apply import Applier
 from .lifecycle import Lifecycle
 from .sources import EventQueue, Workers
-from .supervisor import Collaborators, Supervisor, stop_everything
+from .supervisor import Collaborators, Persist, Supervisor, stop_everything
 
 if TYPE_CHECKING:  # annotations only: the client loads hvac and requests, which a
     # plain PID 1 (nothing to render) never needs
@@ -48,6 +48,7 @@ class Startup:
     rebuild_job: Callable[[], Job]
     reconcile: Callable[[], frozenset[str]]
     publish: Callable[[Snapshot], None] | None = None  # health and metrics, when listening
+    persist: Persist | None = None  # the encrypted state, when configured
 
 
 def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> int:
@@ -59,7 +60,9 @@ def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) 
     try:
         return supervisor.run()
     finally:
-        stop_everything(parts, revoke=supervisor.config.revoke_on_exit)
+        # handed over: the token and leases stay, in the state, for the next inject
+        config = supervisor.config
+        stop_everything(parts, revoke=config.revoke_on_exit and not config.hand_over)
 
 
 def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> Collaborators:
@@ -99,6 +102,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         auth_file=startup.auth_file,
         base_env=startup.base_env,
         publish=startup.publish,
+        persist=startup.persist,
     )
 
 
