@@ -41,6 +41,7 @@ IO_OWNERS = {
     "psutil": {"process", "observe"},  # observe reads the child's CPU and memory, never signals
     "prometheus_client": {"observe"},
     "subprocess": {"cli"},  # `inject dev` runs the bao binary (a server, not the app)
+    "cryptography": {"files"},  # the state file (files.sealed), loaded only when a state is configured
 }
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
 
