@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e.helpers_e2e import write
-from tests.support import Bao, forbid
+from tests.support import Bao, forbid, inject_env
+
+NO_TOKEN = "unused-placeholder-token"  # proves the login, not VAULT_TOKEN, is what works
+
+
+def login_env(bao: Bao) -> dict[str, str]:
+    """inject's environment for a login test: the server, and a VAULT_TOKEN that works nowhere."""
+    return inject_env(bao, token=NO_TOKEN)
 
 
 def unique(stem: str) -> str:

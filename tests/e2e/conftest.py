@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.auth_helpers import unique
 from tests.e2e.fault_proxy import FaultProxy
 from tests.e2e.helpers_e2e import audited_server
 from tests.support import Bao, secret_value
@@ -28,3 +29,11 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Pat
     """A dev server of the module's own whose file audit device records every request, and its log."""
     with audited_server(tmp_path_factory.mktemp("audit")) as found:
         yield found
+
+
+@pytest.fixture(scope="module")
+def approle_mount(bao: Bao) -> str:
+    """An approle auth mount unique to the test module."""
+    mount = unique("approle")
+    bao.api("POST", f"sys/auth/{mount}", json={"type": "approle"})
+    return mount

@@ -27,6 +27,7 @@ from tests.e2e.auth_helpers import (
     approle_config,
     approle_in,
     kv_read,
+    login_env,
     make_approle,
     reader_policy,
     unique,
@@ -50,22 +51,9 @@ from tests.support import (
 __all__ = ["postgres"]  # the session fixture, imported so pytest finds it here
 
 AUDIENCE = "inject-e2e"
-NO_TOKEN = "unused-placeholder-token"  # proves the login, not VAULT_TOKEN, is what works
-
-
-def _env(bao: Bao) -> dict[str, str]:
-    return inject_env(bao, token=NO_TOKEN)
 
 
 # --- AppRole -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def approle_mount(bao: Bao) -> str:
-    """An approle auth mount unique to this module."""
-    mount = unique("approle")
-    bao.api("POST", f"sys/auth/{mount}", json={"type": "approle"})
-    return mount
 
 
 def test_approle_login_renders_and_removes_secret_id_file(
@@ -81,7 +69,7 @@ def test_approle_login_renders_and_removes_secret_id_file(
         "remove_secret_id_file = true",
     )
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == password
     assert not (tmp_path / "secret_id").exists()
@@ -97,7 +85,7 @@ def test_approle_keeps_secret_id_file_by_default(
     bao.kv_put(path, password=secret_value())
     approle_in(tmp_path, make_approle(bao, approle_mount, reader_policy(bao, kv_read(path))))
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "secret_id").exists()
 
@@ -112,7 +100,7 @@ def test_refused_approle_login_says_refused_once_naming_the_server(
     write(tmp_path / "secret_id", forbid("wrong-" + secret_value("sid")) + "\n")
     approle_config(tmp_path, approle)
     write(tmp_path / "t.j2", f"{{{{ secret('{prefix}/app').password }}}}")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 4
     line = error_line(result)
     assert f"approle login refused by {bao.address}: HTTP 400" in line
@@ -137,7 +125,7 @@ def test_missing_approle_setting_names_the_file_key_and_the_env_var(
     write(tmp_path / "role_id", "r\n")
     write(tmp_path / "secret_id", "s\n")
     write(tmp_path / "t.j2", "x")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 2
     assert error_line(result).endswith(f"auth method approle needs {hint}")
 
@@ -146,7 +134,7 @@ def test_jwt_without_role_names_the_file_key_and_the_env_var(bao: Bao, tmp_path:
     """jwt auth without a role exits 2 naming [auth] role and INJECT_ROLE."""
     write(tmp_path / "inject.toml", '[auth]\nmethod = "jwt"\njwt_file = "token.jwt"\n')
     write(tmp_path / "t.j2", "x")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 2
     assert error_line(result).endswith("auth method jwt needs [auth] role (env INJECT_ROLE)")
 
@@ -180,7 +168,7 @@ def test_forbidden_path_names_path_and_token_policies(
     policy = reader_policy(bao, kv_read(allowed))
     approle_in(tmp_path, make_approle(bao, approle_mount, policy))
     write(tmp_path / "t.j2", f"{{{{ secret('{allowed}').v }}}}\n{{{{ secret('{denied}').v }}}}\n")
-    result = run_inject("render", "-q", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-q", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 4
     line = error_line(result)
     assert "permission denied" in line
@@ -219,7 +207,7 @@ def test_approle_relogin_past_max_ttl_keeps_polling_without_restart(
     child = SignalChild.create(tmp_path)
     argv = inject_argv("-v", "--poll-interval", "300ms", "-t", "t.j2:out.txt", "-e", f"APP_V=vault:{path}#v")
     argv += ["--", *child.argv("APP_V")]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+    with supervise(argv, env=login_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         pid = child.wait_starts(1)[0]["pid"]
         inode = (tmp_path / "out.txt").stat().st_ino
         inject.wait_log("logged in again", count=2, timeout_s=14)
@@ -252,7 +240,7 @@ def test_dynamic_creds_stay_valid_across_approle_relogin(
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+    with supervise(argv, env=login_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
 
         def in_use_exists() -> bool:
@@ -300,7 +288,7 @@ def test_exit_revokes_its_own_token_and_the_leases_go_with_it(
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("-v", "-t", "db.j2:db.txt"), "--", *child.argv()]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+    with supervise(argv, env=login_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
         user = (tmp_path / "db.txt").read_text().strip()
         assert postgres.role_exists(user)
@@ -357,7 +345,7 @@ def token_file_scene(bao: Bao, postgres: Postgres, tmp_path: Path) -> Iterator[T
     write(tmp_path / "db.j2", f"{{{{ secret('{creds}').username }}}}\n{{{{ secret('{creds}').password }}}}\n")
     child = SignalChild.create(tmp_path)
     argv = [*inject_argv("--token-file", "token", "-t", "db.j2:db.txt"), "--", *child.argv()]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+    with supervise(argv, env=login_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
         yield TokenFileScene(tmp_path, first, second, child, inject)
 
@@ -494,7 +482,7 @@ def test_jwt_login_renders(
     write(tmp_path / "token.jwt", issuer.sign() + "\n")
     _jwt_config(tmp_path, method, jwt_mount, role)
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == password
     assert f"logged in with {method}" in result.stderr
@@ -518,7 +506,7 @@ def test_bad_jwt_is_a_one_line_auth_error(
     write(tmp_path / "token.jwt", jwt + "\n")
     _jwt_config(tmp_path, "jwt", jwt_mount, role)
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').password }}}}")
-    result = run_inject("render", "-t", "t.j2:out.txt", env=_env(bao), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 4
     line = error_line(result)
     assert "jwt login" in line
@@ -540,7 +528,7 @@ def test_rotated_jwt_file_logs_in_again(
     write(tmp_path / "t.j2", f"{{{{ secret('{path}').v }}}}")
     child = SignalChild.create(tmp_path)
     argv = inject_argv("--poll-interval", "300ms", "-t", "t.j2:out.txt", "--", *child.argv())
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+    with supervise(argv, env=login_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)  # the file watcher starts before the child
         replacement = tmp_path / "token.jwt.new"
         write(replacement, issuer.sign(jti=uuid.uuid4().hex) + "\n")

@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.auth_helpers import AppRole, approle_config, kv_read, make_approle, reader_policy, unique
+from tests.e2e.auth_helpers import (
+    NO_TOKEN,
+    AppRole,
+    approle_config,
+    kv_read,
+    login_env,
+    make_approle,
+    reader_policy,
+    unique,
+)
 from tests.e2e.helpers_e2e import closed_port, error_line, make_certificates, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.support import (
@@ -35,8 +44,6 @@ from tests.support import (
     wait_for,
 )
 from vault_inject import Secrets
-
-NO_TOKEN = "unused-placeholder-token"  # proves the login, not VAULT_TOKEN, is what works
 
 
 def _config(directory: Path, *lines: str) -> None:
@@ -121,7 +128,7 @@ def test_userpass_login_renders(bao: Bao, userpass_mount: str, prefix: str, tmp_
     user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "password", user.password + "\n")
     _userpass_in(tmp_path, user)
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
     assert "logged in with userpass" in result.stderr
@@ -136,7 +143,7 @@ def test_userpass_password_file_missing_or_empty_is_one_line_exit_4(
     if content is not None:
         write(tmp_path / "password", content)
     _userpass_in(tmp_path, User(userpass_mount, "nobody", ""))
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 4
     line = error_line(result)
     assert f"password file {tmp_path / 'password'}" in line
@@ -153,7 +160,7 @@ def test_userpass_wrong_password_is_refused_without_echoing_it(
     user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)))
     write(tmp_path / "password", secret_value("wrong") + "\n")
     _userpass_in(tmp_path, user)
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 4
     assert f"userpass login as '{user.name}' refused" in error_line(result)
 
@@ -165,7 +172,7 @@ def test_userpass_relogin_past_max_ttl(bao: Bao, userpass_mount: str, prefix: st
     user = _user(bao, userpass_mount, reader_policy(bao, kv_read(path)), ttl="3s", max_ttl="5s")
     write(tmp_path / "password", user.password + "\n")
     _userpass_in(tmp_path, user)
-    _relogins_and_follows_changes(bao, path, tmp_path, inject_env(bao, token=NO_TOKEN))
+    _relogins_and_follows_changes(bao, path, tmp_path, login_env(bao))
 
 
 def test_library_logs_in_with_userpass_from_inject_variables(
@@ -370,7 +377,7 @@ def test_wrapped_secret_id_is_unwrapped_once_and_its_file_removed(
     path = f"{prefix}/app"
     value = _template(bao, path, tmp_path)
     token = _wrapped_in(tmp_path, make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path))))
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
     assert not (tmp_path / "secret_id.wrapped").exists()
@@ -389,7 +396,7 @@ def test_wrapped_secret_id_file_may_hold_the_json_answer(
     value = _template(bao, path, tmp_path)
     approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path)))
     _wrapped_in(tmp_path, approle, as_json=True)
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == value
     assert not (tmp_path / "secret_id.wrapped").exists()
@@ -407,7 +414,7 @@ def test_a_wrapping_token_already_unwrapped_is_refused_saying_so(
     )
     assert stolen.status_code == 200, stolen.text
     forbid(stolen.json()["data"]["secret_id"])
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 4
     line = error_line(result)
     assert str(tmp_path / "secret_id.wrapped") in line
@@ -426,7 +433,7 @@ def test_secret_id_file_and_wrapped_file_together_is_a_usage_error(
     approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path)))
     _wrapped_in(tmp_path, approle)
     approle_config(tmp_path, approle, 'secret_id_wrapped_file = "secret_id.wrapped"')
-    result = run_inject("render", "-t", "t.j2:out.txt", env=inject_env(bao, token=NO_TOKEN), cwd=tmp_path)
+    result = run_inject("render", "-t", "t.j2:out.txt", env=login_env(bao), cwd=tmp_path)
     assert result.returncode == 2
     line = error_line(result)
     assert "secret_id_file" in line
@@ -442,7 +449,7 @@ def test_wrapped_secret_id_relogin_past_max_ttl(
     _template(bao, path, tmp_path)
     approle = make_approle(bao, wrapped_mount, reader_policy(bao, kv_read(path)), ttl="3s", max_ttl="5s")
     _wrapped_in(tmp_path, approle)
-    _relogins_and_follows_changes(bao, path, tmp_path, inject_env(bao, token=NO_TOKEN))
+    _relogins_and_follows_changes(bao, path, tmp_path, login_env(bao))
     assert not (tmp_path / "secret_id.wrapped").exists()
 
 

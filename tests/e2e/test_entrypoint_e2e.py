@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.e2e.auth_helpers import approle_in, kv_read, login_env, make_approle, reader_policy
 from tests.e2e.helpers_e2e import write
 from tests.e2e.supervise_helpers import SignalChild
-from tests.e2e.test_auth_e2e import _approle, _approle_in, _env, _kv_read, _reader_policy, approle_mount
 from tests.support import Bao, inject_argv, inject_env, run_inject, secret_value, supervise
-
-__all__ = ["approle_mount"]  # the module fixture, imported so pytest finds it here
 
 
 def _no_server_env() -> dict[str, str]:
@@ -58,14 +56,14 @@ def test_token_revoked_from_outside_logs_in_again_and_keeps_updating(
     """When every token of the AppRole is revoked, inject logs in again and the next change still arrives."""
     path = f"{prefix}/app"
     bao.kv_put(path, v=secret_value())
-    _approle_in(tmp_path, _approle(bao, approle_mount, _reader_policy(bao, _kv_read(path))))
+    approle_in(tmp_path, make_approle(bao, approle_mount, reader_policy(bao, kv_read(path))))
     child = SignalChild.create(tmp_path)
     argv = [
         *inject_argv("--poll-interval", "300ms", "-e", f"APP_V=vault:{path}#v"),
         "--",
         *child.argv("APP_V"),
     ]
-    with supervise(argv, env=_env(bao), cwd=tmp_path, stray=child.pids) as inject:
+    with supervise(argv, env=login_env(bao), cwd=tmp_path, stray=child.pids) as inject:
         child.wait_starts(1)
         bao.api("PUT", f"sys/leases/revoke-prefix/auth/{approle_mount}/login")
         inject.wait_log("no longer accepts inject's token; logged in again", timeout_s=5)
