@@ -249,6 +249,10 @@ class Supervisor:
         if isinstance(value, InjectError):
             log.error("%s (keeping the previous templates)", value)
         elif isinstance(value, Job):
+            current = self._new_job or self.engine.job
+            if value.sources == current.sources:  # one edit seen twice (watcher and reconcile)
+                log.debug("%s; same contents as the templates in use", self._reload_causes)
+                return
             self._new_job = value
 
     def _swap_job(self) -> None:
@@ -257,6 +261,7 @@ class Supervisor:
             return
         removed = self.engine.all_outputs()
         self.engine.job = job
+        self.engine.forget_errors()  # an edited template that still fails says so again
         self.config = job.config
         self._pending.debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
         self._splay.splay_s = self.config.splay_s
@@ -299,9 +304,10 @@ class Supervisor:
             rendered=value.rendered.deps,
             outputs=request.outputs,
         )
-        if value.status == "unchanged":
+        if value.status in ("unchanged", "failed"):
             self.engine.accept(value.rendered)
-            log.info("%s; output unchanged", request.causes)
+            if value.status == "unchanged":  # a failure was logged once, as the error it is
+                log.info("%s; output unchanged", request.causes)
         elif value.status == "write_failed":
             self._pending.write_failed(request.outputs, request.causes, value.error)
         elif value.status == "written":
