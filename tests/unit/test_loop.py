@@ -337,3 +337,23 @@ def test_a_template_edited_to_fail_logs_its_error_and_no_unchanged_line(
     assert errors == [f"{error} (keeping the last good version)"] * 2
     assert [r for r in caplog.records if "unchanged" in r.getMessage()] == []
     assert rig.files.content["/out/app.conf"] == "v1"
+
+
+def test_an_edit_while_a_rebuild_runs_is_rebuilt_after_it() -> None:
+    """A template edited again while the rebuild of the first edit runs (it may have read
+    the files before the second edit) is rebuilt once that one reports back: no edit lost."""
+    rig = Rig(argv=None)
+    jobs = [
+        _edited_job("first {{ secret('secret/app').k }}", "edit-1"),
+        _edited_job("second {{ secret('secret/app').k }}", "edit-2"),
+    ]
+    rig.parts.rebuild_job = lambda: jobs.pop(0)
+    rig.make_supervisor()
+    rig.workers.held.add("reload")
+    rig.file_changed("/srv/inject.toml", delay_s=1.0)
+    rig.file_changed("/srv/inject.toml", delay_s=1.5)  # while the first rebuild is held
+    rig.script.do(2.0, lambda: rig.workers.held.discard("reload") or rig.workers.release("reload"))
+    rig.script.in_(6.0, Signal(signal.SIGTERM))
+    assert rig.supervisor.run() == 0
+    assert jobs == []
+    assert rig.files.content["/out/app.conf"] == "second v1"

@@ -95,6 +95,7 @@ class Supervisor:
         self._stats = Stats(clock=clock)
         self._new_job: Job | None = None
         self._reload_causes = "templates changed"
+        self._reload_again = False
         self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
         self._renewals.track(engine.secrets)
@@ -239,13 +240,18 @@ class Supervisor:
         others = paths - auth_file
         if others and self.p.rebuild_job is not None:
             self._reload_causes = f"{', '.join(sorted(others))} changed"
-            self.p.workers.start("reload", self.p.rebuild_job)
+            # A rebuild still running may have read the files before this edit: once it
+            # reports back, rebuild again (an edit is never lost; same contents are dropped).
+            self._reload_again = not self.p.workers.start("reload", self.p.rebuild_job)
 
     def _on_reconciled(self, value: object) -> None:
         if isinstance(value, frozenset) and value:
             self._on_files(value)
 
     def _on_reload(self, value: object) -> None:
+        if self._reload_again and self.p.rebuild_job is not None:
+            self._reload_again = False
+            self.p.workers.start("reload", self.p.rebuild_job)
         if isinstance(value, InjectError):
             log.error("%s (keeping the previous templates)", value)
         elif isinstance(value, Job):
