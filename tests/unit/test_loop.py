@@ -14,6 +14,7 @@ import pytest
 from tests.unit.loop_fakes import PATH, Rig
 from vault_inject.cli.app import prepare
 from vault_inject.config.settings import CliOptions, build_config
+from vault_inject.errors import UsageError
 from vault_inject.model import KvRead
 from vault_inject.process.signals import Inbox, Signal
 from vault_inject.render.engine import Job
@@ -357,3 +358,35 @@ def test_an_edit_while_a_rebuild_runs_is_rebuilt_after_it() -> None:
     assert rig.supervisor.run() == 0
     assert jobs == []
     assert rig.files.content["/out/app.conf"] == "second v1"
+
+
+def test_a_rebuild_that_fails_the_same_way_again_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Two edits in a row that leave the config refused: one error line; a good edit, then
+    the same failure again: a second line."""
+    rig = Rig(argv=None)
+    refused = UsageError("config file /srv/inject.toml: it is world-writable")
+    results: list[object] = [
+        refused,
+        refused,
+        _edited_job("ok {{ secret('secret/app').k }}", "edit-1"),
+        refused,
+    ]
+
+    def rebuild() -> Job:
+        result = results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Job)
+        return result
+
+    rig.parts.rebuild_job = rebuild
+    rig.make_supervisor()
+    for delay_s in (1.0, 2.0, 3.0, 4.0):
+        rig.file_changed("/srv/inject.toml", delay_s=delay_s)
+    rig.script.in_(6.0, Signal(signal.SIGTERM))
+    with caplog.at_level(logging.INFO):
+        assert rig.supervisor.run() == 0
+    assert results == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"{refused} (keeping the previous templates)"] * 2
+    assert rig.files.content["/out/app.conf"] == "ok v1"

@@ -96,6 +96,7 @@ class Supervisor:
         self._new_job: Job | None = None
         self._reload_causes = "templates changed"
         self._reload_again = False
+        self._reload_error = ""  # the last rebuild's error, logged once
         self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
         self._renewals.track(engine.secrets)
@@ -253,8 +254,11 @@ class Supervisor:
             self._reload_again = False
             self.p.workers.start("reload", self.p.rebuild_job)
         if isinstance(value, InjectError):
-            log.error("%s (keeping the previous templates)", value)
+            if str(value) != self._reload_error:  # once per failure, not per rebuild
+                log.error("%s (keeping the previous templates)", value)
+            self._reload_error = str(value)
         elif isinstance(value, Job):
+            self._reload_error = ""
             current = self._new_job or self.engine.job
             if value.sources == current.sources:  # one edit seen twice (watcher and reconcile)
                 log.debug("%s; same contents as the templates in use", self._reload_causes)
