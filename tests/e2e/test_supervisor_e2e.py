@@ -309,6 +309,45 @@ def test_broken_rerender_keeps_last_good_file_and_others_proceed(
         assert (tmp_path / "a.txt").read_text() == good_a
 
 
+def test_template_edited_to_fail_at_render_logs_one_error_and_nothing_else(
+    bao: Bao, prefix: str, tmp_path: Path
+) -> None:
+    """A template source edited, while `inject watch` or `inject -- cmd` runs, to name a key
+    the secret lacks: one error line per edit, no "t.j2 changed; output unchanged" after it
+    (issue 27: the pair was logged, and twice for an edit right after the start); the last
+    good file is kept, and fixing the source renders it."""
+    path = f"{prefix}/app"
+    value = secret_value()
+    bao.kv_put(path, v=value)
+    child = SignalChild.create(tmp_path)
+    error = f"template 't.j2' line 1: secret '{path}' has no key 'missing'"
+    source, out = tmp_path / "t.j2", tmp_path / "t.txt"
+    for head, tail in ((["watch"], []), ([], ["--", *child.argv()])):
+        write(source, f"v={{{{ secret('{path}').v }}}}\n")
+        argv = inject_argv(*head, "--log-level", "debug", *POLL, "-t", "t.j2:t.txt", *tail)
+        ready = "wrote " if head else "started "
+        with supervise(argv, env=inject_env(bao), cwd=tmp_path, stray=child.pids, ready=ready) as inject:
+
+            def settled(errors: int) -> None:
+                """``errors`` error lines, then five more polls (past the reconcile pass, 1 s
+                after the start, that also sees an early edit): still ``errors``, nothing else."""
+                inject.wait_log(error, count=errors, timeout_s=10)
+                polls = len(inject.lines(f"read {path} v1"))
+                inject.wait_log(f"read {path} v1", count=polls + 5, timeout_s=10)
+                assert len(inject.lines(error)) == errors, inject.stderr()
+                assert inject.lines("unchanged") == [], inject.stderr()
+                assert out.read_text() == f"v={value}\n"
+
+            source.write_text(f"v={{{{ secret('{path}').missing }}}}\n")  # right after the start
+            settled(1)
+            source.write_text(f"v={{{{ secret('{path}').missing }}}}!\n")  # fails the same way
+            settled(2)
+            source.write_text(f"w={{{{ secret('{path}').v }}}}\n")
+            wait_for(lambda: _text(out) == f"w={value}\n", timeout_s=10, what="the fixed template rendered")
+            assert len(inject.lines(error)) == 2
+            assert [line for line in inject.stderr().splitlines() if "error" in line] == inject.lines(error)
+
+
 # --- debounce ----------------------------------------------------------------------------
 
 

@@ -5,13 +5,19 @@ processes, commands, files, the server and time are fakes (tests/unit/loop_fakes
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import signal
 
 import pytest
 
 from tests.unit.loop_fakes import PATH, Rig
+from vault_inject.cli.app import prepare
+from vault_inject.config.settings import CliOptions, build_config
+from vault_inject.errors import UsageError
 from vault_inject.model import KvRead
 from vault_inject.process.signals import Inbox, Signal
+from vault_inject.render.engine import Job
 
 FAST = {"watch": {"poll_interval": "1s"}}
 
@@ -282,3 +288,105 @@ def test_the_poll_reads_the_path_in_use() -> None:
     """The fake server is asked for the path the template uses (the rig is wired right)."""
     rig = Rig(toml=FAST)
     assert rig.engine.polled_keys() == [KvRead(PATH)]
+
+
+# --- template reloads (issue 27: one edit, one re-render, one error line) ----------------------
+
+
+def _edited_job(contents: str, digest: str) -> Job:
+    """The job a reload would build after an edit: ``contents`` as the template, and
+    ``digest`` as the config file's content hash."""
+    data = {"template": [{"contents": contents, "destination": "/out/app.conf"}]}
+    config = build_config(CliOptions(), {}, data, config_path="inject.toml", cwd="/srv")
+    return dataclasses.replace(prepare(config, {}), sources={"/srv/inject.toml": digest})
+
+
+def test_an_edit_seen_twice_is_rendered_once() -> None:
+    """The watcher and the reconcile pass both report one edit: the second rebuild has the
+    contents already in use and renders nothing; a rebuild of unchanged files neither."""
+    rig = Rig(argv=None)
+    edited = _edited_job("new {{ secret('secret/app').k }}", "edit-1")
+    jobs = [rig.engine.job, edited, edited]
+    rig.parts.rebuild_job = lambda: jobs.pop(0)
+    rig.make_supervisor()
+    for delay_s in (1.0, 2.0, 3.0):
+        rig.file_changed("/srv/inject.toml", delay_s=delay_s)
+    rig.script.in_(5.0, Signal(signal.SIGTERM))
+    assert rig.supervisor.run() == 0
+    assert jobs == []
+    assert rig.workers.started.count("apply") == 1
+    assert rig.files.content["/out/app.conf"] == "new v1"
+
+
+def test_a_template_edited_to_fail_logs_its_error_and_no_unchanged_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reloaded template that fails at render: one error line, no "changed; output
+    unchanged"; each later edit that still fails says so again; the file is kept."""
+    rig = Rig(argv=None, toml=FAST)
+    broken = "{{ secret('secret/app').missing }}"
+    jobs = [_edited_job(broken, "edit-1"), _edited_job(broken + "!", "edit-2")]
+    rig.parts.rebuild_job = lambda: jobs.pop(0)
+    rig.make_supervisor()
+    rig.file_changed("/srv/inject.toml", delay_s=1.0)
+    rig.file_changed("/srv/inject.toml", delay_s=5.0)
+    rig.script.in_(9.0, Signal(signal.SIGTERM))
+    with caplog.at_level(logging.INFO):
+        assert rig.supervisor.run() == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    error = "template '/out/app.conf' line 1: secret 'secret/app' has no key 'missing'"
+    assert errors == [f"{error} (keeping the last good version)"] * 2
+    assert [r for r in caplog.records if "unchanged" in r.getMessage()] == []
+    assert rig.files.content["/out/app.conf"] == "v1"
+
+
+def test_an_edit_while_a_rebuild_runs_is_rebuilt_after_it() -> None:
+    """A template edited again while the rebuild of the first edit runs (it may have read
+    the files before the second edit) is rebuilt once that one reports back: no edit lost."""
+    rig = Rig(argv=None)
+    jobs = [
+        _edited_job("first {{ secret('secret/app').k }}", "edit-1"),
+        _edited_job("second {{ secret('secret/app').k }}", "edit-2"),
+    ]
+    rig.parts.rebuild_job = lambda: jobs.pop(0)
+    rig.make_supervisor()
+    rig.workers.held.add("reload")
+    rig.file_changed("/srv/inject.toml", delay_s=1.0)
+    rig.file_changed("/srv/inject.toml", delay_s=1.5)  # while the first rebuild is held
+    rig.script.do(2.0, lambda: rig.workers.held.discard("reload") or rig.workers.release("reload"))
+    rig.script.in_(6.0, Signal(signal.SIGTERM))
+    assert rig.supervisor.run() == 0
+    assert jobs == []
+    assert rig.files.content["/out/app.conf"] == "second v1"
+
+
+def test_a_rebuild_that_fails_the_same_way_again_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Two edits in a row that leave the config refused: one error line; a good edit, then
+    the same failure again: a second line."""
+    rig = Rig(argv=None)
+    refused = UsageError("config file /srv/inject.toml: it is world-writable")
+    results: list[object] = [
+        refused,
+        refused,
+        _edited_job("ok {{ secret('secret/app').k }}", "edit-1"),
+        refused,
+    ]
+
+    def rebuild() -> Job:
+        result = results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Job)
+        return result
+
+    rig.parts.rebuild_job = rebuild
+    rig.make_supervisor()
+    for delay_s in (1.0, 2.0, 3.0, 4.0):
+        rig.file_changed("/srv/inject.toml", delay_s=delay_s)
+    rig.script.in_(6.0, Signal(signal.SIGTERM))
+    with caplog.at_level(logging.INFO):
+        assert rig.supervisor.run() == 0
+    assert results == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"{refused} (keeping the previous templates)"] * 2
+    assert rig.files.content["/out/app.conf"] == "ok v1"

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_FACTOR = 3  # the check may take three kill timeouts
 
-Status = Literal["unchanged", "write_failed", "vetoed", "written"]
+# "failed": an output failed to render (its error is logged) and nothing else changed.
+Status = Literal["unchanged", "failed", "write_failed", "vetoed", "written"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Applier:
         """Re-render, and if anything changed, write, check and run template commands."""
         outcome, rendered = request.rerender()
         if not outcome.changed:
-            return Applied(request, "unchanged", outcome, rendered)
+            return Applied(request, "failed" if outcome.failed else "unchanged", outcome, rendered)
         writes = request.job.writes(outcome.files, self._identity)
         try:
             with self.writing:

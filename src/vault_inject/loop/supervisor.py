@@ -105,6 +105,8 @@ class Supervisor:
         self._stats = Stats(clock=clock)
         self._new_job: Job | None = None
         self._reload_causes = "templates changed"
+        self._reload_again = False
+        self._reload_error = ""  # the last rebuild's error, logged once
         self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
         self._renewals.track(engine.secrets)
@@ -254,16 +256,28 @@ class Supervisor:
         others = paths - auth_file
         if others and self.p.rebuild_job is not None:
             self._reload_causes = f"{', '.join(sorted(others))} changed"
-            self.p.workers.start("reload", self.p.rebuild_job)
+            # A rebuild still running may have read the files before this edit: once it
+            # reports back, rebuild again (an edit is never lost; same contents are dropped).
+            self._reload_again = not self.p.workers.start("reload", self.p.rebuild_job)
 
     def _on_reconciled(self, value: object) -> None:
         if isinstance(value, frozenset) and value:
             self._on_files(value)
 
     def _on_reload(self, value: object) -> None:
+        if self._reload_again and self.p.rebuild_job is not None:
+            self._reload_again = False
+            self.p.workers.start("reload", self.p.rebuild_job)
         if isinstance(value, InjectError):
-            log.error("%s (keeping the previous templates)", value)
+            if str(value) != self._reload_error:  # once per failure, not per rebuild
+                log.error("%s (keeping the previous templates)", value)
+            self._reload_error = str(value)
         elif isinstance(value, Job):
+            self._reload_error = ""
+            current = self._new_job or self.engine.job
+            if value.sources == current.sources:  # one edit seen twice (watcher and reconcile)
+                log.debug("%s; same contents as the templates in use", self._reload_causes)
+                return
             self._new_job = value
 
     def _swap_job(self) -> None:
@@ -272,6 +286,7 @@ class Supervisor:
             return
         removed = self.engine.all_outputs()
         self.engine.job = job
+        self.engine.forget_errors()  # an edited template that still fails says so again
         self.config = job.config
         self._pending.debounce = Debouncer(self.config.wait_min_s, self.config.wait_max_s)
         self._splay.splay_s = self.config.splay_s
@@ -314,9 +329,10 @@ class Supervisor:
             rendered=value.rendered.deps,
             outputs=request.outputs,
         )
-        if value.status == "unchanged":
+        if value.status in ("unchanged", "failed"):
             self.engine.accept(value.rendered)
-            log.info("%s; output unchanged", request.causes)
+            if value.status == "unchanged":  # a failure was logged once, as the error it is
+                log.info("%s; output unchanged", request.causes)
         elif value.status == "write_failed":
             self._pending.write_failed(request.outputs, request.causes, value.error)
         elif value.status == "written":

@@ -256,6 +256,10 @@ class Engine:
             self._errors[out] = message
             log.error("%s (keeping the last good version)", message)
 
+    def forget_errors(self) -> None:
+        """Log the next failure of each output again (its template was reloaded)."""
+        self._errors.clear()
+
     def forget(self, outputs: Iterable[str]) -> None:
         """Drop outputs that no longer exist (after a config reload)."""
         for out in outputs:
