@@ -45,13 +45,22 @@ def secret_template(bao: Bao, path: str, workdir: Path, name: str = "a.j2") -> s
 RETRYING = re.compile(r"inject: (still )?retrying .* did not answer ")
 
 
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def without_time(line: str) -> str:
+    """A text log line without its leading UTC timestamp (``inject: ...`` as it reads)."""
+    return TIMESTAMP.sub("", line, count=1)
+
+
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The one line inject printed on stderr for a failure; fails on a traceback or more lines
-    (the progress notes of a call that is retrying aside: they come before the failure)."""
+    """The one line inject printed on stderr for a failure, without its timestamp; fails on a
+    traceback or more lines (the progress notes of a call that is retrying aside: they come
+    before the failure)."""
     assert "Traceback" not in result.stderr, result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if not RETRYING.search(line)]
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
-    return lines[0]
+    return without_time(lines[0])
 
 
 def closed_port() -> int:

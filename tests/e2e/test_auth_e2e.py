@@ -111,7 +111,11 @@ def test_refused_approle_login_says_refused_once_naming_the_server(
 @pytest.mark.parametrize(
     ("missing", "hint"),
     [
-        ("secret_id_file", "[auth] secret_id_file (env INJECT_SECRET_ID_FILE)"),
+        (
+            "secret_id_file",
+            "[auth] secret_id_file (env INJECT_SECRET_ID_FILE)"
+            " or [auth] secret_id_wrapped_file (env INJECT_SECRET_ID_WRAPPED_FILE)",
+        ),
         ("role_id_file", "[auth] role_id_file (env INJECT_ROLE_ID_FILE)"),
     ],
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers_e2e import measured, write
+from tests.e2e.helpers_e2e import measured, without_time, write
 from tests.support import Bao, inject_argv, inject_env, record_output, secret_value, supervise, wait_for
 from tests.unit.test_sandbox import COSTLY, COSTLY_ALLOWED, HOSTILE, ISSUE_24, REFUSED, SLOW
 from vault_inject.errors import EXIT_RENDER
@@ -71,7 +71,7 @@ def test_issue_24_payloads_are_refused_before_they_allocate_or_run(
     assert code == EXIT_RENDER, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    assert lines[0].startswith(
+    assert without_time(lines[0]).startswith(
         "inject: error: template 'evil.j2' line 1: unsafe operation refused by the sandbox: "
     )
     assert re.search(REFUSED, lines[0]), lines[0]
