@@ -15,6 +15,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -260,3 +261,19 @@ def test_ready_parses_like_systemd_notify_s_own(
     assert theirs.raw == b"READY=1\nSTATUS=1 output(s) rendered"
     assert ours.raw == theirs.raw
     assert ours.pid == inject.pid
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_example_unit_file_is_valid(tmp_path: Path) -> None:
+    """examples/systemd/inject.service passes `systemd-analyze verify` (with the installed inject)."""
+    example = Path(__file__).parents[2] / "examples" / "systemd" / "inject.service"
+    text = example.read_text()
+    assert "Type=notify" in text
+    assert "WatchdogSec=" in text
+    inject = Path(sys.executable).parent / "inject"
+    unit = write(tmp_path / "inject.service", text.replace("/usr/local/bin/inject", str(inject)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
