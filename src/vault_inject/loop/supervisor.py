@@ -73,7 +73,7 @@ class Collaborators:
     base_env: Mapping[str, str] = field(default_factory=dict)
     publish: Callable[[Snapshot], None] | None = None  # health and metrics (``observe``)
     persist: Persist | None = None  # the encrypted state (``[state]``)
-    notify: Notify | None = None  # systemd's NOTIFY_SOCKET (``observe``)
+    notify: Notify = field(default_factory=lambda: Silent())  # systemd's NOTIFY_SOCKET (``observe``)
 
 
 class Persist(Protocol):
@@ -91,6 +91,32 @@ class Notify(Protocol):
     def stopping(self, status: str = "") -> None: ...
     def beat(self, now: float) -> None: ...
     def next_at(self) -> float | None: ...
+
+
+class Silent:
+    """Not under systemd: nothing to tell."""
+
+    def ready(self, status: str = "") -> None:
+        """Nothing."""
+
+    def reloading(self, status: str = "") -> None:
+        """Nothing."""
+
+    def stopping(self, status: str = "") -> None:
+        """Nothing."""
+
+    def beat(self, now: float) -> None:
+        """Nothing."""
+
+    def next_at(self) -> float | None:
+        """Never."""
+        return None
+
+
+def status_line(engine: Engine, child: ChildController | None) -> str:
+    """One line for ``systemctl status``: no value, only counts and the child's pid."""
+    files = f"{len(engine.all_outputs())} output(s) rendered"
+    return f"{files}; child pid {child.pid} running" if child is not None and child.pid else files
 
 
 class Supervisor:
@@ -126,8 +152,7 @@ class Supervisor:
         """Run until the child is gone (or, with no command, until TERM/INT); the exit code."""
         if self.p.child is not None:
             self.p.child.start()
-        if self.p.notify is not None:  # the first render is written; the child (if any) started
-            self.p.notify.ready(self._status())
+        self.p.notify.ready(status_line(self.engine, self.p.child))  # rendered; the child started
         while True:
             self._after_event()
             if self._exit is not None:
@@ -145,8 +170,7 @@ class Supervisor:
                 return
         if not self._stopping:
             self._run_timers()
-        if self.p.notify is not None:  # from the loop itself: a stuck loop stops the beat
-            self.p.notify.beat(self._clock())
+        self.p.notify.beat(self._clock())  # from the loop itself: a stuck loop stops the beat
         self._publish()
         self._persist()
 
@@ -170,8 +194,7 @@ class Supervisor:
     def _wake_times(self, now: float) -> list[float]:
         """Every timer the loop must wake for; while stopping, only the child's."""
         child_at = self.p.child.next_at() if self.p.child is not None else None
-        beat_at = self.p.notify.next_at() if self.p.notify is not None else None
-        times = [now + IDLE_WAKE_S] + [t for t in (child_at, beat_at) if t is not None]
+        times = [now + IDLE_WAKE_S] + [t for t in (child_at, self.p.notify.next_at()) if t is not None]
         if self._stopping:
             return times
         due = [self._renewals.next_at(), self._pending.retry_at(), self._splay.next_at()]
@@ -223,7 +246,7 @@ class Supervisor:
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # the controller reaps after every event
-        if signum in STOP_SIGNALS and self.p.notify is not None:
+        if signum in STOP_SIGNALS:
             self.p.notify.stopping(f"stopping on {signal.Signals(signum).name}")
         if self.p.child is not None:
             self.p.child.forward(signum)
@@ -320,12 +343,11 @@ class Supervisor:
             rerender=lambda: engine.rerender(outputs, known),
             env={**self.p.base_env, **engine.env},
         )
-        if self.p.workers.start("apply", lambda: self.p.applier.apply(request)) and self.p.notify:
+        if self.p.workers.start("apply", lambda: self.p.applier.apply(request)):
             self.p.notify.reloading(f"re-rendering {len(outputs)} output(s)")
 
     def _on_applied(self, value: object) -> None:
-        if self.p.notify is not None:  # whatever the outcome: the reload is over
-            self.p.notify.ready(self._status())
+        self.p.notify.ready(status_line(self.engine, self.p.child))  # whatever the outcome
         if not isinstance(value, Applied):
             return
         request = value.request
@@ -355,12 +377,6 @@ class Supervisor:
         self._splay.hold(action, causes)
         self._act_due()
 
-    def _status(self) -> str:
-        """One line for ``systemctl status``: no value, only counts and the child's pid."""
-        files = f"{len(self.engine.all_outputs())} output(s) rendered"
-        child = self.p.child
-        return f"{files}; child pid {child.pid} running" if child is not None and child.pid else files
-
     def _act_due(self) -> None:
         due = self._splay.take_due()
         if due is not None and self.p.child is not None:
@@ -369,8 +385,7 @@ class Supervisor:
 
 def stop_everything(parts: Collaborators, *, revoke: bool) -> None:
     """inject is exiting: finish a commit in progress, stop commands and the child, revoke."""
-    if parts.notify is not None:
-        parts.notify.stopping("stopping")
+    parts.notify.stopping("stopping")
     parts.applier.settle(SETTLE_S)
     if parts.child is not None:
         parts.child.stop_now()
