@@ -277,3 +277,33 @@ def test_the_example_unit_file_is_valid(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_a_full_or_missing_socket_never_blocks_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture, notify_socket: NotifySocket
+) -> None:
+    """Datagrams to a socket nobody reads (its queue full: EAGAIN) or to no socket at all
+    (ENOENT) are dropped at once, with one debug line each, never an exception."""
+    from vault_inject.observe.notifysocket import DatagramSender
+
+    notify_socket.close()  # stop reading: the kernel queue fills up
+    unread = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unread.bind(b"\0" + f"inject-unread-{os.getpid()}-{time.monotonic_ns()}".encode())
+    try:
+        caplog.set_level("DEBUG", logger="vault_inject.observe.notifysocket")
+        full = DatagramSender(unread.getsockname())
+        started = time.monotonic()
+        for _ in range(5000):
+            full(b"WATCHDOG=1")
+        assert time.monotonic() - started < 5.0
+        missing = DatagramSender("/nonexistent/notify")
+        missing(b"READY=1")
+        missing(b"STOPPING=1")
+        full.close()
+        missing.close()
+    finally:
+        unread.close()
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2, lines
+    assert "Resource temporarily unavailable" in lines[0]
+    assert "No such file or directory" in lines[1]
