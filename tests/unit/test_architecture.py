@@ -41,7 +41,14 @@ IO_OWNERS = {
     "psutil": {"process", "observe"},  # observe reads the child's CPU and memory, never signals
     "prometheus_client": {"observe"},
     "subprocess": {"cli"},  # `inject dev` runs the bao binary (a server, not the app)
-    "cryptography": {"files"},  # the state file (files.sealed), loaded only when a state is configured
+    "cryptography": {"files"},
+    # sockets: the server connection (client), the endpoints and systemd's notify socket
+    # (observe), the dev server's free port (cli)
+    "socket": {
+        "client",
+        "observe",
+        "cli",
+    },  # the state file (files.sealed), loaded only when a state is configured
 }
 IO_PACKAGES = frozenset({"hvac", "click", "subprocess", "watchfiles", "psutil", "requests"})
 
@@ -53,7 +60,7 @@ PURE: dict[str, frozenset[str] | None] = {
     "client": frozenset({"leases", "backoff", "failover", "replies", "sshcert", "answers", "handover"}),
     "loop": frozenset({"debounce", "pending", "polling", "splay"}),
     "process": frozenset({"actions", "controller"}),
-    "observe": frozenset({"health", "slots", "wire"}),
+    "observe": frozenset({"health", "slots", "wire", "sdnotify"}),
     "render": frozenset({"outputs", "renderer", "envcheck"}),
     "runtime": frozenset({"plan"}),
 }

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..config import (
     AUTH_ENV_VARS,
+    SYSTEMD_ENV_VARS,
     CliOptions,
     Config,
     build_config,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
     from ..client import Login, State, VaultClient, auth
     from ..model import Request, Secret
-    from ..observe import ObserveServer, Snapshot
+    from ..observe import Notifier, ObserveServer, Snapshot
     from ..render import CompileCache, Engine, Job, Rendered, Renderer
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,13 @@ def write_files(job: Job, rendered: Rendered, identity: Identity) -> list[str]:
 def child_environ(
     config: Config, environ: Mapping[str, str], rendered: Mapping[str, str], identity: Identity | None = None
 ) -> dict[str, str]:
-    """inject's environment plus the rendered vars, minus tokens and auth material (unless
-    passed); HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and su-exec do)."""
+    """inject's environment plus the rendered vars, minus tokens, auth material and systemd's
+    notify socket (unless passed); HOME/USER/LOGNAME follow a ``--user`` switch (as gosu and
+    su-exec do)."""
     keep = set(config.pass_env)
-    hidden = {*AUTH_ENV_VARS, config.state_key_env} if config.state_key_env else set(AUTH_ENV_VARS)
+    hidden = {*AUTH_ENV_VARS, *SYSTEMD_ENV_VARS}
+    if config.state_key_env:
+        hidden.add(config.state_key_env)
     env = {k: v for k, v in environ.items() if k not in hidden or k in keep}
     if identity is not None and identity.home:
         env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
@@ -330,13 +334,18 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
     from ..process import alone  # the child alone: no supervisor loop (not for render or watch)
 
     env_values = _env_values(config, environ)
-    if alone.applies(config, env_values, lambda value: looks_like_ref(value) or is_template_text(value)):
+    # under systemd (NOTIFY_SOCKET) the loop runs: it tells systemd and pets the watchdog
+    if not environ.get("NOTIFY_SOCKET") and alone.applies(config, env_values, _needs_server):
         child.make_undumpable()  # inject's environment may still hold a token
         collector.resume()
         identity = child.resolve_user(config.user)
         literals = {name: checked_env(name, value) for name, value in env_values}
         return alone.run(config, {**child_environ(config, environ, {}, identity), **literals}, argv, identity)
     return _keep_fresh(config, environ, argv)
+
+
+def _needs_server(value: str) -> bool:
+    return looks_like_ref(value) or is_template_text(value)
 
 
 def cmd_watch(config: Config, environ: Mapping[str, str]) -> int:
@@ -348,8 +357,11 @@ def _keep_fresh(config: Config, environ: Mapping[str, str], argv: Sequence[str] 
     # Up before the first render (it says "pending" meanwhile); with --no-watch nothing stays
     # to report on once the command replaces inject.
     observer = None if argv and config.no_watch else _start_observer(config)
+    notify = _notifier(config, environ)
     try:
-        return _render_and_supervise(config, environ, argv, observer.board.publish if observer else None)
+        return _render_and_supervise(
+            config, environ, argv, observer.board.publish if observer else None, notify
+        )
     finally:
         if observer is not None:
             observer.stop()
@@ -366,11 +378,23 @@ def _start_observer(config: Config) -> ObserveServer | None:
     return observer
 
 
+def _notifier(config: Config, environ: Mapping[str, str]) -> Notifier | None:
+    """systemd's notify socket, when inject runs as a ``Type=notify`` service; not when the
+    child is given ``NOTIFY_SOCKET`` (``pass_env``) and replaces inject (``--no-watch``): the
+    app then speaks for itself."""
+    if not environ.get("NOTIFY_SOCKET") or (config.no_watch and "NOTIFY_SOCKET" in config.pass_env):
+        return None
+    from ..observe import notifier_from  # the socket only under systemd
+
+    return notifier_from(environ)
+
+
 def _render_and_supervise(
     config: Config,
     environ: Mapping[str, str],
     argv: Sequence[str] | None,
     publish: Callable[[Snapshot], None] | None,
+    notify: Notifier | None = None,
 ) -> int:
     from ..loop import FileWatcher
 
@@ -417,6 +441,8 @@ def _render_and_supervise(
         watcher.stop()
         client.close()
         log.debug("exec %s in place of inject", exec_argv[0])
+        if notify is not None:  # the same pid goes on as the app: rendered, and starting now
+            notify.ready(f"{len(rendered.files)} file(s) rendered; exec {exec_argv[0]}")
         child.exec_in_place(exec_argv, child_environ(config, environ, rendered.env, identity), identity)
     from ..loop import wiring  # only long-running commands need the loop
 
@@ -436,6 +462,7 @@ def _render_and_supervise(
         reconcile=lambda: changed_sources(engine.job),
         publish=publish,
         persist=run_state,
+        notify=notify,
     )
     try:
         return wiring.supervise(startup, argv, events)

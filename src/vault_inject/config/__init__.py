@@ -11,6 +11,7 @@ from .._face import lazy_names
 if TYPE_CHECKING:
     from .settings import (
         AUTH_ENV_VARS,
+        SYSTEMD_ENV_VARS,
         CliOptions,
         Config,
         build_config,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTH_ENV_VARS",
+    "SYSTEMD_ENV_VARS",
     "CliOptions",
     "Config",
     "build_config",
@@ -38,6 +40,7 @@ __getattr__ = lazy_names(
     __name__,
     {
         "AUTH_ENV_VARS": "settings",
+        "SYSTEMD_ENV_VARS": "settings",
         "build_config": "settings",
         "CliOptions": "settings",
         "Config": "settings",

@@ -40,6 +40,9 @@ AUTH_ENV_VARS = (
     "BAO_SECRET_ID",
     "INJECT_TOKEN",
 )
+# systemd's notify socket and watchdog (inject speaks for the service), never the child's
+# unless listed in child.pass_env: the app would be taken for the service's main process.
+SYSTEMD_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class Collaborators:
     base_env: Mapping[str, str] = field(default_factory=dict)
     publish: Callable[[Snapshot], None] | None = None  # health and metrics (``observe``)
     persist: Persist | None = None  # the encrypted state (``[state]``)
+    notify: Notify = field(default_factory=lambda: Silent())  # systemd's NOTIFY_SOCKET (``observe``)
 
 
 class Persist(Protocol):
@@ -80,6 +81,42 @@ class Persist(Protocol):
 
     def save(self, secrets: Mapping[Request, Secret], token: str) -> None: ...
     def finish(self, *, revoked: bool) -> None: ...
+
+
+class Notify(Protocol):
+    """Tells systemd how the service is doing (``observe.Notifier``)."""
+
+    def ready(self, status: str = "") -> None: ...
+    def reloading(self, status: str = "") -> None: ...
+    def stopping(self, status: str = "") -> None: ...
+    def beat(self, now: float) -> None: ...
+    def next_at(self) -> float | None: ...
+
+
+class Silent:
+    """Not under systemd: nothing to tell."""
+
+    def ready(self, status: str = "") -> None:
+        """Nothing."""
+
+    def reloading(self, status: str = "") -> None:
+        """Nothing."""
+
+    def stopping(self, status: str = "") -> None:
+        """Nothing."""
+
+    def beat(self, now: float) -> None:
+        """Nothing."""
+
+    def next_at(self) -> float | None:
+        """Never."""
+        return None
+
+
+def status_line(engine: Engine, child: ChildController | None) -> str:
+    """One line for ``systemctl status``: no value, only counts and the child's pid."""
+    files = f"{len(engine.all_outputs())} output(s) rendered"
+    return f"{files}; child pid {child.pid} running" if child is not None and child.pid else files
 
 
 class Supervisor:
@@ -117,6 +154,7 @@ class Supervisor:
         """Run until the child is gone (or, with no command, until TERM/INT); the exit code."""
         if self.p.child is not None:
             self.p.child.start()
+        self.p.notify.ready(status_line(self.engine, self.p.child))  # rendered; the child started
         while True:
             self._after_event()
             if self._exit is not None:
@@ -134,6 +172,7 @@ class Supervisor:
                 return
         if not self._stopping:
             self._run_timers()
+        self.p.notify.beat(self._clock())  # from the loop itself: a stuck loop stops the beat
         self._publish()
         self._persist()
 
@@ -157,7 +196,7 @@ class Supervisor:
     def _wake_times(self, now: float) -> list[float]:
         """Every timer the loop must wake for; while stopping, only the child's."""
         child_at = self.p.child.next_at() if self.p.child is not None else None
-        times = [now + IDLE_WAKE_S] + ([child_at] if child_at is not None else [])
+        times = [now + IDLE_WAKE_S] + [t for t in (child_at, self.p.notify.next_at()) if t is not None]
         if self._stopping:
             return times
         due = [self._renewals.next_at(), self._pending.retry_at(), self._splay.next_at()]
@@ -209,6 +248,8 @@ class Supervisor:
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # the controller reaps after every event
+        if signum in STOP_SIGNALS:
+            self.p.notify.stopping(f"stopping on {signal.Signals(signum).name}")
         if self.p.child is not None:
             self.p.child.forward(signum)
         elif signum in STOP_SIGNALS:  # sidecar: TERM/INT/QUIT end the watch, HUP polls now
@@ -317,9 +358,11 @@ class Supervisor:
             rerender=lambda: engine.rerender(outputs, known),
             env={**self.p.base_env, **engine.env},
         )
-        self.p.workers.start("apply", lambda: self.p.applier.apply(request))
+        if self.p.workers.start("apply", lambda: self.p.applier.apply(request)):
+            self.p.notify.reloading(f"re-rendering {len(outputs)} output(s)")
 
     def _on_applied(self, value: object) -> None:
+        self.p.notify.ready(status_line(self.engine, self.p.child))  # whatever the outcome
         if not isinstance(value, Applied):
             return
         request = value.request
@@ -358,6 +401,7 @@ class Supervisor:
 
 def stop_everything(parts: Collaborators, *, revoke: bool) -> None:
     """inject is exiting: finish a commit in progress, stop commands and the child, revoke."""
+    parts.notify.stopping("stopping")
     parts.applier.settle(SETTLE_S)
     if parts.child is not None:
         parts.child.stop_now()

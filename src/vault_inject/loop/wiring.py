@@ -18,7 +18,7 @@ from ..render import Engine, Job
 from .apply import Applier
 from .lifecycle import Lifecycle
 from .sources import EventQueue, Workers
-from .supervisor import Collaborators, Persist, Supervisor, stop_everything
+from .supervisor import Collaborators, Notify, Persist, Silent, Supervisor, stop_everything
 
 if TYPE_CHECKING:  # annotations only: the client loads hvac and requests, which a
     # plain PID 1 (nothing to render) never needs
@@ -49,6 +49,7 @@ class Startup:
     reconcile: Callable[[], frozenset[str]]
     publish: Callable[[Snapshot], None] | None = None  # health and metrics, when listening
     persist: Persist | None = None  # the encrypted state, when configured
+    notify: Notify | None = None  # systemd's NOTIFY_SOCKET, when set
 
 
 def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> int:
@@ -103,6 +104,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         base_env=startup.base_env,
         publish=startup.publish,
         persist=startup.persist,
+        notify=startup.notify or Silent(),
     )
 
 
