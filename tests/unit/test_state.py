@@ -160,7 +160,9 @@ def test_stale_start_settings() -> None:
     config = _config(dir='"s"', key_file='"k"', start_stale="true", max_age='"2h"')
     assert (config.start_stale, config.state_max_age_s) == (True, 7200.0)  # type: ignore[attr-defined]
     env = {"INJECT_STATE_DIR": "/e", "INJECT_STATE_KEY_ENV": "KEY", "INJECT_START_STALE": "1"}
-    from_env = build_config(CliOptions(), {**env, "INJECT_STATE_MAX_AGE": "90m"}, {}, config_path=None, cwd="/")
+    from_env = build_config(
+        CliOptions(), {**env, "INJECT_STATE_MAX_AGE": "90m"}, {}, config_path=None, cwd="/"
+    )
     assert (from_env.start_stale, from_env.state_max_age_s) == (True, 5400.0)
     assert build_config(CliOptions(), env, {}, config_path=None, cwd="/").state_max_age_s == 86400.0
 
@@ -249,3 +251,18 @@ def test_the_state_key_variable_never_reaches_the_child() -> None:
     child = app.child_environ(config, environ, {})
     assert "MY_KEY" not in child
     assert child["KEEP"] == "1"
+
+
+def test_the_last_known_good_reader_serves_only_the_state_s_values() -> None:
+    """What the state holds is answered as saved; anything else is the start's UnreachableError, naming the secret."""
+    from vault_inject.client import LastKnownGood
+    from vault_inject.errors import UnreachableError
+
+    cause = UnreachableError("http://127.0.0.1:1 did not answer token lookup within 2s")
+    reader = LastKnownGood({KV: _secrets()[KV]}, cause)
+    assert reader.fetch(KV) == _secrets()[KV]
+    assert reader.read_many([KV]) == {KV: _secrets()[KV]}
+    with pytest.raises(
+        UnreachableError, match=r"did not answer token lookup.*'database/creds/app' is not in the state"
+    ):
+        reader.read_many([KV, DB])
