@@ -15,7 +15,16 @@ import pytest
 from tests.e2e.helpers_e2e import temp_files, write
 from tests.e2e.supervise_helpers import SignalChild
 from tests.e2e.test_observe_e2e import free_port, get, samples, wait_health
-from tests.support import BaoServer, inject_argv, inject_env, run_inject, secret_value, supervise, wait_for
+from tests.support import (
+    Bao,
+    BaoServer,
+    inject_argv,
+    inject_env,
+    run_inject,
+    secret_value,
+    supervise,
+    wait_for,
+)
 
 KEY = bytes(range(32))  # a raw 32-byte key (tests only)
 POLL = ("--poll-interval", "300ms")
@@ -92,3 +101,47 @@ def test_start_while_the_server_is_down_runs_on_last_known_good_then_recovers(
         assert len(inject.lines("reachable again")) == 1, inject.stderr()
         assert len(inject.lines("last-known-good")) == 2, inject.stderr()  # one in, one out
         assert "Traceback" not in inject.stderr()
+
+
+def _pki(server: Bao) -> str:
+    """A pki mount on ``server`` with a role ``web`` for *.localhost; the role's path."""
+    server.api("POST", "sys/mounts/pki", json={"type": "pki", "config": {"max_lease_ttl": "8760h"}})
+    server.api("POST", "pki/root/generate/internal", json={"common_name": "stale e2e", "ttl": "8760h"})
+    server.api(
+        "POST",
+        "pki/roles/web",
+        json={"allowed_domains": ["localhost"], "allow_subdomains": True, "max_ttl": "1h", "key_type": "ec"},
+    )
+    return "pki/web"
+
+
+@pytest.mark.parametrize("why", ["certificate expired", "state older than max_age"])
+def test_nothing_usable_in_the_state_fails_as_without_it(
+    own_server: BaoServer, tmp_path: Path, why: str
+) -> None:
+    """A certificate past its end is never served, nor a state older than max_age: exit 5 with the server's line, the child never started."""
+    server = own_server.start()
+    role = _pki(server)
+    max_age = '"1s"' if why.startswith("state") else '"1h"'
+    _state_config(tmp_path, f"max_age = {max_age}")
+    write(
+        tmp_path / "a.j2",
+        f"{{{{ pki_cert('{role}', common_name='app.localhost', ttl='3s').certificate }}}}\n",
+    )
+    env = inject_env(server)
+    init = run_inject("render", "-c", "inject.toml", "-t", "a.j2:out/a.txt", env=env, cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    own_server.kill()
+    time.sleep(3.5)  # the certificate (3s) has ended, and the state is older than 1s
+
+    child = SignalChild.create(tmp_path)
+    argv = ["-c", "inject.toml", *BUDGET, "-t", "a.j2:out/a.txt", "--", *child.argv()]
+    result = run_inject(*argv, env=env, cwd=tmp_path, timeout_s=30)
+    assert result.returncode == 5, result.stderr
+    assert child.starts() == []
+    assert "did not answer" in result.stderr.strip().splitlines()[-1]
+    if why.startswith("state"):
+        assert "the state is older than [state] max_age" in result.stderr
+    else:
+        assert "nothing in the state is still usable" in result.stderr
+    assert "Traceback" not in result.stderr
