@@ -228,6 +228,9 @@ class Server:
         return Secret(path=path, data={"k": f"v{version}"}, version=version, kv_version=2)
 
     # Lifecycle's client
+    def set_token(self, token: str) -> None:
+        self.tokens_set.append(token)
+
     def renew_self(self, increment_s: int | None = None) -> Login:
         self.renewals.append("token")
         return Login(token=self.token, ttl_s=3600, renewable=True)

@@ -38,8 +38,13 @@ def test_a_rendered_running_fresh_inject_is_healthy() -> None:
         (Snapshot(rendered=True, supervising=True, child_pid=0), "child not running"),
         (Snapshot(rendered=True, supervising=True, child_pid=7, stopping=True), "stopping"),
         (Snapshot(rendered=True, failing=("/app/a.yml",)), "last render failed for /app/a.yml"),
+        (
+            Snapshot(rendered=True, stale_since=1_700_000_600.0, stale_saved_at=1_700_000_000.0),
+            "stale: serving last-known-good values from the state since 2023-11-14T22:23:20Z"
+            " (saved 2023-11-14T22:13:20Z)",
+        ),
     ],
-    ids=["pending", "no-child", "stopping", "failing"],
+    ids=["pending", "no-child", "stopping", "failing", "stale"],
 )
 def test_unhealthy_states_say_why(snapshot: Snapshot, reason: str) -> None:
     """Each unhealthy state has its own reason."""

@@ -136,6 +136,37 @@ def test_stale_values_never_past_their_end_nor_older_than_max_age() -> None:
     assert handover.stale_values(state, 1000.0 + 3601, 3600) is None
 
 
+def test_a_stale_start_hands_each_lease_the_time_it_has_left() -> None:
+    """A lease comes back with what is left of it (the loop plans from that); a certificate and a value as saved."""
+    state = handover.snapshot(_secrets(), token="", now=1000.0)
+    values = handover.stale_values(state, 1060.0, 3600) or {}
+    assert values[DB].lease_duration_s == 40
+    assert values[DB].data == {"username": "u", "password": "p"}
+    assert values[CERT] == _secrets()[CERT]
+    assert values[KV] == _secrets()[KV]
+
+
+def test_an_expired_lease_or_certificate_is_never_served_stale() -> None:
+    """Past its end (even by a second) a lease or certificate is left out; with only those, nothing is usable."""
+    only_leased = {k: v for k, v in _secrets().items() if k in (DB, CERT)}
+    state = handover.snapshot(only_leased, token="", now=1000.0)
+    assert set(handover.stale_values(state, 1099.0, 3600) or {}) == {DB, CERT}
+    assert set(handover.stale_values(state, 1100.0, 3600) or {}) == {CERT}
+    assert handover.stale_values(state, 2000.0, 3600) == {}
+
+
+def test_stale_start_settings() -> None:
+    """start_stale and max_age from the file (a duration) and the environment; max_age defaults to a day."""
+    config = _config(dir='"s"', key_file='"k"', start_stale="true", max_age='"2h"')
+    assert (config.start_stale, config.state_max_age_s) == (True, 7200.0)  # type: ignore[attr-defined]
+    env = {"INJECT_STATE_DIR": "/e", "INJECT_STATE_KEY_ENV": "KEY", "INJECT_START_STALE": "1"}
+    from_env = build_config(
+        CliOptions(), {**env, "INJECT_STATE_MAX_AGE": "90m"}, {}, config_path=None, cwd="/"
+    )
+    assert (from_env.start_stale, from_env.state_max_age_s) == (True, 5400.0)
+    assert build_config(CliOptions(), env, {}, config_path=None, cwd="/").state_max_age_s == 86400.0
+
+
 def test_a_state_is_written_when_it_changed_or_its_age_is_due() -> None:
     """Unchanged content is not written again until refresh_s has passed."""
     assert handover.worth_saving(None, b"a", 0.0, 10.0, 60.0)
@@ -199,7 +230,8 @@ def test_state_settings_from_file_env_and_cli() -> None:
         ({"dir": '"s"'}, "exactly one of"),
         ({"dir": '"s"', "key_file": '"k"', "key_env": '"K"'}, "exactly one of"),
         ({"hand_over": "true"}, "hand_over needs"),
-        ({"start_stale": "true"}, "unknown key 'state.start_stale'"),
+        ({"start_stale": "true"}, r"start_stale needs \[state\] dir"),
+        ({"dir": '"s"', "key_file": '"k"', "max_age": '"0s"'}, "max_age must be greater than zero"),
         ({"dir": '"s"', "key_env": '"1X"'}, "not a variable name"),
         ({"key": '"x"'}, "unknown key 'state.key'"),
     ],
@@ -219,3 +251,18 @@ def test_the_state_key_variable_never_reaches_the_child() -> None:
     child = app.child_environ(config, environ, {})
     assert "MY_KEY" not in child
     assert child["KEEP"] == "1"
+
+
+def test_the_last_known_good_reader_serves_only_the_state_s_values() -> None:
+    """What the state holds is answered as saved; anything else is the start's UnreachableError, naming the secret."""
+    from vault_inject.client import LastKnownGood
+    from vault_inject.errors import UnreachableError
+
+    cause = UnreachableError("http://127.0.0.1:1 did not answer token lookup within 2s")
+    reader = LastKnownGood({KV: _secrets()[KV]}, cause)
+    assert reader.fetch(KV) == _secrets()[KV]
+    assert reader.read_many([KV]) == {KV: _secrets()[KV]}
+    with pytest.raises(
+        UnreachableError, match=r"did not answer token lookup.*'database/creds/app' is not in the state"
+    ):
+        reader.read_many([KV, DB])

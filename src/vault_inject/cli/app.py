@@ -22,7 +22,7 @@ from ..config import (
     template_commands,
     trust_config,
 )
-from ..errors import UsageError
+from ..errors import UnreachableError, UsageError
 from ..files import read_text
 from ..identity import Identity
 from ..log import masker
@@ -39,7 +39,8 @@ from .keeper import RunState, StateKeeper
 if TYPE_CHECKING:
     import jinja2
 
-    from ..client import Login, State, VaultClient, auth
+    from ..client import LastKnownGood, Login, State, VaultClient, auth
+    from ..loop import StartedStale
     from ..model import Request, Secret
     from ..observe import Notifier, ObserveServer, Snapshot
     from ..render import CompileCache, Engine, Job, Rendered, Renderer
@@ -417,17 +418,23 @@ def _render_and_supervise(
     INBOX.on_exit(commands.kill_all)
     try:
         taken: dict[Request, Secret] = {}
+        stale: tuple[LastKnownGood, StartedStale] | None = None
         if authenticator is None:
             client, grant = _offline_client(config)
         elif keeper is None:
             client, grant = _logged_in(config, authenticator)
         else:
-            client, grant, taken = _resumed(config, authenticator, previous)
-        engine = _engine(job, client, taken)
+            try:
+                client, grant, taken = _resumed(config, authenticator, previous)
+            except UnreachableError as exc:
+                if exec_argv or not config.start_stale:
+                    raise
+                client, grant, stale = _from_state(config, authenticator, previous, exc)
+        engine = _engine(job, client, taken) if stale is None else _stale_engine(job, stale[0])
         collector.resume()
         try:
             rendered = engine.first_render()
-            run_state = _run_state(keeper, authenticator, engine, client)
+            run_state = _run_state(keeper, authenticator, engine, client, save=stale is None)
             with INBOX.deferred():
                 changed = write_files(job, rendered, identity)
         except BaseException:
@@ -463,12 +470,51 @@ def _render_and_supervise(
         publish=publish,
         persist=run_state,
         notify=notify,
+        stale=stale[1] if stale is not None else None,
     )
     try:
         return wiring.supervise(startup, argv, events)
     finally:
         watcher.stop()
         client.close()
+
+
+def _from_state(
+    config: Config, authenticator: auth.Authenticator, state: State | None, cause: UnreachableError
+) -> tuple[VaultClient, None, tuple[LastKnownGood, StartedStale]]:
+    """The server did not answer within the start-up budget: with ``[state] start_stale``,
+    start from the state's last-known-good values (one line says so); with nothing usable,
+    fail as without a state (``cause``). A client without a token, for when it answers."""
+    import datetime
+    import time
+
+    from ..client import LastKnownGood, VaultClient, reconnect, server_settings, stale_values
+    from ..loop import StartedStale
+
+    now = time.time()
+    values = stale_values(state, now, config.state_max_age_s) if state is not None else None
+    if not values or state is None:
+        why = "there is no usable state" if state is None else "the state is older than [state] max_age"
+        if state is not None and values is not None:
+            why = "nothing in the state is still usable"
+        log.warning("cannot start from the state's last-known-good values: %s", why)
+        raise cause
+    saved = datetime.datetime.fromtimestamp(state.saved_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    log.warning(
+        "%s; starting from the state's last-known-good values (saved %s, %d secret(s)) until it answers",
+        cause,
+        saved,
+        len(values),
+    )
+    client = VaultClient(server_settings(config), "", retry_timeout_s=config.retry_timeout_s)
+    started = StartedStale(lambda c: reconnect(c, authenticator, state), state.saved_at, now)
+    return client, None, (LastKnownGood(values, cause), started)
+
+
+def _stale_engine(job: Job, reader: LastKnownGood) -> Engine:
+    from ..render import Engine
+
+    return Engine(job, reader, reader.read_many)
 
 
 def _engine(job: Job, client: VaultClient, taken: Mapping[Request, Secret]) -> Engine:
@@ -486,12 +532,16 @@ def _run_state(
     authenticator: auth.Authenticator | None,
     engine: Engine,
     client: VaultClient,
+    *,
+    save: bool = True,
 ) -> RunState | None:
-    """The loop's state keeper, with the first render saved (before any file is written)."""
+    """The loop's state keeper, with the first render saved (before any file is written;
+    not a render from the state's own values: its age must not be renewed)."""
     if keeper is None:
         return None
     run_state = RunState(keeper, own_token=authenticator is not None and authenticator.owns_token)
-    run_state.save(engine.secrets, client.token)
+    if save:
+        run_state.save(engine.secrets, client.token)
     return run_state
 
 

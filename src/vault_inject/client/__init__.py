@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING
 from .._face import lazy_names
 
 if TYPE_CHECKING:
-    from .adopt import Reusing, resumed, take_secrets, take_token
+    from .adopt import LastKnownGood, Reusing, reconnect, resumed, take_secrets, take_token
     from .auth import Authenticator, logged_in
-    from .handover import State, binding, content, decode, encode, snapshot, worth_saving
+    from .handover import State, binding, content, decode, encode, snapshot, stale_values, worth_saving
     from .leases import Plan
     from .revocation import release
     from .vault import Login, ServerSettings, VaultClient, server_settings
 
 __all__ = [
     "Authenticator",
+    "LastKnownGood",
     "Login",
     "Plan",
     "Reusing",
@@ -29,10 +30,12 @@ __all__ = [
     "decode",
     "encode",
     "logged_in",
+    "reconnect",
     "release",
     "resumed",
     "server_settings",
     "snapshot",
+    "stale_values",
     "take_secrets",
     "take_token",
     "worth_saving",
@@ -42,6 +45,9 @@ __getattr__ = lazy_names(
     {
         "Authenticator": "auth",
         "Reusing": "adopt",
+        "LastKnownGood": "adopt",
+        "reconnect": "adopt",
+        "stale_values": "handover",
         "take_secrets": "adopt",
         "take_token": "adopt",
         "resumed": "adopt",

@@ -2,6 +2,9 @@
 still accepts it (lookup-self), and its leases and certificates, a lease only while the
 server still knows it (lease lookup, which also says how long it has left). What is taken
 over is not asked for again: no login, no new database user, no new certificate.
+
+A start while the server is down (``[state] start_stale``) renders through ``LastKnownGood``,
+which answers only from the state's values; ``reconnect`` takes over once the server answers.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from ..errors import AuthError
+from ..errors import AuthError, UnreachableError
 from ..log import register_secret, replace_secrets
 from ..model import Request, Secret, strings_in
 from .auth import Authenticator
@@ -103,3 +106,37 @@ class Reusing:
         if rest:
             found.update(self._client.read_many(rest))
         return found
+
+
+def reconnect(
+    client: VaultClient, authenticator: Authenticator, state: State
+) -> tuple[Login, dict[Request, Secret]]:
+    """After a start from the state, once the server answers: a token on ``client`` (the
+    state's, when inject logged in itself and the server still accepts it, else a login) and
+    the state's leases and certificates still alive. UnreachableError while it does not answer."""
+    grant = take_token(client, state) if authenticator.owns_token else None
+    if grant is None:
+        grant = authenticator.login(client)
+    return grant, take_secrets(client, state)
+
+
+class LastKnownGood:
+    """A reader that answers only from the state's last-known-good values (a start while the
+    server is down); anything else is the start's UnreachableError, so a render that needs
+    it fails as it would without a state."""
+
+    def __init__(self, values: Mapping[Request, Secret], cause: UnreachableError) -> None:
+        self.values = dict(values)
+        self._cause = cause
+        for request, secret in self.values.items():
+            replace_secrets(request, strings_in(secret.data))  # masked like values read from the server
+
+    def fetch(self, request: Request, *, budget_s: float | None = None) -> Secret:
+        """The saved answer; UnreachableError when the state has none."""
+        if request in self.values:
+            return self.values[request]
+        raise UnreachableError(f"{self._cause} (and '{request.label}' is not in the state's usable values)")
+
+    def read_many(self, requests: Iterable[Request]) -> dict[Request, Secret]:
+        """Every saved answer asked for (UnreachableError for the first one missing)."""
+        return {request: self.fetch(request) for request in requests}

@@ -121,10 +121,17 @@ def with_remaining(saved: Saved, ttl_s: int) -> Secret:
 
 def stale_values(state: State, now: float, max_age_s: float) -> dict[Request, Secret] | None:
     """What a start while the server is down may render from: every saved secret that has
-    not ended; None when the state is older than ``max_age_s`` (nothing of it is used)."""
+    not ended, a lease with the time it has left (what the loop plans from); None when the
+    state is older than ``max_age_s`` (nothing of it is used)."""
     if now - state.saved_at > max_age_s:
         return None
-    return {s.request: s.secret for s in state.secrets if usable(s, now)}
+    return {s.request: _remaining(s, now) for s in state.secrets if usable(s, now)}
+
+
+def _remaining(saved: Saved, now: float) -> Secret:
+    if not saved.secret.lease_id or saved.ends_at is None:
+        return saved.secret
+    return replace(saved.secret, lease_duration_s=max(1, int(saved.ends_at - now)))
 
 
 def worth_saving(old: bytes | None, new: bytes, saved_at: float, now: float, refresh_s: float) -> bool:

@@ -120,6 +120,8 @@ class Config:
     state_key_file: str = ""  # 32 random bytes, or a passphrase (through scrypt)
     state_key_env: str = ""  # the NAME of an environment variable holding a passphrase
     hand_over: bool = False  # leave the token and leases unrevoked, in the state, at exit
+    start_stale: bool = False  # server down at start: run on the state's last-known-good values
+    state_max_age_s: float = 86400.0  # a state older than this is never started from
     log_format: str = "text"
     log_level: str = "info"
     templates: tuple[TemplateSpec, ...] = ()
@@ -334,6 +336,8 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("state_key_file", "state", "key_file", _env("INJECT_STATE_KEY_FILE"), _as_str),
     _Opt("state_key_env", "state", "key_env", _env("INJECT_STATE_KEY_ENV"), _as_str),
     _Opt("hand_over", "state", "hand_over", _env("INJECT_HAND_OVER"), _as_bool),
+    _Opt("start_stale", "state", "start_stale", _env("INJECT_START_STALE"), _as_bool),
+    _Opt("state_max_age_s", "state", "max_age", _env("INJECT_STATE_MAX_AGE"), _as_duration),
     _Opt("log_format", "log", "format", _env("INJECT_LOG_FORMAT"), _choice(*LOG_FORMATS)),
     _Opt("log_level", "log", "level", _env("INJECT_LOG_LEVEL"), _choice(*LOG_LEVELS)),
 )
@@ -687,10 +691,13 @@ def _validated(config: Config) -> Config:
 
 
 def _validate_state(config: Config) -> None:
-    """``[state]``: a directory and exactly one key; a hand-over needs both."""
+    """``[state]``: a directory and exactly one key; a hand-over and a stale start need both."""
+    if config.state_max_age_s <= 0:
+        raise UsageError("config: [state] max_age must be greater than zero")
     if not config.state_dir:
-        if config.hand_over:
-            raise UsageError("config: [state] hand_over needs [state] dir (--state-dir, INJECT_STATE_DIR)")
+        for name, value in (("hand_over", config.hand_over), ("start_stale", config.start_stale)):
+            if value:
+                raise UsageError(f"config: [state] {name} needs [state] dir (--state-dir, INJECT_STATE_DIR)")
         return
     if bool(config.state_key_file) == bool(config.state_key_env):
         raise UsageError(

@@ -10,13 +10,16 @@ from .._face import lazy_names
 
 if TYPE_CHECKING:
     from .sources import FileWatcher
+    from .stale import StartedStale
 
 __all__ = [
     "FileWatcher",
+    "StartedStale",
 ]
 __getattr__ = lazy_names(
     __name__,
     {
         "FileWatcher": "sources",
+        "StartedStale": "stale",
     },
 )

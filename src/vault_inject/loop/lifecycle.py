@@ -218,6 +218,12 @@ class Lifecycle:
                 return
         self.relogin(reason="token cannot be renewed further")
 
+    def adopt(self, grant: Login, token: str) -> None:
+        """Use ``token`` (got by another client: after a start from the state) from now on."""
+        self._client.set_token(token)
+        self._on_new_token(token)
+        self._plan_token(grant)
+
     @property
     def can_relogin(self) -> bool:
         """True when a fresh token can be had without outside help."""

@@ -58,16 +58,17 @@ class PollTimer:
         start = self._started_at if self._started_at is not None else now
         self.next_at = max(now, start + backoff.jittered(self.interval_s))
 
-    def finished(self, outage: InjectError | None) -> None:
-        """A poll reported back; schedule the next one (sooner, with backoff, after an outage)."""
+    def finished(self, outage: InjectError | None, *, quiet: bool = False) -> None:
+        """A poll reported back; schedule the next one (sooner, with backoff, after an outage).
+        ``quiet``: the outage's lines are someone else's (a start from the state)."""
         if outage is None:
-            if self.outage_attempts:
+            if self.outage_attempts and not quiet:
                 log.info("server reachable again after %d failed poll(s)", self.outage_attempts)
             self.outage_attempts = 0
             self.reschedule()
             return
         self.outage_attempts += 1
-        if self.outage_attempts == 1:
+        if self.outage_attempts == 1 and not quiet:
             log.warning("server unreachable, keeping the last good secrets: %s", outage)
         interval = self.interval_s
         delay = backoff.delay_s(

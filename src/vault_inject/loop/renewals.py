@@ -12,11 +12,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import PermissionDenied
 from ..model import Request, Secret
 from .lifecycle import Lifecycle
 from .sources import PollDone, ReadFn, Workers, read_all
+
+if TYPE_CHECKING:  # annotations only: importing the client loads hvac and requests
+    from ..client import Login
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,10 @@ class Renewals:
             return []  # a new token re-plans the leases it affects itself
 
         self._with_life(lambda: self._start(job))
+
+    def adopt(self, grant: Login, token: str) -> None:
+        """Use the token another client got (after a start from the state) from now on."""
+        self._with_life(lambda: self.life.adopt(grant, token))
 
     def _start(self, job: Callable[[], list[Request]]) -> None:
         self._workers.start("life", job)

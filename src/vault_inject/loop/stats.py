@@ -43,6 +43,7 @@ class Stats:
         self.outage_since: float | None = None
         self.last_poll_ok_at = clock()
         self.expiries: tuple[Expiry, ...] = ()
+        self.stale: tuple[float, float] | None = None  # (since, saved at) during a start from the state
 
     def read(self, done: PollDone) -> None:
         """A poll or re-read reported back: count its requests."""
@@ -103,4 +104,6 @@ class Stats:
             restarts=child.restarts if child is not None else 0,
             signals={signal.Signals(n).name: c for n, c in child.reloads.items()} if child else {},
             requests=dict(self.requests),
+            stale_since=self.stale[0] if self.stale else None,
+            stale_saved_at=self.stale[1] if self.stale else None,
         )

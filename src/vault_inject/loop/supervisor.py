@@ -46,6 +46,7 @@ from .polling import PollTimer
 from .renewals import Renewals
 from .sources import Event, EventQueue, FilesChanged, PollDone, ReadFn, WorkDone, Workers, read_all
 from .splay import Splay
+from .stale import Recovered, StaleStart
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Collaborators:
     publish: Callable[[Snapshot], None] | None = None  # health and metrics (``observe``)
     persist: Persist | None = None  # the encrypted state (``[state]``)
     notify: Notify = field(default_factory=lambda: Silent())  # systemd's NOTIFY_SOCKET (``observe``)
+    stale: StaleStart | None = None  # started from the state's values while the server was down
 
 
 class Persist(Protocol):
@@ -146,7 +148,9 @@ class Supervisor:
         self._reload_error = ""  # the last rebuild's error, logged once
         self._reconcile_at = [clock() + d for d in RECONCILE_AFTER_S] if parts.reconcile else []
         self._exit: int | None = None
-        self._renewals.track(engine.secrets)
+        self._renewals.track(engine.secrets)  # after a stale start: with the time each lease has left
+        if parts.stale is not None and parts.stale.active:
+            self._stats.stale = (parts.stale.stale.since, parts.stale.stale.saved_at)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -176,7 +180,15 @@ class Supervisor:
         self._publish()
         self._persist()
 
+    @property
+    def stale(self) -> bool:
+        """True while running on the state's last-known-good values (the server has not
+        answered since the start)."""
+        return self.p.stale is not None and self.p.stale.active
+
     def _persist(self) -> None:
+        if self.stale:  # nothing new to save, and the state's age must not be renewed
+            return
         if self.p.persist is not None and not self._renewals.busy:  # the token is the worker's
             self.p.persist.save(self.engine.secrets, self.p.life.token)
 
@@ -236,7 +248,8 @@ class Supervisor:
         now = self._clock()
         if self._polls.due() and not self.p.workers.busy("poll"):
             self._start_poll()
-        self._renewals.run_due(now)
+        if not self.stale:  # no token to renew with yet; the reconnect takes what is alive
+            self._renewals.run_due(now)
         while self._reconcile_at and self._reconcile_at[0] <= now and self.p.reconcile:
             self._reconcile_at.pop(0)
             self.p.workers.start("reconcile", self.p.reconcile)
@@ -261,6 +274,10 @@ class Supervisor:
     # --- polls and re-reads -------------------------------------------------------------
 
     def _start_poll(self) -> None:
+        if self.p.stale is not None and self.p.stale.active:
+            self._polls.started()
+            self.p.workers.start("poll", self.p.stale.attempt(list(self.engine.secrets)))
+            return
         keys = self.engine.polled_keys()
         if not keys:
             self._polls.skipped()
@@ -269,10 +286,24 @@ class Supervisor:
         self.p.workers.start("poll", lambda: read_all(self.p.poll_read, keys))
 
     def _on_poll(self, value: object) -> None:
+        if isinstance(value, Recovered):
+            self._recovered(value)
+            return
         done = value if isinstance(value, PollDone) else PollDone()
-        self._polls.finished(done.outage)
+        self._polls.finished(done.outage, quiet=self.stale)
         self._stats.polled(done)
         self._take_in(done)
+
+    def _recovered(self, value: Recovered) -> None:
+        """The server answered after a stale start: its token from now on, and what it said
+        taken in like a poll (a change re-renders and restarts or signals the child)."""
+        if self.p.stale is not None:
+            self.p.stale.ended(value)
+        self._stats.stale = None
+        self._renewals.adopt(value.grant, value.token)
+        self._polls.finished(value.done.outage, quiet=True)
+        self._stats.polled(value.done)
+        self._take_in(value.done)
 
     def _on_refresh(self, value: object) -> None:
         done = value if isinstance(value, PollDone) else PollDone()

@@ -18,6 +18,7 @@ from ..render import Engine, Job
 from .apply import Applier
 from .lifecycle import Lifecycle
 from .sources import EventQueue, Workers
+from .stale import StaleStart, StartedStale
 from .supervisor import Collaborators, Notify, Persist, Silent, Supervisor, stop_everything
 
 if TYPE_CHECKING:  # annotations only: the client loads hvac and requests, which a
@@ -50,6 +51,7 @@ class Startup:
     publish: Callable[[Snapshot], None] | None = None  # health and metrics, when listening
     persist: Persist | None = None  # the encrypted state, when configured
     notify: Notify | None = None  # systemd's NOTIFY_SOCKET, when set
+    stale: StartedStale | None = None  # started from the state's values: the server did not answer
 
 
 def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> int:
@@ -61,9 +63,11 @@ def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) 
     try:
         return supervisor.run()
     finally:
-        # handed over: the token and leases stay, in the state, for the next inject
+        # handed over: the token and leases stay, in the state, for the next inject; still on
+        # the state's values: nothing of this run to revoke, the state stays as it was
         config = supervisor.config
-        stop_everything(parts, revoke=config.revoke_on_exit and not config.hand_over)
+        revoke = config.revoke_on_exit and not config.hand_over and not supervisor.stale
+        stop_everything(parts, revoke=revoke)
 
 
 def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> Collaborators:
@@ -105,6 +109,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         publish=startup.publish,
         persist=startup.persist,
         notify=startup.notify or Silent(),
+        stale=StaleStart(startup.stale, poll) if startup.stale is not None else None,
     )
 
 

@@ -5,17 +5,20 @@ Healthy means: the first render is done, the child runs (or, with no command, in
 watches), every output rendered at its last attempt, the last write of the files succeeded
 (a failed one keeps /healthz failing through its retries, until one succeeds), the server
 answered within the last poll interval, and nothing leased is close to its end without
-having been renewed.
+having been renewed. A start from the state's last-known-good values while the server was
+down (``stale``) is not healthy either, until the server answers.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 EXPIRY_MARGIN_FRACTION = 0.05  # renewals and re-reads happen by 90% of a TTL; 95% is late
 EXPIRY_MARGIN_MAX_S = 60.0
+STALE = "stale"  # the first word of the verdict (and /healthz's status) during a stale start
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Snapshot:
     restarts: int = 0
     signals: Mapping[str, int] = field(default_factory=dict)  # reload signal name -> sent
     requests: Mapping[str, int] = field(default_factory=dict)  # outcome -> count
+    stale_since: float | None = None  # started from the state's values at (epoch), until the server answers
+    stale_saved_at: float | None = None  # when that state was saved (epoch)
 
 
 STARTING = Snapshot()
@@ -77,6 +82,11 @@ def verdict(snapshot: Snapshot, now: float) -> str:
         return "stopping"
     if s.supervising and not s.child_pid:
         return "child not running"
+    if s.stale_since is not None:
+        return (
+            f"{STALE}: serving last-known-good values from the state since {_utc(s.stale_since)}"
+            f" (saved {_utc(s.stale_saved_at or s.stale_since)}); the server has not answered yet"
+        )
     if s.failing:
         return f"last render failed for {', '.join(s.failing)} (serving the last good version)"
     if s.write_failing:
@@ -88,6 +98,10 @@ def verdict(snapshot: Snapshot, now: float) -> str:
         if left_s < min(EXPIRY_MARGIN_MAX_S, EXPIRY_MARGIN_FRACTION * expiry.ttl_s):
             return f"{expiry.kind} {expiry.what} expires in {max(0.0, left_s):.0f}s without renewal"
     return ""
+
+
+def _utc(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def earliest_expiry_s(snapshot: Snapshot, now: float) -> dict[str, float]:

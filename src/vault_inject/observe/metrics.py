@@ -92,6 +92,11 @@ class SnapshotCollector:
         for kind, left_s in sorted(earliest_expiry_s(s, now).items()):
             expiry.add_metric([kind], left_s)
         yield expiry
+        yield _gauge(
+            "inject_stale",
+            "1 while serving the state's last-known-good values (a start while the server was down).",
+            0.0 if s.stale_since is None else 1.0,
+        )
         yield _gauge("inject_healthy", "1 when /healthz answers 200.", 0.0 if verdict(s, now) else 1.0)
         yield from self._child_metrics(s)
 

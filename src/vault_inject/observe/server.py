@@ -1,7 +1,7 @@
 """The opt-in health and metrics endpoints (``--listen``), served by one daemon thread.
 
 * ``GET /healthz``: 200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy", "reason": ...}``
-  (``health.verdict``);
+  (``health.verdict``; status ``"stale"`` while serving the state's last-known-good values);
 * ``GET /metrics``: Prometheus text format from ``metrics``, answered from a body at most a
   second old.
 
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from ..config import split_listen
 from ..errors import UsageError
 from .connections import Connections
-from .health import Board, verdict
+from .health import STALE, Board, verdict
 from .metrics import CONTENT_TYPE, metrics_cache
 from .slots import connection_limit
 from .wire import TEXT, Request, answer
@@ -92,7 +92,8 @@ class ObserveServer:
         """The status code and JSON body of ``/healthz``."""
         reason = verdict(self.board.read(), self._clock())
         if reason:
-            return 503, json.dumps({"status": "unhealthy", "reason": reason}).encode()
+            status = STALE if reason.startswith(STALE + ":") else "unhealthy"
+            return 503, json.dumps({"status": status, "reason": reason}).encode()
         return 200, json.dumps({"status": "ok"}).encode()
 
     def answer(self, request: Request) -> bytes:
