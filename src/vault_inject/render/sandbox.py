@@ -325,6 +325,7 @@ def _same_marker(func: Callable[..., Any], wrapper: Callable[..., Any]) -> Calla
     # Jinja reads `jinja_pass_arg` to pass the context/eval context/environment first.
     if hasattr(func, "jinja_pass_arg"):
         wrapper.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
+    wrapper.__wrapped__ = func  # type: ignore[attr-defined]  # its signature, for inspect
     return wrapper
 
 
