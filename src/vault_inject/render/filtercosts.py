@@ -21,6 +21,7 @@ from .limits import (
     MAX_VALUE_CHARS,
     check_chars,
     check_work,
+    joined_size,
     text_size,
     too_big,
     work_of,
@@ -35,6 +36,12 @@ _PERCENT_WIDTHS = re.compile(r"%[-+ #0]*(\d*)(?:\.(\d*))?")  # printf-style widt
 _SEQUENCES = (str, bytes, list, tuple)
 # textwrap works chunk by chunk in Python: a character costs about what copying 64 does.
 WRAP_WORK_PER_CHAR = 64
+# Python code per character (title's and striptags' regular expressions and word lists).
+PYTHON_WORK_PER_CHAR = 64
+# max, min, sort...: a key function in Python per item (a string's characters are items).
+KEY_WORK_PER_ITEM = 128
+# Tests that make their operand text first (``str(value).islower()``).
+_TEXT_TESTS = frozenset({"lower", "upper"})
 
 
 def _text_in(what: str, value: Any, factor: int = 1) -> int:
@@ -50,9 +57,12 @@ def _text_in(what: str, value: Any, factor: int = 1) -> int:
     return size
 
 
-def _as_text(what: str, factor: int = 1) -> Checker:
+def _as_text(what: str, factor: int = 1, *, work: int = 1) -> Checker:
+    """A filter that makes its value text (at most ``factor`` times longer), with ``work``
+    per character."""
+
     def check(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
-        _text_in(what, args[0], factor)
+        check_work(what, _text_in(what, args[0], factor) * work)
         return args
 
     return check
@@ -81,8 +91,10 @@ def _walks(what: str, *, sorts: bool = False) -> Checker:
     def check(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
         value = _listed(args[0])
         work = work_of(value)
-        if sorts and hasattr(value, "__len__"):
-            work *= max(1, math.ceil(math.log2(len(value) + 1)))
+        if hasattr(value, "__len__"):
+            if sorts:
+                work *= max(1, math.ceil(math.log2(len(value) + 1)))
+            work += len(value) * KEY_WORK_PER_ITEM
         check_work(what, work)
         return (value, *args[1:])
 
@@ -130,6 +142,12 @@ def _check_case(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, 
     """lower, upper...: a non-ASCII character can become three (``ß`` -> ``SS``, ...)."""
     value = args[0]
     _text_in("text", value, 1 if isinstance(value, str) and value.isascii() else 3)
+    return args
+
+
+def _check_title(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
+    """title: words found by a regular expression, each capitalized in Python."""
+    check_work("title", _text_in("text", args[0], 3) * PYTHON_WORK_PER_CHAR)
     return args
 
 
@@ -199,10 +217,11 @@ def _check_urlencode(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[
 
 
 def _check_join_filter(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
-    items = list(_listed(args[0])) if not isinstance(args[0], list | tuple) else args[0]
+    """join: every item (a string's characters, a dict's keys) made text and copied."""
+    value = args[0]
+    items = value if isinstance(value, str | list | tuple) else list(_listed(value))
     separator = arg(args, kwargs, 1, "d", "")
-    _text_in("joined text", separator)
-    check_join(separator if isinstance(separator, str) else "", items)
+    check_join(_text_in("joined text", separator), items)
     return (items, *args[1:])
 
 
@@ -251,10 +270,11 @@ FILTER_CHECKS: dict[str, Checker] = {
     "slice": _check_count("slice", "slices"),
     "string": _as_text("text"),
     "safe": _as_text("text"),
-    "striptags": _as_text("text"),
+    "striptags": _as_text("text", work=PYTHON_WORK_PER_CHAR),
     "wordcount": _as_text("text"),
     "b64decode": _as_text("decoded text"),
-    **dict.fromkeys(("capitalize", "lower", "upper", "title"), _check_case),
+    **dict.fromkeys(("capitalize", "lower", "upper"), _check_case),
+    "title": _check_title,
     **dict.fromkeys(("e", "escape", "forceescape"), _as_text("escaped text", 6)),  # "&" -> "&amp;"
     "xmlattr": _as_text("attributes", 6),
     "urlize": _as_text("linked text", 12),
@@ -273,6 +293,20 @@ FILTER_CHECKS: dict[str, Checker] = {
     "sum": _check_sum,
     "tojson": _check_tojson,
 }
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+def check_test(name: str, operands: Iterable[Any]) -> None:
+    """``x is test(...)``: the containers a test compares (``in``, ``eq``...) are measured
+    first, and ``lower``/``upper`` make their operand text."""
+    operands = tuple(operands)
+    for operand in operands:
+        if not isinstance(operand, str | bytes | int | float | type(None)):
+            check_work("comparison", work_of(operand))
+    if name in _TEXT_TESTS and operands:
+        _text_in("text", operands[0])
 
 
 # --- shared by filters, methods and operators -------------------------------------------
@@ -305,14 +339,12 @@ def check_percent(template: str, args: Any) -> None:
     check_chars("formatted text", total + widths)
 
 
-def check_join(separator: str, items: list[Any] | tuple[Any, ...]) -> None:
-    """Refuse joining ``items`` (each made text) with ``separator`` past the value limit."""
-    total = len(separator) * max(len(items) - 1, 0)
-    for item in items:
-        total += text_size(item, limit=MAX_VALUE_CHARS)
-        if total > MAX_VALUE_CHARS:
-            break
+def check_join(separator: int, items: str | list[Any] | tuple[Any, ...]) -> None:
+    """Refuse joining ``items`` (each made text) with a separator of ``separator`` characters
+    past the value limit, or with too many items (JOIN_WORK_PER_ITEM each)."""
+    total, work = joined_size(separator, items)
     check_chars("joined text", total)
+    check_work("joined text", work)
 
 
 def check_sizes(what: str, args: Iterable[Any], kwargs: Mapping[str, Any]) -> None:

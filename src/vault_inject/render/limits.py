@@ -9,6 +9,7 @@ limit it was asked about, so measuring a huge value costs no more than the limit
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
@@ -33,8 +34,13 @@ DEFAULT_RENDER_TIMEOUT_S = 10.0
 # Between two looks at the clocks at most this many ticks pass: each step between ticks is
 # bounded by the size checks (a few MB at most), so memory overshoots the budget by little.
 CHECK_EVERY_TICKS = 4
+# Joining makes each item text and copies it (and measuring it first is a step of Python):
+# an item costs about what copying this many characters does.
+JOIN_WORK_PER_ITEM = 64
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _CONTAINERS = (list, tuple, set, frozenset, KeysView, ValuesView)
+_SCALARS = (int, float, bytes, bytearray, range, type(None))
+_FLAT_FROM = 64  # a container of more items is first measured at C speed when it can be
 
 
 class BudgetExceeded(Exception):
@@ -127,7 +133,26 @@ def text_size(value: Any, *, limit: int = MAX_OUTPUT_CHARS) -> int:
     counting once past ``limit`` (the answer is then just some number above it)."""
     if isinstance(value, str):
         return len(value)
+    if isinstance(value, _SCALARS):  # no walk for a number or bytes: a join measures thousands
+        return _scalar_size(value)
     return measure(value, limit=limit)[0]
+
+
+def joined_size(separator: int, items: str | list[Any] | tuple[Any, ...]) -> tuple[int, int]:
+    """``(chars, work)`` of joining ``items`` (each made text) with a separator of ``separator``
+    characters; chars are counted only up to just past MAX_VALUE_CHARS. Too many items are
+    refused before any is measured, so measuring costs no more than the join would."""
+    count = len(items)
+    work = count * JOIN_WORK_PER_ITEM
+    check_work("joined text", work)
+    total = separator * max(count - 1, 0)
+    if isinstance(items, str):  # its characters
+        return total + count, work + total + count
+    for item in items:
+        total += len(item) if isinstance(item, str) else text_size(item, limit=MAX_VALUE_CHARS)
+        if total > MAX_VALUE_CHARS:
+            break
+    return total, work + total
 
 
 def measure(value: Any, *, limit: int, as_text: bool = True) -> tuple[int, int, int]:
@@ -160,14 +185,60 @@ def measure(value: Any, *, limit: int, as_text: bool = True) -> tuple[int, int, 
                 stack += [(item, depth), (part, depth)]
         elif isinstance(item, Mapping | ItemsView):
             chars += 26
+            flat = _flat_mapping_size(item, as_text, limit)
+            if flat is not None:
+                chars, count, deepest = chars + flat, count + 2 * len(item), max(deepest, depth + 1)
+                continue
             pairs = item.items() if isinstance(item, Mapping) else item
             stack.append((_Parts(part for pair in pairs for part in pair), depth + 1))
         elif isinstance(item, _CONTAINERS):
             chars += 26
+            flat = _flat_size(item, as_text, limit) if len(item) > _FLAT_FROM else None
+            if flat is not None:
+                chars, count, deepest = chars + flat, count + len(item), max(deepest, depth + 1)
+                continue
             stack.append((_Parts(iter(item)), depth + 1))
         else:
             chars += _scalar_size(item) + 4
     return chars - 4, count, deepest
+
+
+def _flat_mapping_size(mapping: Any, as_text: bool, limit: int) -> int | None:
+    """What ``measure`` counts for the items of a large mapping of plain keys and values."""
+    if not isinstance(mapping, Mapping) or len(mapping) <= _FLAT_FROM:
+        return None
+    keys = _flat_size(mapping.keys(), as_text, limit)
+    values = _flat_size(mapping.values(), as_text, limit) if keys is not None else None
+    return None if values is None else keys + values  # type: ignore[operator]
+
+
+def _flat_size(items: Any, as_text: bool, limit: int) -> int | None:
+    """What ``measure`` would count for the items of a container of only strings or only
+    numbers, found with C-level passes (a walk in Python costs a microsecond an item, and a
+    template can hold 100,000-item lists); None for anything else, which is walked."""
+    kinds = set(map(type, items))
+    size = len(items)
+    if kinds == {str}:
+        chars = sum(map(len, items)) + 4 * size  # quotes, separator and space
+        if (
+            not as_text
+            or chars > limit
+            or (
+                all(map(str.isprintable, items))
+                and not any(map(str.__contains__, items, itertools.repeat("\\")))
+                and not (
+                    any(map(str.__contains__, items, itertools.repeat("'")))
+                    and any(map(str.__contains__, items, itertools.repeat('"')))
+                )
+            )
+        ):
+            return chars  # a repr of plain text is the text in quotes (past the limit: enough said)
+        return None
+    if kinds == {int}:
+        return sum(map(int.bit_length, items)) * 30103 // 100000 + 6 * size
+    if kinds and kinds <= {float, bool, type(None)}:
+        return 28 * size
+    return None
 
 
 class _Parts:

@@ -24,6 +24,7 @@ from .limits import (
     MAX_VALUE_CHARS,
     check_chars,
     check_work,
+    joined_size,
     text_size,
     too_big,
     work_of,
@@ -199,12 +200,13 @@ def _join(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
     items = arg(args, kwargs, 0, "iterable", ())
     if not isinstance(items, list | tuple):
         raise SecurityError("join() takes a list in templates")
-    total = len(owner) * max(len(items) - 1, 0)
-    for item in items:
-        total += _len(item)
-        if total > MAX_VALUE_CHARS:
-            break
-    return total, total
+    return joined_size(len(owner), items)
+
+
+def _escape_argument(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
+    """Markup.escape(value): the value made text (then escaped: the caller's factor)."""
+    size = _len(arg(args, kwargs, 0, "s", ""))
+    return size, size
 
 
 def _to_bytes(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:
@@ -293,6 +295,7 @@ RULES: dict[str, Rule] = {
     **{f"str.{name}": rule for name, rule in _TEXT.items()},
     **{f"bytes.{name}": rule for name, rule in _TEXT.items() if name not in ("casefold",)},
     "str.encode": _encode,
+    "Markup.escape": _escape_argument,
     "str.format": _small,  # measured field by field by the sandbox's formatter
     "str.format_map": _small,
     "bytes.decode": _encode,
@@ -327,7 +330,7 @@ RULES: dict[str, Rule] = {
     },
 }
 # Markup's own methods (Python code over the str ones) escape their arguments first.
-_MARKUP = {"Markup.unescape": "str.lower", "Markup.striptags": "str.lower", "Markup.escape": "str.lower"}
+_MARKUP = {"Markup.unescape": "str.lower", "Markup.striptags": "str.lower", "Markup.escape": "Markup.escape"}
 
 
 def checked_method_args(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -336,7 +339,8 @@ def checked_method_args(method: Any, args: tuple[Any, ...], kwargs: dict[str, An
     could be measured). Other callables (macros, inject's functions) pass unchanged."""
     name = getattr(method, "__qualname__", "")
     owner = getattr(method, "__self__", None)
-    if isinstance(owner, Markup) and not _is_builtin(method):
+    markup = isinstance(owner, Markup) or (isinstance(owner, type) and issubclass(owner, Markup))
+    if markup and not _is_builtin(method):  # escape is a classmethod: its __self__ is the class
         name = _MARKUP.get(name, "str." + name.rpartition(".")[2])
         factor = ESCAPE_FACTOR
     elif _is_builtin(method) and (owner is None or not isinstance(owner, _MODULE)):

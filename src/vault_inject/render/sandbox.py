@@ -45,7 +45,7 @@ from jinja2.sandbox import (
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
-from .filtercosts import FILTER_CHECKS, Checker, check_format_spec, check_percent
+from .filtercosts import FILTER_CHECKS, Checker, check_format_spec, check_percent, check_test
 from .limits import (
     MAX_INT_BITS,
     MAX_OUTPUT_CHARS,
@@ -102,6 +102,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
             name: _ticking(_checked(FILTER_CHECKS[name], func)) for name, func in self.filters.items()
         }
         self.filters[_ITER_FILTER] = _GuardedIter
+        # Jinja calls a test named in the template directly, not through call_test.
+        self.tests = {name: _checked_test(name, func) for name, func in self.tests.items()}  # type: ignore[arg-type]
 
     concat = staticmethod(_bounded_concat)
 
@@ -134,11 +136,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         context: Context | None = None,
         eval_ctx: Any = None,
     ) -> Any:
-        """``x is test(...)`` and ``select('test')``: a budget check, and the containers a test
-        compares (``in``, ``eq``...) measured first."""
+        """``select('test')``...: a budget check (the test itself measures its operands)."""
         tick()
-        for operand in (value, *(args or ())):
-            _compared(operand)
         return super().call_test(name, value, args, kwargs, context, eval_ctx)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -296,6 +295,19 @@ def _checked(checker: Checker, func: Callable[..., Any]) -> Callable[..., Any]:
     return _same_marker(func, checked)
 
 
+def _checked_test(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """A test run after ``check_test`` accepted its operands, and a budget check."""
+
+    skip = 1 if hasattr(func, "jinja_pass_arg") else 0
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        tick()
+        check_test(name, (*args[skip:], *kwargs.values()))
+        return func(*args, **kwargs)
+
+    return _same_marker(func, checked)
+
+
 def _ticking(func: Callable[..., Any]) -> Callable[..., Any]:
     """``func`` followed by a budget check (a filter chain is work too)."""
     if isinstance(func, type):  # our guarded iterable: its items tick
@@ -313,6 +325,7 @@ def _same_marker(func: Callable[..., Any], wrapper: Callable[..., Any]) -> Calla
     # Jinja reads `jinja_pass_arg` to pass the context/eval context/environment first.
     if hasattr(func, "jinja_pass_arg"):
         wrapper.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
+    wrapper.__wrapped__ = func  # type: ignore[attr-defined]  # its signature, for inspect
     return wrapper
 
 
