@@ -42,7 +42,7 @@ def test_values_and_their_encodings_are_concealed_and_the_exit_code_passes(
     around it intact and in order, and the child's exit code is inject's."""
     value = awkward_value()
     bao.kv_put(f"{prefix}/app", pw=value)
-    quote_it = f"{sys.executable} -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ[\"PW\"], safe=\"\"))'"
+    quote_it = f'{sys.executable} -c \'import os, urllib.parse; print(urllib.parse.quote(os.environ["PW"], safe=""))\''
     script = (
         'echo "first"; echo "pw=$PW"; printf %s "$PW" | base64; '
         f'{quote_it}; echo "err:$PW" >&2; echo "last"; exit 7'
