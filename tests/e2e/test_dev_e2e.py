@@ -37,9 +37,18 @@ def test_dev_serves_seeded_secrets_and_stops_the_server(tmp_path: Path) -> None:
         '[env]\nOPENAI_API_KEY = "vault:secret/external/openai#api_key"\n',
     )
     result = run_inject(
-        "dev", "--secrets", "secrets.toml", "-c", "app.toml", "--", "sh", "-c",
+        "dev",
+        "--secrets",
+        "secrets.toml",
+        "-c",
+        "app.toml",
+        "--",
+        "sh",
+        "-c",
         'printf "%s|%s" "$OPENAI_API_KEY" "${VAULT_TOKEN:-none}"',
-        env={**_dev_env(), "INJECT_MASK_OUTPUT": "false"}, cwd=tmp_path, timeout_s=60,
+        env={**_dev_env(), "INJECT_MASK_OUTPUT": "false"},
+        cwd=tmp_path,
+        timeout_s=60,
     )  # fmt: skip  (unmasked: the value itself is what this checks)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{api_key}|none"

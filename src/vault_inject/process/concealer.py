@@ -66,7 +66,6 @@ class Concealer:
         self._held = b""
         self._values: frozenset[str] = frozenset()
         self._forms: tuple[bytes, ...] = ()
-        self._pattern: re.Pattern[bytes] | None = None
         self.use(values)
 
     @property
@@ -88,7 +87,6 @@ class Concealer:
         self._values = wanted
         forms = set().union(*(forms_of(value) for value in wanted)) if wanted else set()
         self._forms = tuple(sorted(forms, key=lambda form: (-len(form), form)))
-        self._pattern = re.compile(b"|".join(re.escape(form) for form in self._forms)) if forms else None
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that can be written now, after ``chunk``."""
@@ -100,21 +98,33 @@ class Concealer:
 
     def _run(self, data: bytes, *, final: bool) -> bytes:
         self._held = b""
-        if self._pattern is None:
+        forms = self._forms
+        if not forms:
             return data
         out: list[bytes] = []
         pos = 0
         undecided = len(data) if final else self._first_undecided(data, 0)
+        # each form's next occurrence starting before ``undecided`` (-1: none); one bytes.find
+        # per form and read, again only for the forms a replacement ran over
+        ahead = [data.find(form, 0, undecided - 1 + len(form)) for form in forms]
         while True:
-            if pos > undecided:  # a match ran past it
-                undecided = self._first_undecided(data, pos)
-            found = self._pattern.search(data, pos, undecided + self.longest)
-            if found is None or found.start() >= undecided:
+            best, which = -1, -1
+            for index, at in enumerate(ahead):  # leftmost; at a tie the longer (sorted first)
+                if at >= 0 and (best < 0 or at < best):
+                    best, which = at, index
+            if best < 0:
                 out.append(data[pos:undecided])
                 self._held = data[undecided:]
                 return b"".join(out)
-            out += (data[pos : found.start()], self._mask)
-            pos = found.end()
+            out += (data[pos:best], self._mask)
+            pos = best + len(forms[which])
+            if pos > undecided:  # the replacement ran past it: look again from there
+                undecided = self._first_undecided(data, pos)
+                ahead = [data.find(form, pos, undecided - 1 + len(form)) for form in forms]
+                continue
+            for index, at in enumerate(ahead):
+                if 0 <= at < pos:
+                    ahead[index] = data.find(forms[index], pos, undecided - 1 + len(forms[index]))
 
     def _first_undecided(self, data: bytes, pos: int) -> int:
         """The first position at or after ``pos`` where a form could start and run past the

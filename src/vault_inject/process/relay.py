@@ -55,7 +55,7 @@ class OutputRelay:
 
     def start(self) -> OutputRelay:
         """Start the readers (with every signal blocked in them, see the module's doc)."""
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             for thread in self._threads:
                 thread.start()
