@@ -36,20 +36,12 @@ def test_dev_serves_seeded_secrets_and_stops_the_server(tmp_path: Path) -> None:
         '[[template]]\nsource = "db.j2"\ndestination = "out/db.txt"\n'
         '[env]\nOPENAI_API_KEY = "vault:secret/external/openai#api_key"\n',
     )
+    unmasked = {**_dev_env(), "INJECT_MASK_OUTPUT": "false"}  # the value itself is what this checks
     result = run_inject(
-        "dev",
-        "--secrets",
-        "secrets.toml",
-        "-c",
-        "app.toml",
-        "--",
-        "sh",
-        "-c",
+        "dev", "--secrets", "secrets.toml", "-c", "app.toml", "--", "sh", "-c",
         'printf "%s|%s" "$OPENAI_API_KEY" "${VAULT_TOKEN:-none}"',
-        env={**_dev_env(), "INJECT_MASK_OUTPUT": "false"},
-        cwd=tmp_path,
-        timeout_s=60,
-    )  # fmt: skip  (unmasked: the value itself is what this checks)
+        env=unmasked, cwd=tmp_path, timeout_s=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{api_key}|none"
     assert (tmp_path / "out" / "db.txt").read_text() == password
