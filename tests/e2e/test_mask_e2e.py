@@ -9,10 +9,12 @@ import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 from tests.e2e.helpers_e2e import error_line, write
+from tests.e2e.supervise_helpers import SignalChild
 from tests.support import Bao, forbid, inject_argv, inject_env, record_output, run_inject, supervise, wait_for
 from vault_inject.errors import EXIT_USAGE
 
@@ -126,3 +128,38 @@ def test_mask_output_with_no_watch_is_a_usage_error(bao: Bao, prefix: str, tmp_p
     assert result.returncode == EXIT_USAGE
     assert "no_watch and mask_output" in error_line(result)
     assert "ran" not in result.stdout
+
+
+def test_a_rotated_value_is_concealed_after_the_restart(bao: Bao, prefix: str, tmp_path: Path) -> None:
+    """A new KV version restarts the child with the new value: the relay (which outlives the
+    first child) conceals the new value too."""
+    first, second = awkward_value(), awkward_value()
+    bao.kv_put(f"{prefix}/app", pw=first)
+    script = 'echo "pw=$PW"; while :; do sleep 0.05; done'
+    argv = inject_argv("--poll-interval", "1s", "-e", f"PW=vault:{prefix}/app#pw", "--", "sh", "-c", script)
+    with supervise(argv, env=inject_env(bao, MASKED), cwd=tmp_path) as running:
+        wait_for(lambda: "pw=" in running.stdout(), timeout_s=10, what="the first child's line")
+        bao.kv_put(f"{prefix}/app", pw=second)
+        wait_for(lambda: running.stdout().count("pw=") == 2, timeout_s=20, what="the restarted child's line")
+        out = running.stdout()
+    printed(out, running.stderr())
+    assert out == f"pw={CONCEALED}\npw={CONCEALED}\n"
+
+
+def test_signals_are_forwarded_promptly_while_the_readers_wait(bao: Bao, tmp_path: Path) -> None:
+    """The child alone (no secrets) with masking on: each SIGUSR1 to inject reaches the child
+    well within the loop's one-second idle wake, with the readers sitting in read()."""
+    child = SignalChild.create(tmp_path)
+    argv = inject_argv("--", *child.argv())
+    with supervise(argv, env=inject_env(bao, MASKED), cwd=tmp_path) as running:
+        [start] = child.wait_starts(1)
+        for count in range(1, 4):
+            sent = time.monotonic()
+            running.send_signal(signal.SIGUSR1)
+            wait_for(
+                lambda n=count: child.signals(start["pid"]).count("USR1") >= n,
+                timeout_s=5,
+                what=f"SIGUSR1 #{count} in the child",
+            )
+            assert time.monotonic() - sent < 0.9
+        assert running.stop(signal.SIGTERM, timeout_s=10) == 0  # the child's exit on TERM
