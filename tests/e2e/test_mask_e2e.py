@@ -61,7 +61,7 @@ def test_values_and_their_encodings_are_concealed_and_the_exit_code_passes(
 
 def test_a_value_split_across_two_writes_is_still_concealed(bao: Bao, prefix: str, tmp_path: Path) -> None:
     """The child writes the first half, waits, then the rest: inject holds only the half
-    (what came before it is written at once) and replaces the whole."""
+    (what came before it is written at once) and replaces the whole (``--mask-output``)."""
     value = awkward_value()
     bao.kv_put(f"{prefix}/app", pw=value)
     code = (
@@ -73,8 +73,8 @@ def test_a_value_split_across_two_writes_is_still_concealed(bao: Bao, prefix: st
     )
     write(tmp_path / "halves.py", code)
     result = run_inject(
-        "-e", f"PW=vault:{prefix}/app#pw", "--", sys.executable, "halves.py",
-        env=inject_env(bao, MASKED), cwd=tmp_path,
+        "--mask-output", "-e", f"PW=vault:{prefix}/app#pw", "--", sys.executable, "halves.py",
+        env=inject_env(bao), cwd=tmp_path,
     )  # fmt: skip
     printed(result.stdout, result.stderr)
     assert result.returncode == 0, result.stderr
