@@ -127,6 +127,11 @@ def forget_secrets(owner: Hashable) -> None:
     _redactor.forget(owner)
 
 
+def secret_values() -> tuple[str, ...]:
+    """Every value masked now, longest first (the same tuple until one is added or dropped)."""
+    return _redactor.values
+
+
 def redact(text: str, *, also: Iterable[str] = ()) -> str:
     """``text`` with every registered secret (and every value in ``also``) masked, longest first."""
     return _redactor.redact(text, also=also)

@@ -36,10 +36,11 @@ def test_dev_serves_seeded_secrets_and_stops_the_server(tmp_path: Path) -> None:
         '[[template]]\nsource = "db.j2"\ndestination = "out/db.txt"\n'
         '[env]\nOPENAI_API_KEY = "vault:secret/external/openai#api_key"\n',
     )
+    unmasked = {**_dev_env(), "INJECT_MASK_OUTPUT": "false"}  # the value itself is what this checks
     result = run_inject(
         "dev", "--secrets", "secrets.toml", "-c", "app.toml", "--", "sh", "-c",
         'printf "%s|%s" "$OPENAI_API_KEY" "${VAULT_TOKEN:-none}"',
-        env=_dev_env(), cwd=tmp_path, timeout_s=60,
+        env=unmasked, cwd=tmp_path, timeout_s=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{api_key}|none"
@@ -66,7 +67,8 @@ def test_dev_leaves_the_users_vault_token_alone(tmp_path: Path) -> None:
     """`inject dev` neither overwrites ~/.vault-token nor needs a writable HOME."""
     home = tmp_path / "home"
     token_file = write(home / ".vault-token", "users-own-token\n")
-    result = _dev_with_key(tmp_path, 'printf %s "$KEY"', {**_dev_env(), "HOME": str(home)})
+    env = {**_dev_env(), "HOME": str(home), "INJECT_MASK_OUTPUT": "false"}  # the value is checked
+    result = _dev_with_key(tmp_path, 'printf %s "$KEY"', env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "dev-only"
     assert token_file.read_text() == "users-own-token\n"

@@ -59,7 +59,7 @@ PURE: dict[str, frozenset[str] | None] = {
     "base": frozenset({"errors", "refs", "model", "identity"}),
     "client": frozenset({"leases", "backoff", "failover", "replies", "sshcert", "answers", "handover"}),
     "loop": frozenset({"debounce", "pending", "polling", "splay"}),
-    "process": frozenset({"actions", "controller"}),
+    "process": frozenset({"actions", "controller", "concealer"}),
     "observe": frozenset({"health", "slots", "wire", "sdnotify"}),
     "render": frozenset({"outputs", "renderer", "envcheck"}),
     "runtime": frozenset({"plan"}),

@@ -29,10 +29,11 @@ FRESH = ["--poll-interval", "--splay", "--listen"]
 CHILD = ["--on-change", "--reload-signal", "--kill-signal", "--kill-timeout"]
 LOGGING = ["--log-format", "--log-level", "--verbose", "--quiet", "--debug"]
 STATE = ["--state-dir", "--hand-over"]
-EVERY = {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *CHILD, "--no-watch", *LOGGING, "--secrets"}
+ONLY_RUN = ["--no-watch", "--mask-output"]
+EVERY = {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *CHILD, *ONLY_RUN, *LOGGING, "--secrets"}
 
 TAKES = {
-    "run": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *CHILD, "--no-watch", *LOGGING},
+    "run": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *CHILD, *ONLY_RUN, *LOGGING},
     "render": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *LOGGING},
     "watch": {*SERVER, *AUTH, *STATE, *OUTPUTS, "--user", *FRESH, *LOGGING},
     "check": {*SERVER, *AUTH, *OUTPUTS, *LOGGING},

@@ -240,6 +240,27 @@ def test_tls_skip_verify_from_env(text: str, expected: bool) -> None:
     assert build(environ={"VAULT_SKIP_VERIFY": text}).tls_skip_verify is expected
 
 
+@pytest.mark.parametrize(
+    ("environ", "toml", "expected"),
+    [
+        ({}, "", None),
+        ({}, "[child]\nmask_output = true\n", True),
+        ({"INJECT_MASK_OUTPUT": "false"}, "[child]\nmask_output = true\n", False),
+        ({"INJECT_MASK_OUTPUT": "on"}, "", True),
+    ],
+)
+def test_mask_output_precedence(environ: dict[str, str], toml: str, expected: bool | None) -> None:
+    """Masked output: INJECT_MASK_OUTPUT > [child] mask_output > unset (None: the command's
+    default, on under `inject dev` only)."""
+    assert build(environ=environ, toml=toml).mask_output is expected
+
+
+def test_a_bad_mask_output_names_the_key() -> None:
+    """``mask_output = "maybe"`` is a UsageError naming the file's section and key."""
+    with pytest.raises(UsageError, match=r"\[child\] mask_output: expected true or false"):
+        build(toml='[child]\nmask_output = "maybe"\n')
+
+
 def test_path_options_resolve_against_their_layer() -> None:
     """A relative file path from the config file is relative to its directory; from env, to cwd."""
     toml = '[vault]\nca_cert = "certs/ca.pem"\n[auth]\ntoken_file = "tok"\n'

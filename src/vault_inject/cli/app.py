@@ -332,6 +332,11 @@ def cmd_run(config: Config, environ: Mapping[str, str], argv: Sequence[str]) -> 
     """``inject -- CMD``: render, then exec (``--no-watch``) or start and supervise CMD."""
     if not argv:
         raise UsageError("no command given: use 'inject -- COMMAND' (or 'inject render' to only write files)")
+    if config.no_watch and config.mask_output:
+        raise UsageError(
+            "no_watch and mask_output: with --no-watch the command replaces inject, so nothing "
+            "is left to conceal its output; turn one of them off"
+        )
     from ..process import alone  # the child alone: no supervisor loop (not for render or watch)
 
     env_values = _env_values(config, environ)

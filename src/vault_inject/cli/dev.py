@@ -31,6 +31,9 @@ def cmd_dev(config: Config, environ: Mapping[str, str], secrets_file: str | None
             auth_method="token",
             namespace="",
             no_watch=False,
+            # the child's output shows in a terminal: its secret values are concealed unless
+            # mask_output = false says otherwise
+            mask_output=config.mask_output is not False,
         )
         env = {k: v for k, v in environ.items() if k not in ("VAULT_TOKEN", "BAO_TOKEN")}
         env["VAULT_ADDR"] = server.address

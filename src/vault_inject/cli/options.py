@@ -225,6 +225,15 @@ OPTIONS: tuple[Option, ...] = (
         "flag",
     ),
     Option(
+        ("--mask-output",),
+        "mask_output",
+        "Pass the child's stdout/stderr through inject, secret values concealed"
+        " (env INJECT_MASK_OUTPUT; on under `inject dev`).",
+        CHILD,
+        frozenset({RUN}),
+        "flag",
+    ),
+    Option(
         ("--on-change",),
         "on_change",
         "What a changed secret does to the child (default restart).",

@@ -114,6 +114,9 @@ class Config:
     check: str = ""
     pass_env: tuple[str, ...] = ()
     no_watch: bool = False
+    # The child's stdout/stderr through inject with secret values concealed; None: the
+    # command's default (on under ``inject dev``, off otherwise). See ``masks_output``.
+    mask_output: bool | None = None
     revoke_on_exit: bool = True
     # The encrypted state (``[state]``): off unless ``state_dir`` is set.
     state_dir: str = ""
@@ -331,6 +334,7 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("check", "child", "check", _env("INJECT_CHECK"), _as_str),
     _Opt("pass_env", "child", "pass_env", _env("INJECT_PASS_ENV"), _as_str_list),
     _Opt("no_watch", "child", "no_watch", _env("INJECT_NO_WATCH"), _as_bool),
+    _Opt("mask_output", "child", "mask_output", _env("INJECT_MASK_OUTPUT"), _as_bool),
     _Opt("revoke_on_exit", "child", "revoke_on_exit", _env("INJECT_REVOKE_ON_EXIT"), _as_bool),
     _Opt("state_dir", "state", "dir", _env("INJECT_STATE_DIR"), _as_str),
     _Opt("state_key_file", "state", "key_file", _env("INJECT_STATE_KEY_FILE"), _as_str),

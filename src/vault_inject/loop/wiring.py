@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..config import Config
 from ..identity import Identity
 from ..observe import Snapshot
-from ..process import INBOX, ChildController, child
+from ..process import INBOX, ChildController, OutputRelay, child
 from ..render import Engine, Job
 from .apply import Applier
 from .lifecycle import Lifecycle
@@ -56,7 +56,8 @@ class Startup:
 
 def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> int:
     """Run the loop until the child is gone (or TERM without a child); the exit code."""
-    parts = collaborators(startup, argv, events)
+    relay = OutputRelay().start() if argv and startup.config.mask_output else None
+    parts = collaborators(startup, argv, events, relay.child_fds if relay else None)
     supervisor = Supervisor(config=startup.config, engine=startup.engine, parts=parts)
     child.become_subreaper()
     INBOX.hand_over()
@@ -68,10 +69,18 @@ def supervise(startup: Startup, argv: Sequence[str] | None, events: EventQueue) 
         config = supervisor.config
         revoke = config.revoke_on_exit and not config.hand_over and not supervisor.stale
         stop_everything(parts, revoke=revoke)
+        if relay is not None:  # the child is gone: what it left in the pipes is written
+            relay.close()
 
 
-def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQueue) -> Collaborators:
-    """Clients per worker, lifecycle, applier and child controller."""
+def collaborators(
+    startup: Startup,
+    argv: Sequence[str] | None,
+    events: EventQueue,
+    output: tuple[int, int] | None = None,
+) -> Collaborators:
+    """Clients per worker, lifecycle, applier and child controller (``output``: the child's
+    stdout and stderr when it is masked)."""
     base = startup.client
     # One client per worker thread (they run at the same time): lifecycle, re-render reads
     # (the apply worker), polls, re-reads of leases.
@@ -101,7 +110,7 @@ def collaborators(startup: Startup, argv: Sequence[str] | None, events: EventQue
         poll_read=poll.fetch,
         refresh_read=refresh.fetch,
         reap=startup.reaper.reap,
-        child=_controller(startup, argv) if argv else None,
+        child=_controller(startup, argv, output) if argv else None,
         rebuild_job=startup.rebuild_job,
         reconcile=startup.reconcile,
         auth_file=startup.auth_file,
@@ -121,10 +130,10 @@ def _write_all(writes: list[FileWrite]) -> Commit:
     return files.write_all(writes)
 
 
-def _controller(startup: Startup, argv: Sequence[str]) -> ChildController:
+def _controller(startup: Startup, argv: Sequence[str], output: tuple[int, int] | None) -> ChildController:
     engine, base_env, config = startup.engine, startup.base_env, startup.config
     return ChildController(
-        child.Processes(startup.reaper),
+        child.Processes(startup.reaper, output),
         argv=argv,
         identity=startup.identity,
         env=lambda: {**base_env, **engine.env},

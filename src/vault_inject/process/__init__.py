@@ -1,5 +1,6 @@
 """Processes and signals: the child (spawn, forward, stop, reap), its controller, the
-signal inbox, the change actions, and the plain PID 1 path.
+signal inbox, the change actions, the plain PID 1 path, and the child's output relayed
+with secret values concealed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from .actions import Action
     from .child import Commands
     from .controller import ChildController
+    from .relay import OutputRelay
     from .signals import INBOX, STOP_SIGNALS, Signal
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "Action",
     "ChildController",
     "Commands",
+    "OutputRelay",
     "Signal",
 ]
 __getattr__ = lazy_names(
@@ -29,6 +32,7 @@ __getattr__ = lazy_names(
         "ChildController": "controller",
         "Commands": "child",
         "INBOX": "signals",
+        "OutputRelay": "relay",
         "Signal": "signals",
         "STOP_SIGNALS": "signals",
     },

@@ -21,6 +21,7 @@ from ..config import Config
 from ..identity import Identity
 from . import child
 from .controller import ChildController
+from .relay import OutputRelay
 from .signals import INBOX, Signal
 
 IDLE_WAKE_S = 1.0  # safety net: reap even if a SIGCHLD was coalesced
@@ -43,8 +44,9 @@ def run(config: Config, env: Mapping[str, str], argv: Sequence[str], identity: I
     """Start ``argv`` (or exec it, with ``--no-watch``) and stay with it until it is gone."""
     if config.no_watch:
         child.exec_in_place(argv, env, identity)
+    relay = OutputRelay().start() if config.mask_output else None
     controller = ChildController(
-        child.Processes(child.Reaper()),
+        child.Processes(child.Reaper(), relay.child_fds if relay else None),
         argv=argv,
         identity=identity,
         env=lambda: env,
@@ -57,6 +59,8 @@ def run(config: Config, env: Mapping[str, str], argv: Sequence[str], identity: I
         return loop(controller, INBOX.events)
     finally:
         controller.stop_now()
+        if relay is not None:
+            relay.close()
 
 
 class Events(Protocol):

@@ -114,15 +114,21 @@ def exec_in_place(argv: Sequence[str], env: Mapping[str, str], identity: Identit
 
 
 def spawn(
-    argv: Sequence[str], env: Mapping[str, str], identity: Identity, *, take_terminal: bool = True
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    identity: Identity,
+    *,
+    take_terminal: bool = True,
+    output: tuple[int, int] | None = None,
 ) -> int:
-    """Start the command in its own process group; return its pid or raise CommandError."""
+    """Start the command in its own process group; return its pid or raise CommandError.
+    With ``output`` (two fds: ``relay.OutputRelay``'s pipes), those are its stdout and stderr."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     take_tty = take_terminal and _owns_foreground()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_fd)
-        _child_after_fork(argv, env, identity, write_fd, take_tty)
+        _child_after_fork(argv, env, identity, write_fd, take_tty, output)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as pipe:
         failure = pipe.read()
@@ -134,11 +140,19 @@ def spawn(
 
 
 def _child_after_fork(
-    argv: Sequence[str], env: Mapping[str, str], identity: Identity, write_fd: int, take_tty: bool
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    identity: Identity,
+    write_fd: int,
+    take_tty: bool,
+    output: tuple[int, int] | None,
 ) -> None:  # pragma: no cover - runs in the child
     code = 0
     try:
         os.setpgid(0, 0)
+        if output is not None:  # dup2 leaves fds 1 and 2 inheritable; the pipes' own fds close at exec
+            os.dup2(output[0], 1)
+            os.dup2(output[1], 2)
         if take_tty:
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             with contextlib.suppress(OSError):
@@ -309,12 +323,13 @@ class Commands:
 class Processes:
     """The real processes behind the child controller (see ``controller.ProcessPort``)."""
 
-    def __init__(self, reaper: Reaper) -> None:
+    def __init__(self, reaper: Reaper, output: tuple[int, int] | None = None) -> None:
         self.reaper = reaper
+        self.output = output  # the child's stdout and stderr when its output is masked
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], identity: Identity) -> int:
         """Start the child in its own process group and track its exit code."""
-        return self.reaper.track(spawn(argv, env, identity))
+        return self.reaper.track(spawn(argv, env, identity, output=self.output))
 
     def signal_group(self, pgid: int, signum: int) -> None:
         """Send ``signum`` to a process group."""
