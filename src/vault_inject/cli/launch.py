@@ -126,6 +126,8 @@ def execute(kwargs: Mapping[str, Any], action: Action) -> None:
     try:
         config = app.load_config(cli_options(kwargs), kwargs["config_path"], environ, os.getcwd())
         log.setup(level=log_level(kwargs, config), fmt=config.log_format)
+        if config.templates or config.env:  # something to render: the server will be asked
+            app.load_client()
         code = action(config, environ)
     except InjectError as exc:
         logger.error("%s", exc, exc_info=bool(kwargs.get("debug")))
